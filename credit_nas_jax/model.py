@@ -1,0 +1,247 @@
+"""The supernet and the derived network, as pure functions over GraphsTuples.
+
+The network (patent section 2 and 3):
+
+1. Feature gate: every feature group i is embedded by its own linear layer
+   into ``hidden_dim`` (D); the mixed feature is sum_i gate(a_i) * embed_i.
+   Because the groups partition the input columns, the whole gate is one
+   matrix product: x @ (W * gate[group][:, None]) + gate @ B.
+2. Two GCN mixop layers: symmetric-normalised aggregation with self loops,
+   then candidate ops, each a two-layer MLP D -> ratio*D -> D; the layer
+   output is ReLU(sum_j gate(b_j) * op_j). The candidates share the
+   aggregation and their projections are fused into one product per MLP
+   layer: the hidden units of all ops sit side by side.
+3. A readout after each GCN layer: the borrower's own node state (node 0)
+   concatenated with the mean and the max over the graph's real nodes; the
+   two readouts are summed, and an MLP 3D -> D -> 1 gives the logit of good
+   credit (the score is its sigmoid).
+
+The same functions run the derived network: it is an ``Architecture`` with a
+subset of the feature groups and one op per layer, and fixed gates of 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import chex
+import jax
+import jax.numpy as jnp
+import jraph
+import numpy as np
+
+GATE_FUNCTIONS = ("sigmoid", "softmax")
+OP_NAMES = ("big", "medium", "small")
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+  """Static structure of a network (hashable, so it can be a jit static arg).
+
+  Attributes:
+    column_groups: gate group of every input column the network reads.
+    input_columns: which columns of the batch's node array it reads.
+    group_names: name of every feature group.
+    layer_ops: per GCN layer, the hidden width of every candidate op.
+    layer_op_names: per GCN layer, the name of every candidate op.
+    hidden_dim: D.
+    gate_function: "sigmoid" (patent) or "softmax" (DARTS) for the alphas.
+    searchable: True for the supernet (gates from alphas), False for a
+      derived network (every gate is 1).
+  """
+
+  column_groups: tuple[int, ...]
+  input_columns: tuple[int, ...]
+  group_names: tuple[str, ...]
+  layer_ops: tuple[tuple[int, ...], ...]
+  layer_op_names: tuple[tuple[str, ...], ...]
+  hidden_dim: int
+  gate_function: str = "sigmoid"
+  searchable: bool = True
+
+  def __post_init__(self):
+    if self.gate_function not in GATE_FUNCTIONS:
+      raise ValueError(f"unknown gate function {self.gate_function!r}; "
+                       f"expected one of {list(GATE_FUNCTIONS)}")
+    if len(self.column_groups) != len(self.input_columns):
+      raise ValueError("column_groups and input_columns differ in length")
+
+  @property
+  def num_groups(self) -> int:
+    return len(self.group_names)
+
+
+def supernet_architecture(column_groups: Sequence[int],
+                          group_names: Sequence[str], *, hidden_dim: int,
+                          op_ratios: Sequence[float], num_layers: int = 2,
+                          gate_function: str = "sigmoid") -> Architecture:
+  """The search space: every feature group and every candidate op."""
+  widths = tuple(max(1, int(round(r * hidden_dim))) for r in op_ratios)
+  names = tuple(OP_NAMES[i] if i < len(OP_NAMES) and len(op_ratios) == 3
+                else f"ratio_{r:g}" for i, r in enumerate(op_ratios))
+  return Architecture(
+      column_groups=tuple(int(g) for g in column_groups),
+      input_columns=tuple(range(len(column_groups))),
+      group_names=tuple(group_names),
+      layer_ops=(widths,) * num_layers,
+      layer_op_names=(names,) * num_layers,
+      hidden_dim=hidden_dim,
+      gate_function=gate_function,
+      searchable=True)
+
+
+def _dense_init(key, fan_in, shape):
+  return jax.random.normal(key, shape) * jnp.sqrt(1.0 / fan_in)
+
+
+def init(key: jax.Array, arch: Architecture) -> tuple[chex.ArrayTree,
+                                                      chex.ArrayTree]:
+  """Initialises (weights, alphas).
+
+  Alphas are 1e-5 * normal, so every sigmoid gate starts near 0.5; a derived
+  architecture has no alphas (an empty dict).
+  """
+  d = arch.hidden_dim
+  keys = iter(jax.random.split(key, 4 + 2 * len(arch.layer_ops)))
+  num_columns = len(arch.input_columns)
+  weights = {
+      "feature_embed": {
+          "w": _dense_init(next(keys), 1, (num_columns, d)),
+          "b": jnp.zeros((arch.num_groups, d)),
+      },
+      "gcn": [],
+      "head": {
+          "w1": _dense_init(next(keys), 3 * d, (3 * d, d)),
+          "b1": jnp.zeros((d,)),
+          "w2": _dense_init(next(keys), d, (d, 1)),
+          "b2": jnp.zeros((1,)),
+      },
+  }
+  for widths in arch.layer_ops:
+    total = sum(widths)
+    weights["gcn"].append({
+        "w1": _dense_init(next(keys), d, (d, total)),
+        "b1": jnp.zeros((total,)),
+        "w2": _dense_init(next(keys), total / len(widths), (total, d)),
+        "b2": jnp.zeros((len(widths), d)),
+    })
+  if not arch.searchable:
+    return weights, {}
+  alpha_key = next(keys)
+  feature_key, op_key = jax.random.split(alpha_key)
+  alphas = {
+      "features": 1e-5 * jax.random.normal(feature_key, (arch.num_groups,)),
+      "ops": 1e-5 * jax.random.normal(
+          op_key, (len(arch.layer_ops), len(arch.layer_ops[0]))),
+  }
+  return weights, alphas
+
+
+def init_shapes(arch: Architecture) -> tuple[chex.ArrayTree, chex.ArrayTree]:
+  """Shapes and dtypes of (weights, alphas), computed without allocating."""
+  return jax.eval_shape(lambda key: init(key, arch), jax.random.key(0))
+
+
+def gate_values(alphas: chex.ArrayTree,
+                gate_function: str) -> dict[str, jax.Array]:
+  """Reparameterised architecture weights: sigmoid (patent) or softmax."""
+  if gate_function == "sigmoid":
+    return jax.tree.map(jax.nn.sigmoid, alphas)
+  if gate_function == "softmax":
+    return jax.tree.map(lambda a: jax.nn.softmax(a, axis=-1), alphas)
+  raise ValueError(f"unknown gate function {gate_function!r}; "
+                   f"expected one of {list(GATE_FUNCTIONS)}")
+
+
+def feature_gate(params: chex.ArrayTree, gates: jax.Array, nodes: jax.Array,
+                 column_groups: Sequence[int]) -> jax.Array:
+  """Mixed feature sum_i gates[i] * (x_i @ W_i + b_i), as one product."""
+  column_gate = gates[np.asarray(column_groups)]
+  return nodes @ (params["w"] * column_gate[:, None]) + gates @ params["b"]
+
+
+def gcn_aggregate(h: jax.Array, graphs: jraph.GraphsTuple) -> jax.Array:
+  """D^-1/2 (A + I) D^-1/2 h over the batch's edges."""
+  num_nodes = h.shape[0]
+  ones = jnp.ones(graphs.receivers.shape, h.dtype)
+  degree = jax.ops.segment_sum(ones, graphs.receivers, num_nodes) + 1.0
+  norm = jax.lax.rsqrt(degree)
+  scaled = h * norm[:, None]
+  summed = jax.ops.segment_sum(scaled[graphs.senders], graphs.receivers,
+                               num_nodes)
+  return (summed + scaled) * norm[:, None]
+
+
+def gcn_mixop(params: chex.ArrayTree, gates: jax.Array, h: jax.Array,
+              graphs: jraph.GraphsTuple, op_widths: Sequence[int]) -> jax.Array:
+  """ReLU(sum_j gates[j] * MLP_j(aggregate(h))) with the MLPs fused."""
+  aggregated = gcn_aggregate(h, graphs)
+  hidden = jax.nn.relu(aggregated @ params["w1"] + params["b1"])
+  hidden_gate = jnp.repeat(gates, np.asarray(op_widths),
+                           total_repeat_length=sum(op_widths))
+  return jax.nn.relu((hidden * hidden_gate) @ params["w2"]
+                     + gates @ params["b2"])
+
+
+def graph_readout(h: jax.Array, graphs: jraph.GraphsTuple) -> jax.Array:
+  """[own node-0 state, mean, max] per graph; zeros for empty graphs."""
+  num_nodes = h.shape[0]
+  num_graphs = graphs.n_node.shape[0]
+  graph_index = jnp.repeat(jnp.arange(num_graphs), graphs.n_node,
+                           total_repeat_length=num_nodes)
+  first_node = jnp.cumsum(graphs.n_node) - graphs.n_node
+  has_nodes = (graphs.n_node > 0)[:, None]
+  own = jnp.where(has_nodes, h[jnp.clip(first_node, 0, num_nodes - 1)], 0.0)
+  count = jnp.maximum(graphs.n_node, 1).astype(h.dtype)[:, None]
+  mean = jax.ops.segment_sum(h, graph_index, num_graphs) / count
+  maximum = jnp.where(
+      has_nodes, jax.ops.segment_max(h, graph_index, num_graphs), 0.0)
+  return jnp.concatenate([own, mean, maximum], axis=-1)
+
+
+def network_gates(alphas: chex.ArrayTree,
+                  arch: Architecture) -> dict[str, jax.Array]:
+  """The gates a forward pass uses: from alphas, or ones when derived."""
+  if arch.searchable:
+    return gate_values(alphas, arch.gate_function)
+  return {"features": jnp.ones((arch.num_groups,)),
+          "ops": [jnp.ones((len(w),)) for w in arch.layer_ops]}
+
+
+def apply(weights: chex.ArrayTree, alphas: chex.ArrayTree,
+          graphs: jraph.GraphsTuple, arch: Architecture) -> jax.Array:
+  """Logits of good credit, one per graph in the batch.
+
+  Args:
+    weights: network weights from :func:`init`.
+    alphas: architecture weights (``{}`` for a derived network).
+    graphs: a padded batch; ``nodes`` is [N, columns].
+    arch: the static architecture.
+
+  Returns:
+    [n_graph] logits; padding graphs get finite values to be masked.
+  """
+  gates = network_gates(alphas, arch)
+  nodes = graphs.nodes
+  if len(arch.input_columns) != nodes.shape[1]:
+    nodes = nodes[:, np.asarray(arch.input_columns)]
+  h = feature_gate(weights["feature_embed"], gates["features"], nodes,
+                   arch.column_groups)
+  readout = 0.0
+  for layer, (params, widths) in enumerate(zip(weights["gcn"],
+                                               arch.layer_ops)):
+    h = gcn_mixop(params, gates["ops"][layer], h, graphs, widths)
+    readout = readout + graph_readout(h, graphs)
+  head = weights["head"]
+  hidden = jax.nn.relu(readout @ head["w1"] + head["b1"])
+  return (hidden @ head["w2"] + head["b2"])[:, 0]
+
+
+def masked_bce(logits: jax.Array, graphs: jraph.GraphsTuple) -> jax.Array:
+  """Mean binary cross-entropy over the real graphs of a padded batch."""
+  mask = jraph.get_graph_padding_mask(graphs).astype(logits.dtype)
+  labels = graphs.globals["label"]
+  losses = (jnp.maximum(logits, 0) - logits * labels
+            + jnp.log1p(jnp.exp(-jnp.abs(logits))))
+  return jnp.sum(losses * mask) / jnp.maximum(jnp.sum(mask), 1.0)

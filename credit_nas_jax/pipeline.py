@@ -1,0 +1,254 @@
+"""The whole method, end to end: data, search, derive, retrain, evaluate.
+
+:func:`run_experiment` is what ``experiments/search.py`` calls. It writes into
+the work directory:
+
+* ``config.json``: the resolved config;
+* ``metrics.jsonl``: one JSON record per logged search or retrain step;
+* ``alphas.csv`` and ``alphas.png``: gate values over the search;
+* ``architecture.json``: the derived architecture with every gate value;
+* ``test_metrics.json``: the retrained model's test metrics;
+* ``search_cost.json``: device, versions, compile and run seconds, and the
+  inference cost of the derived model against the supernet;
+* ``model/``: the saved model (see :mod:`credit_nas_jax.model_io`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import pandas as pd
+from absl import logging
+
+from credit_nas_jax import data as data_lib
+from credit_nas_jax import model as model_lib
+from credit_nas_jax import model_io
+from credit_nas_jax import plotting
+from credit_nas_jax import search as search_lib
+from credit_nas_jax import synthetic
+from credit_nas_jax import train as train_lib
+
+DATASETS = ("synthetic",)
+
+
+def load_dataset(config: ml_collections.ConfigDict) -> data_lib.Dataset:
+  """The dataset a config names."""
+  if config.dataset == "synthetic":
+    book = synthetic.generate_lending_book(config.data_seed,
+                                           config.num_borrowers)
+    return data_lib.dataset_from_book(book, split_seed=config.split_seed)
+  raise ValueError(f"unknown dataset {config.dataset!r}; expected one of "
+                   f"{list(DATASETS)}")
+
+
+def supernet_for(config: ml_collections.ConfigDict,
+                 dataset: data_lib.Dataset) -> model_lib.Architecture:
+  """The supernet architecture of a config over a dataset's features."""
+  return model_lib.supernet_architecture(
+      dataset.encoder.column_groups, dataset.encoder.features,
+      hidden_dim=config.hidden_dim, op_ratios=tuple(config.op_ratios),
+      num_layers=config.num_gcn_layers, gate_function=config.gate_function)
+
+
+def hyperparameters_of(config: ml_collections.ConfigDict) -> dict[str, float]:
+  """The float hyperparameters a sweep may vary, read from a config."""
+  return {name: float(config[name]) for name in search_lib.HYPERPARAMETERS}
+
+
+def gate_row(state: search_lib.SearchState,
+             arch: model_lib.Architecture) -> dict[str, float]:
+  """Gate values of a state, flattened for ``alphas.csv``."""
+  gates = jax.tree.map(np.asarray,
+                       model_lib.gate_values(state.alphas, arch.gate_function))
+  row = {f"feature/{n}": float(g)
+         for n, g in zip(arch.group_names, gates["features"])}
+  for layer, (names, values) in enumerate(zip(arch.layer_op_names,
+                                              gates["ops"])):
+    row.update({f"layer{layer + 1}/{n}": float(g)
+                for n, g in zip(names, values)})
+  return row
+
+
+class _JsonLines:
+  """Appends JSON records to a file, flushing each."""
+
+  def __init__(self, path: str):
+    self._file = open(path, "a")
+
+  def write(self, record: dict[str, Any]) -> None:
+    self._file.write(json.dumps(record) + "\n")
+    self._file.flush()
+
+  def close(self) -> None:
+    self._file.close()
+
+
+def run_search(state: search_lib.SearchState, maker: data_lib.BatchMaker,
+               arch: model_lib.Architecture, config: ml_collections.ConfigDict,
+               log: _JsonLines) -> tuple[search_lib.SearchState, list[dict],
+                                         dict[str, float]]:
+  """Runs the bilevel search loop from ``state.step`` to ``search_steps``.
+
+  Returns:
+    (final state, gate rows for ``alphas.csv``, timing facts).
+  """
+  step = int(state.step)
+  gate_rows = [{"step": step, **gate_row(state, arch)}]
+  # Lowering and compiling are timed apart from running.
+  compile_start = time.perf_counter()
+  train_batch = maker.training_batch("train", step)
+  val_batch = maker.training_batch("validation", step)
+  compiled = search_lib.search_step.lower(
+      state, train_batch, val_batch, arch=arch,
+      second_order=config.second_order).compile()
+  compile_seconds = time.perf_counter() - compile_start
+  run_start = time.perf_counter()
+  window_start, window_steps = run_start, 0
+  while step < config.search_steps:
+    state, metrics = compiled(state, train_batch, val_batch)
+    step += 1
+    window_steps += 1
+    if step < config.search_steps:
+      # Prepared while the device runs the step just dispatched.
+      train_batch = maker.training_batch("train", step)
+      val_batch = maker.training_batch("validation", step)
+    if step % config.log_every and step != config.search_steps:
+      continue
+    metrics = jax.tree.map(float, metrics)
+    if not metrics.pop("finite"):
+      raise train_lib.NonFiniteError(
+          f"search step {step}: a loss or gradient is not finite "
+          f"(train loss {metrics['train_loss']}, validation loss "
+          f"{metrics['val_loss']}, weight gradient norm "
+          f"{metrics['weight_grad_norm']}, alpha gradient norm "
+          f"{metrics['alpha_grad_norm']})")
+    now = time.perf_counter()
+    rate = window_steps / (now - window_start)
+    window_start, window_steps = now, 0
+    gates = gate_row(state, arch)
+    gate_rows.append({"step": step, **gates})
+    log.write({"phase": "search", "step": step, "steps_per_second": rate,
+               **metrics, **gates})
+    feature_text = " ".join(
+        f"{k.split('/')[1]}={v:.3f}" for k, v in gates.items()
+        if k.startswith("feature/"))
+    logging.info("search step %d/%d: train loss %.4f, validation loss %.4f, "
+                 "%.1f steps/s; gates %s", step, config.search_steps,
+                 metrics["train_loss"], metrics["val_loss"], rate,
+                 feature_text)
+  jax.block_until_ready(state)
+  search_seconds = time.perf_counter() - run_start
+  timing = {"compile_seconds": compile_seconds,
+            "search_seconds": search_seconds,
+            "search_steps_per_second": config.search_steps / max(
+                search_seconds, 1e-9)}
+  return state, gate_rows, timing
+
+
+def inference_milliseconds(weights, alphas, arch, batch,
+                           repeats: int = 20) -> float:
+  """Median milliseconds of one jitted forward pass over ``batch``."""
+  jax.block_until_ready(search_lib.predict_step(weights, alphas, batch, arch))
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(search_lib.predict_step(weights, alphas, batch,
+                                                  arch))
+    times.append(time.perf_counter() - start)
+  return 1000 * float(np.median(times))
+
+
+def _write_json(path: str, value: Any) -> None:
+  with open(path, "w") as f:
+    json.dump(value, f, indent=2)
+
+
+def run_experiment(config: ml_collections.ConfigDict,
+                   workdir: str) -> dict[str, Any]:
+  """Search, derive, retrain and evaluate; writes every output to workdir.
+
+  Returns:
+    The test metrics of the retrained derived model.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  _write_json(os.path.join(workdir, "config.json"), config.to_dict())
+  start = time.perf_counter()
+  dataset = load_dataset(config)
+  logging.info("data: %d borrowers (%s), %d relation edges, %.1fs",
+               dataset.labels.shape[0],
+               ", ".join(f"{k} {v.size}" for k, v in dataset.splits.items()),
+               dataset.graph.indices.size // 2, time.perf_counter() - start)
+  arch = supernet_for(config, dataset)
+  maker = data_lib.BatchMaker(dataset, config.batch_size,
+                              tuple(config.fanouts), config.seed)
+  init_key, retrain_key = jax.random.split(jax.random.key(config.seed))
+  state = search_lib.init_search_state(init_key, arch,
+                                       hyperparameters_of(config))
+  log = _JsonLines(os.path.join(workdir, "metrics.jsonl"))
+  try:
+    state, gate_rows, timing = run_search(state, maker, arch, config, log)
+    gates = pd.DataFrame(gate_rows)
+    gates.to_csv(os.path.join(workdir, "alphas.csv"), index=False)
+    plotting.plot_gate_trajectories(gates, os.path.join(workdir,
+                                                        "alphas.png"))
+    supernet_validation = train_lib.evaluate_split(
+        state.weights, state.alphas, maker, "validation", arch)
+
+    derived = search_lib.derive_architecture(state.alphas, arch,
+                                             config.gate_threshold)
+    _write_json(os.path.join(workdir, "architecture.json"),
+                {**derived.to_json(),
+                 "supernet_validation_auc": supernet_validation["auc"]})
+    logging.info("derived: features %s, ops %s", derived.kept_features,
+                 derived.chosen_ops)
+
+    retrain_start = time.perf_counter()
+    weights, history = train_lib.retrain(
+        retrain_key, derived.arch, maker, steps=config.retrain_steps,
+        learning_rate=config.retrain_lr,
+        weight_decay=config.retrain_weight_decay,
+        eval_every=config.eval_every, patience=config.patience,
+        on_eval=lambda r: log.write({"phase": "retrain", **r}))
+    retrain_seconds = time.perf_counter() - retrain_start
+  finally:
+    log.close()
+
+  test = train_lib.evaluate_split(weights, {}, maker, "test", derived.arch)
+  validation = train_lib.evaluate_split(weights, {}, maker, "validation",
+                                        derived.arch)
+  _write_json(os.path.join(workdir, "test_metrics.json"),
+              {"test": test, "validation": validation,
+               "supernet_validation": supernet_validation})
+  model_io.save_model(
+      os.path.join(workdir, "model"), derived.arch, weights, dataset.encoder,
+      tuple(config.fanouts),
+      {"architecture": derived.to_json(), "test_metrics": test,
+       "config": config.to_dict()})
+
+  probe = maker.training_batch("test", 0)
+  cost = {
+      "device_kind": jax.devices()[0].device_kind,
+      "platform": jax.devices()[0].platform,
+      "jax_version": jax.__version__,
+      **timing,
+      "retrain_seconds": retrain_seconds,
+      "retrain_steps": history[-1]["step"] if history else 0,
+      "total_seconds": time.perf_counter() - start,
+      "supernet_inference_ms_per_batch": inference_milliseconds(
+          state.weights, state.alphas, arch, probe),
+      "derived_inference_ms_per_batch": inference_milliseconds(
+          weights, {}, derived.arch, probe),
+      "inference_batch_size": config.batch_size,
+  }
+  cost["inference_speedup"] = (cost["supernet_inference_ms_per_batch"]
+                               / cost["derived_inference_ms_per_batch"])
+  _write_json(os.path.join(workdir, "search_cost.json"), cost)
+  logging.info("test: AUC %.4f, KS %.4f, Gini %.4f, log loss %.4f",
+               test["auc"], test["ks"], test["gini"], test["log_loss"])
+  return test

@@ -1,0 +1,294 @@
+"""Bilevel architecture search: the search state, the step, and derive.
+
+The network weights step on training batches; the architecture weights
+(alphas) step on validation batches. Each has its own optax optimizer and
+state (two states: ``optax.multi_transform`` would advance the idle group's
+state on every call). The float hyperparameters that sweeps vary live in the
+state as arrays (``optax.inject_hyperparams``), so the whole search can be
+vmapped over a grid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Mapping
+
+import chex
+import jax
+import jax.numpy as jnp
+import jraph
+import numpy as np
+import optax
+from flax import struct
+
+from credit_nas_jax import model as model_lib
+
+HYPERPARAMETERS = ("weight_lr", "weight_decay", "arch_lr", "arch_weight_decay",
+                   "zero_one_weight")
+
+
+class SearchState(struct.PyTreeNode):
+  """Everything the search carries from step to step.
+
+  Attributes:
+    step: number of search steps taken.
+    weights: network weights.
+    alphas: architecture weights.
+    weight_opt_state: optimizer state of the weights (holds their learning
+      rate and weight decay as arrays).
+    arch_opt_state: optimizer state of the alphas (likewise).
+    zero_one_weight: weight of the zero-one regulariser on the gates.
+    weight_tx: optimizer of the weights (static).
+    arch_tx: optimizer of the alphas (static).
+  """
+
+  step: jax.Array
+  weights: chex.ArrayTree
+  alphas: chex.ArrayTree
+  weight_opt_state: optax.OptState
+  arch_opt_state: optax.OptState
+  zero_one_weight: jax.Array
+  weight_tx: optax.GradientTransformation = struct.field(pytree_node=False)
+  arch_tx: optax.GradientTransformation = struct.field(pytree_node=False)
+
+  @property
+  def hyperparameters(self) -> dict[str, jax.Array]:
+    """The float hyperparameters of this state, as arrays."""
+    weight = self.weight_opt_state.hyperparams
+    arch = self.arch_opt_state.hyperparams
+    return {"weight_lr": weight["learning_rate"],
+            "weight_decay": weight["weight_decay"],
+            "arch_lr": arch["learning_rate"],
+            "arch_weight_decay": arch["weight_decay"],
+            "zero_one_weight": self.zero_one_weight}
+
+
+@functools.cache
+def optimizers() -> tuple[optax.GradientTransformation,
+                          optax.GradientTransformation]:
+  """(weight optimizer, alpha optimizer): AdamW, alphas with beta1 = 0.5.
+
+  Built once, so that states made at different times share the same static
+  fields and a jitted step compiles once. Learning rates and weight decays
+  are injected per state.
+  """
+  weight_tx = optax.inject_hyperparams(optax.adamw)(
+      learning_rate=0.0, weight_decay=0.0)
+  arch_tx = optax.inject_hyperparams(optax.adamw)(
+      learning_rate=0.0, weight_decay=0.0, b1=0.5, b2=0.999)
+  return weight_tx, arch_tx
+
+
+def _with_hyperparams(opt_state, **values):
+  hyperparams = dict(opt_state.hyperparams)
+  for name, value in values.items():
+    hyperparams[name] = jnp.asarray(value, dtype=jnp.float32)
+  return opt_state._replace(hyperparams=hyperparams)
+
+
+def init_search_state(key: jax.Array, arch: model_lib.Architecture,
+                      hyperparameters: Mapping[str, Any]) -> SearchState:
+  """A fresh search state; vmappable over ``key`` and ``hyperparameters``.
+
+  Args:
+    key: the initialisation key.
+    arch: the supernet architecture.
+    hyperparameters: every name in ``HYPERPARAMETERS``, floats or arrays.
+  """
+  missing = sorted(set(HYPERPARAMETERS) - set(hyperparameters))
+  if missing:
+    raise ValueError(f"missing hyperparameters {missing}")
+  weight_tx, arch_tx = optimizers()
+  weights, alphas = model_lib.init(key, arch)
+  weight_opt_state = _with_hyperparams(
+      weight_tx.init(weights), learning_rate=hyperparameters["weight_lr"],
+      weight_decay=hyperparameters["weight_decay"])
+  arch_opt_state = _with_hyperparams(
+      arch_tx.init(alphas), learning_rate=hyperparameters["arch_lr"],
+      weight_decay=hyperparameters["arch_weight_decay"])
+  return SearchState(
+      step=jnp.zeros((), jnp.int32), weights=weights, alphas=alphas,
+      weight_opt_state=weight_opt_state, arch_opt_state=arch_opt_state,
+      zero_one_weight=jnp.asarray(hyperparameters["zero_one_weight"],
+                                  jnp.float32),
+      weight_tx=weight_tx, arch_tx=arch_tx)
+
+
+def batch_loss(weights: chex.ArrayTree, alphas: chex.ArrayTree,
+               graphs: jraph.GraphsTuple,
+               arch: model_lib.Architecture) -> jax.Array:
+  """Masked mean cross-entropy of a padded batch."""
+  return model_lib.masked_bce(model_lib.apply(weights, alphas, graphs, arch),
+                              graphs)
+
+
+def zero_one_penalty(alphas: chex.ArrayTree,
+                     arch: model_lib.Architecture) -> jax.Array:
+  """-mean((gate - 0.5)^2): pushes every gate towards 0 or 1."""
+  gates = jax.tree.leaves(model_lib.gate_values(alphas, arch.gate_function))
+  flat = jnp.concatenate([g.reshape(-1) for g in gates])
+  return -jnp.mean(jnp.square(flat - 0.5))
+
+
+def _arch_objective(alphas, weights, graphs, arch, zero_one_weight):
+  loss = batch_loss(weights, alphas, graphs, arch)
+  return loss + zero_one_weight * zero_one_penalty(alphas, arch), loss
+
+
+def alpha_gradient(state: SearchState, train_batch: jraph.GraphsTuple,
+                   val_batch: jraph.GraphsTuple, arch: model_lib.Architecture,
+                   second_order: bool) -> tuple[jax.Array, chex.ArrayTree]:
+  """(validation loss, d objective / d alphas).
+
+  First order: the gradient at the current weights. Second order: the exact
+  gradient through one unrolled SGD weight step w' = w - lr * dL_train/dw
+  (lr = the weights' current learning rate), by autodiff.
+  """
+  if not second_order:
+    (_, val_loss), grads = jax.value_and_grad(_arch_objective, has_aux=True)(
+        state.alphas, state.weights, val_batch, arch, state.zero_one_weight)
+    return val_loss, grads
+  step_size = state.weight_opt_state.hyperparams["learning_rate"]
+
+  def unrolled(alphas):
+    train_grads = jax.grad(batch_loss)(state.weights, alphas, train_batch,
+                                       arch)
+    stepped = jax.tree.map(lambda w, g: w - step_size * g, state.weights,
+                           train_grads)
+    return _arch_objective(alphas, stepped, val_batch, arch,
+                           state.zero_one_weight)
+
+  (_, val_loss), grads = jax.value_and_grad(unrolled, has_aux=True)(
+      state.alphas)
+  return val_loss, grads
+
+
+def _all_finite(tree) -> jax.Array:
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+  return jnp.all(jnp.stack(leaves))
+
+
+def arch_update(state: SearchState, train_batch: jraph.GraphsTuple,
+                val_batch: jraph.GraphsTuple, arch: model_lib.Architecture,
+                second_order: bool = False
+                ) -> tuple[SearchState, dict[str, jax.Array]]:
+  """One optimizer step of the alphas on a validation batch."""
+  val_loss, alpha_grads = alpha_gradient(state, train_batch, val_batch, arch,
+                                         second_order)
+  updates, arch_opt_state = state.arch_tx.update(
+      alpha_grads, state.arch_opt_state, state.alphas)
+  alphas = optax.apply_updates(state.alphas, updates)
+  metrics = {"val_loss": val_loss,
+             "alpha_grad_norm": optax.global_norm(alpha_grads),
+             "alpha_finite": _all_finite((val_loss, alpha_grads))}
+  return state.replace(alphas=alphas, arch_opt_state=arch_opt_state), metrics
+
+
+def weight_update(state: SearchState, train_batch: jraph.GraphsTuple,
+                  arch: model_lib.Architecture
+                  ) -> tuple[SearchState, dict[str, jax.Array]]:
+  """One optimizer step of the network weights on a training batch."""
+  train_loss, weight_grads = jax.value_and_grad(batch_loss)(
+      state.weights, state.alphas, train_batch, arch)
+  updates, weight_opt_state = state.weight_tx.update(
+      weight_grads, state.weight_opt_state, state.weights)
+  weights = optax.apply_updates(state.weights, updates)
+  metrics = {"train_loss": train_loss,
+             "weight_grad_norm": optax.global_norm(weight_grads),
+             "weight_finite": _all_finite((train_loss, weight_grads))}
+  return state.replace(weights=weights,
+                       weight_opt_state=weight_opt_state), metrics
+
+
+def search_step_fn(state: SearchState, train_batch: jraph.GraphsTuple,
+                   val_batch: jraph.GraphsTuple, *,
+                   arch: model_lib.Architecture,
+                   second_order: bool = False
+                   ) -> tuple[SearchState, dict[str, jax.Array]]:
+  """One bilevel step: alphas on validation, then weights on training."""
+  state, arch_metrics = arch_update(state, train_batch, val_batch, arch,
+                                    second_order)
+  state, weight_metrics = weight_update(state, train_batch, arch)
+  metrics = {**arch_metrics, **weight_metrics}
+  metrics["finite"] = metrics.pop("alpha_finite") & metrics.pop(
+      "weight_finite")
+  return state.replace(step=state.step + 1), metrics
+
+
+search_step = jax.jit(search_step_fn, static_argnames=("arch", "second_order"),
+                      donate_argnums=0)
+
+
+def predict_logits(weights: chex.ArrayTree, alphas: chex.ArrayTree,
+                   graphs: jraph.GraphsTuple,
+                   arch: model_lib.Architecture) -> jax.Array:
+  """Logits of every graph of a padded batch (padding graphs included)."""
+  return model_lib.apply(weights, alphas, graphs, arch)
+
+
+predict_step = jax.jit(predict_logits, static_argnames=("arch",))
+
+
+@dataclasses.dataclass(frozen=True)
+class DerivedArchitecture:
+  """The result of derive: the network to retrain and every gate value."""
+
+  arch: model_lib.Architecture
+  feature_gates: dict[str, float]
+  kept_features: tuple[str, ...]
+  op_gates: tuple[dict[str, float], ...]
+  chosen_ops: tuple[str, ...]
+  threshold: float
+
+  def to_json(self) -> dict:
+    return {
+        "threshold": self.threshold,
+        "features": [{"name": name, "gate": gate,
+                      "kept": name in self.kept_features}
+                     for name, gate in self.feature_gates.items()],
+        "layers": [{"ops": gates, "chosen": chosen}
+                   for gates, chosen in zip(self.op_gates, self.chosen_ops)],
+        "kept_features": list(self.kept_features),
+        "chosen_ops": list(self.chosen_ops),
+        "network": dataclasses.asdict(self.arch),
+    }
+
+
+def derive_architecture(alphas: chex.ArrayTree,
+                        supernet: model_lib.Architecture,
+                        threshold: float) -> DerivedArchitecture:
+  """Keeps features whose gate >= threshold (at least the best one) and the
+  strongest op of every layer."""
+  gates = jax.tree.map(np.asarray,
+                       model_lib.gate_values(alphas, supernet.gate_function))
+  feature_gates = gates["features"]
+  kept = np.flatnonzero(feature_gates >= threshold)
+  if kept.size == 0:
+    kept = np.array([int(np.argmax(feature_gates))])
+  remap = {int(g): i for i, g in enumerate(kept)}
+  columns = tuple(c for c, g in enumerate(supernet.column_groups)
+                  if g in remap)
+  chosen = [int(np.argmax(layer_gates)) for layer_gates in gates["ops"]]
+  arch = model_lib.Architecture(
+      column_groups=tuple(remap[supernet.column_groups[c]] for c in columns),
+      input_columns=tuple(supernet.input_columns[c] for c in columns),
+      group_names=tuple(supernet.group_names[g] for g in kept),
+      layer_ops=tuple((widths[j],) for widths, j in zip(supernet.layer_ops,
+                                                         chosen)),
+      layer_op_names=tuple((names[j],) for names, j in zip(
+          supernet.layer_op_names, chosen)),
+      hidden_dim=supernet.hidden_dim,
+      gate_function=supernet.gate_function,
+      searchable=False)
+  return DerivedArchitecture(
+      arch=arch,
+      feature_gates={n: float(g) for n, g in zip(supernet.group_names,
+                                                  feature_gates)},
+      kept_features=tuple(supernet.group_names[g] for g in kept),
+      op_gates=tuple({n: float(g) for n, g in zip(names, layer_gates)}
+                     for names, layer_gates in zip(supernet.layer_op_names,
+                                                   gates["ops"])),
+      chosen_ops=tuple(names[j] for names, j in zip(supernet.layer_op_names,
+                                                    chosen)),
+      threshold=float(threshold))

@@ -1,0 +1,48 @@
+"""Default search on the embedded synthetic lending book.
+
+  python experiments/search.py --workdir=/tmp/credit_nas
+  python experiments/search.py --workdir=/tmp/credit_nas --config.arch_lr=3e-2
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """The default config: about 3 minutes on a 2-core CPU."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  # Data.
+  config.dataset = "synthetic"
+  config.num_borrowers = 20_000
+  config.data_seed = 0
+  config.split_seed = 0
+  config.fanouts = (10, 5)
+  config.batch_size = 128
+
+  # Supernet.
+  config.hidden_dim = 100
+  config.op_ratios = (4.0, 2.0, 1.0)
+  config.num_gcn_layers = 2
+  config.gate_function = "sigmoid"
+
+  # Bilevel search (the floats below are the ones a sweep may vary).
+  config.search_steps = 400
+  config.second_order = False
+  config.weight_lr = 3e-3
+  config.weight_decay = 1e-4
+  config.arch_lr = 3e-2
+  config.arch_weight_decay = 0.0
+  config.zero_one_weight = 0.0
+  config.log_every = 25
+
+  # Derive.
+  config.gate_threshold = 0.5
+
+  # Retrain of the derived network.
+  config.retrain_steps = 1000
+  config.retrain_lr = 3e-3
+  config.retrain_weight_decay = 1e-4
+  config.eval_every = 100
+  config.patience = 3
+  return config

@@ -1,0 +1,42 @@
+r"""Searches, derives, retrains and evaluates a credit-scoring GCN.
+
+  python experiments/search.py --workdir=/tmp/credit_nas
+  python experiments/search.py --workdir=/tmp/credit_nas \
+      --config=experiments/configs/default.py --config.second_order=True
+
+Writes the resolved config, metrics.jsonl, alphas.csv, alphas.png,
+architecture.json, test_metrics.json, search_cost.json and model/ into
+--workdir.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from credit_nas_jax import pipeline
+
+_CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                           "configs")
+_WORKDIR = flags.DEFINE_string("workdir", None,
+                               "Directory for every output of the run.",
+                               required=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", os.path.join(_CONFIG_DIR, "default.py"),
+    "Config file; override fields with --config.name=value.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.INFO)
+  pipeline.run_experiment(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,180 @@
+"""Feature extraction: hand-computed cases and every bad-input path."""
+
+import datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from credit_nas_jax import features
+
+
+def _tables():
+  borrowers = pd.DataFrame({
+      "borrower_id": ["a", "b", "c"],
+      "bestpay_score": [650.0, None, 1234.0],
+      "sesame_score": [99.0, 700.0, None],
+  })
+  loans = pd.DataFrame({
+      "loan_id": ["l1", "l2", "l3", "l4"],
+      "borrower_id": ["a", "a", "b", "a"],
+      "source": ["bestpay", "bank", "bank", "bestpay"],
+      "periods": [2, 4, 1, 3],
+  })
+  installments = pd.DataFrame({
+      "loan_id": ["l1", "l1", "l2", "l3", "l4"],
+      "period": [1, 2, 1, 1, 1],
+      "due_date": ["2025-01-01", "2025-02-01", "2025-01-01", "2026-03-01",
+                   "2025-05-01"],
+      # l1/1 late, l1/2 unpaid and past due, l2/1 early, l3/1 not yet due,
+      # l4/1 repaid on the due day (not overdue).
+      "repaid_date": ["2025-01-05", None, "2024-12-30", None, "2025-05-01"],
+  })
+  return borrowers, loans, installments
+
+
+def test_hand_computed_features():
+  table = features.extract_features(*_tables(), as_of="2025-06-01")
+  assert list(table.columns) == list(features.FEATURE_COLUMNS
+                                     + features.COUNT_COLUMNS)
+  assert list(table.index) == ["a", "b", "c"]
+  a, b, c = (table.loc[k] for k in "abc")
+  assert a["bestpay_grade"] == 6 and a["sesame_grade"] == 0
+  assert np.isnan(b["bestpay_grade"]) and b["sesame_grade"] == 7
+  assert c["bestpay_grade"] == 10 and np.isnan(c["sesame_grade"])
+  # l1: 2 overdue of 2 periods = 1.0; l4: 0 of 3 -> 0.
+  assert a["bestpay_overdue"] == pytest.approx(1.0)
+  assert a["bank_overdue"] == 0.0 and a["alipay_overdue"] == 0.0
+  assert b["bank_overdue"] == 0.0  # not yet due at as_of
+  assert (a["bestpay_loans"], a["bank_loans"], a["alipay_loans"]) == (2, 1, 0)
+  assert (c["bestpay_loans"], c["bank_loans"]) == (0, 0)
+
+
+def test_as_of_moves_unpaid_installments_into_overdue():
+  later = features.extract_features(*_tables(), as_of=datetime.date(2026, 4, 1))
+  assert later.loc["b", "bank_overdue"] == pytest.approx(1.0)
+
+
+def test_overdue_degree_sums_over_loans():
+  borrowers, loans, installments = _tables()
+  installments.loc[installments.index[-1], "repaid_date"] = "2025-05-02"
+  table = features.extract_features(borrowers, loans, installments,
+                                    as_of="2025-06-01")
+  assert table.loc["a", "bestpay_overdue"] == pytest.approx(1.0 + 1 / 3)
+
+
+def _corrupt(table, column, row, value):
+  frames = dict(zip(("borrowers", "loans", "installments"), _tables()))
+  frames[table] = frames[table].astype(object)
+  frames[table].loc[row, column] = value
+  return frames
+
+
+BAD_CASES = [
+    ("borrowers", "borrower_id", 1, "a", "duplicate borrower id"),
+    ("borrowers", "bestpay_score", 0, -5.0, "negative score"),
+    ("borrowers", "sesame_score", 1, "high", "score is not a number"),
+    ("loans", "loan_id", 1, "l1", "duplicate loan id"),
+    ("loans", "source", 2, "paypal", "unknown source"),
+    ("loans", "borrower_id", 2, "zz", "loan of an unknown borrower"),
+    ("loans", "periods", 0, 0, "periods < 1"),
+    ("loans", "periods", 0, "two", "periods is not a number"),
+    ("installments", "loan_id", 3, "l9", "installment of an unknown loan"),
+    ("installments", "period", 1, 1, "duplicate installment"),
+    ("installments", "period", 4, 4, "period outside 1..periods"),
+    ("installments", "period", 4, 0, "period outside 1..periods"),
+    ("installments", "due_date", 2, "2025-13-45", "unparsable date"),
+    ("installments", "repaid_date", 0, "yesterday", "unparsable date"),
+]
+
+
+@pytest.mark.parametrize("table,column,row,value,reason", BAD_CASES)
+def test_bad_record_error_names_table_row_and_field(table, column, row, value,
+                                                    reason):
+  frames = _corrupt(table, column, row, value)
+  with pytest.raises(features.RecordError) as error:
+    features.extract_features(**frames, as_of="2025-06-01")
+  message = str(error.value)
+  assert message.startswith(f"{table} row {row}, field {column!r}")
+  assert reason in message
+
+
+@pytest.mark.parametrize("table,column,row,value,reason", BAD_CASES)
+def test_collect_mode_lists_the_bad_row_and_drops_nothing_silently(
+    table, column, row, value, reason):
+  frames = _corrupt(table, column, row, value)
+  result = features.extract_features_with_rejects(**frames,
+                                                  as_of="2025-06-01")
+  first = result.rejects.iloc[0]
+  assert (first["table"], first["row"], first["field"]) == (table, row, column)
+  assert reason in first["reason"]
+  # Every borrower is either scored or listed as affected (or itself rejected).
+  rejected_borrowers = set(result.rejects.loc[
+      result.rejects["table"] == "borrowers", "borrower_id"].dropna())
+  accounted = (set(result.features.index) | set(result.affected_borrowers)
+               | rejected_borrowers)
+  assert accounted >= set(_tables()[0]["borrower_id"]) - {"a"} or (
+      table == "borrowers")
+  assert not set(result.features.index) & set(result.affected_borrowers)
+
+
+def test_cascade_rejects_children_of_a_rejected_loan():
+  frames = _corrupt("loans", "source", 0, "paypal")
+  result = features.extract_features_with_rejects(**frames,
+                                                  as_of="2025-06-01")
+  reasons = result.rejects.groupby("table")["reason"].apply(list).to_dict()
+  assert reasons["loans"] == ["unknown source; expected one of "
+                              "['bestpay', 'alipay', 'bank']"]
+  assert reasons["installments"] == ["loan record rejected"] * 2
+  assert "a" in result.affected_borrowers and "a" not in result.features.index
+  partial = features.extract_features_with_rejects(
+      **frames, as_of="2025-06-01", keep_partial=True)
+  assert partial.features.loc["a", "bestpay_loans"] == 1
+
+
+def test_missing_column_is_named():
+  borrowers, loans, installments = _tables()
+  with pytest.raises(features.RecordError, match=r"loans: missing column.*"
+                     r"periods"):
+    features.extract_features(borrowers, loans.drop(columns="periods"),
+                              installments, as_of="2025-06-01")
+
+
+def test_bad_as_of():
+  with pytest.raises(ValueError, match="not a date"):
+    features.extract_features(*_tables(), as_of="someday")
+
+
+def test_files_name_the_file_and_line(tmp_path):
+  borrowers, loans, installments = _tables()
+  installments.loc[3, "due_date"] = "03/01/2026"
+  paths = []
+  for name, frame in zip(("borrowers", "loans", "installments"),
+                         (borrowers, loans, installments)):
+    path = tmp_path / f"{name}.csv"
+    frame.to_csv(path, index=False)
+    paths.append(path)
+  with pytest.raises(features.RecordError) as error:
+    features.extract_features_from_files(*paths, as_of="2025-06-01")
+  assert f"installments ({paths[2]}) row 3 (line 5), field 'due_date'" in str(
+      error.value)
+
+
+def test_csv_and_parquet_give_the_same_features(tmp_path):
+  frames = _tables()
+  expected = features.extract_features(*frames, as_of="2025-06-01")
+  for suffix, write in ((".csv", lambda f, p: f.to_csv(p, index=False)),
+                        (".parquet", lambda f, p: f.to_parquet(p))):
+    paths = []
+    for name, frame in zip(("borrowers", "loans", "installments"), frames):
+      path = tmp_path / f"{name}{suffix}"
+      write(frame, path)
+      paths.append(path)
+    got = features.extract_features_from_files(*paths, as_of="2025-06-01")
+    pd.testing.assert_frame_equal(got.reset_index(drop=True),
+                                  expected.reset_index(drop=True))
+
+
+def test_missing_file_is_named(tmp_path):
+  with pytest.raises(FileNotFoundError, match="borrowers table not found"):
+    features.read_records(tmp_path / "nope.csv", "borrowers")
