@@ -37,6 +37,14 @@ from credit_nas_jax import train as train_lib
 DATASETS = ("synthetic",)
 
 
+def get_config_from_json(path: str) -> ml_collections.ConfigDict:
+  """The config a run wrote to ``config.json``."""
+  with open(path) as f:
+    values = json.load(f)
+  return ml_collections.ConfigDict(
+      {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
 def load_dataset(config: ml_collections.ConfigDict) -> data_lib.Dataset:
   """The dataset a config names."""
   if config.dataset == "synthetic":
@@ -106,7 +114,8 @@ def run_search(state: search_lib.SearchState, maker: data_lib.BatchMaker,
   val_batch = maker.training_batch("validation", step)
   compiled = search_lib.search_step.lower(
       state, train_batch, val_batch, arch=arch,
-      second_order=config.second_order).compile()
+      second_order=config.second_order,
+      arch_warmup_steps=config.arch_warmup_steps).compile()
   compile_seconds = time.perf_counter() - compile_start
   run_start = time.perf_counter()
   window_start, window_steps = run_start, 0

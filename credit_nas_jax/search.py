@@ -67,7 +67,7 @@ class SearchState(struct.PyTreeNode):
 @functools.cache
 def optimizers() -> tuple[optax.GradientTransformation,
                           optax.GradientTransformation]:
-  """(weight optimizer, alpha optimizer): AdamW, alphas with beta1 = 0.5.
+  """(weight optimizer, alpha optimizer), both AdamW.
 
   Built once, so that states made at different times share the same static
   fields and a jitted step compiles once. Learning rates and weight decays
@@ -76,7 +76,7 @@ def optimizers() -> tuple[optax.GradientTransformation,
   weight_tx = optax.inject_hyperparams(optax.adamw)(
       learning_rate=0.0, weight_decay=0.0)
   arch_tx = optax.inject_hyperparams(optax.adamw)(
-      learning_rate=0.0, weight_decay=0.0, b1=0.5, b2=0.999)
+      learning_rate=0.0, weight_decay=0.0)
   return weight_tx, arch_tx
 
 
@@ -180,7 +180,7 @@ def arch_update(state: SearchState, train_batch: jraph.GraphsTuple,
       alpha_grads, state.arch_opt_state, state.alphas)
   alphas = optax.apply_updates(state.alphas, updates)
   metrics = {"val_loss": val_loss,
-             "alpha_grad_norm": optax.global_norm(alpha_grads),
+             "alpha_grad_norm": optax.tree.norm(alpha_grads),
              "alpha_finite": _all_finite((val_loss, alpha_grads))}
   return state.replace(alphas=alphas, arch_opt_state=arch_opt_state), metrics
 
@@ -195,7 +195,7 @@ def weight_update(state: SearchState, train_batch: jraph.GraphsTuple,
       weight_grads, state.weight_opt_state, state.weights)
   weights = optax.apply_updates(state.weights, updates)
   metrics = {"train_loss": train_loss,
-             "weight_grad_norm": optax.global_norm(weight_grads),
+             "weight_grad_norm": optax.tree.norm(weight_grads),
              "weight_finite": _all_finite((train_loss, weight_grads))}
   return state.replace(weights=weights,
                        weight_opt_state=weight_opt_state), metrics
@@ -204,11 +204,23 @@ def weight_update(state: SearchState, train_batch: jraph.GraphsTuple,
 def search_step_fn(state: SearchState, train_batch: jraph.GraphsTuple,
                    val_batch: jraph.GraphsTuple, *,
                    arch: model_lib.Architecture,
-                   second_order: bool = False
+                   second_order: bool = False,
+                   arch_warmup_steps: int = 0,
                    ) -> tuple[SearchState, dict[str, jax.Array]]:
-  """One bilevel step: alphas on validation, then weights on training."""
-  state, arch_metrics = arch_update(state, train_batch, val_batch, arch,
-                                    second_order)
+  """One bilevel step: alphas on validation, then weights on training.
+
+  During the first ``arch_warmup_steps`` steps the alphas stay where they
+  are: their gradient means little before the weights have learnt anything.
+  """
+  stepped, arch_metrics = arch_update(state, train_batch, val_batch, arch,
+                                      second_order)
+  warm = state.step >= arch_warmup_steps
+  state = state.replace(
+      alphas=jax.tree.map(lambda new, old: jnp.where(warm, new, old),
+                          stepped.alphas, state.alphas),
+      arch_opt_state=jax.tree.map(lambda new, old: jnp.where(warm, new, old),
+                                  stepped.arch_opt_state,
+                                  state.arch_opt_state))
   state, weight_metrics = weight_update(state, train_batch, arch)
   metrics = {**arch_metrics, **weight_metrics}
   metrics["finite"] = metrics.pop("alpha_finite") & metrics.pop(
@@ -216,8 +228,10 @@ def search_step_fn(state: SearchState, train_batch: jraph.GraphsTuple,
   return state.replace(step=state.step + 1), metrics
 
 
-search_step = jax.jit(search_step_fn, static_argnames=("arch", "second_order"),
-                      donate_argnums=0)
+search_step = jax.jit(
+    search_step_fn,
+    static_argnames=("arch", "second_order", "arch_warmup_steps"),
+    donate_argnums=0)
 
 
 def predict_logits(weights: chex.ArrayTree, alphas: chex.ArrayTree,

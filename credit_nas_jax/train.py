@@ -46,7 +46,7 @@ def train_step_fn(state: TrainState, batch: jraph.GraphsTuple, *,
   updates, opt_state = state.tx.update(grads, state.opt_state, state.weights)
   metrics = {"train_loss": loss,
              "finite": jnp.isfinite(loss) & jnp.isfinite(
-                 optax.global_norm(grads))}
+                 optax.tree.norm(grads))}
   return state.replace(step=state.step + 1,
                        weights=optax.apply_updates(state.weights, updates),
                        opt_state=opt_state), metrics

@@ -29,8 +29,12 @@ def get_config() -> ml_collections.ConfigDict:
   # Bilevel search (the floats below are the ones a sweep may vary).
   config.search_steps = 400
   config.second_order = False
+  # Alphas stay fixed while the weights warm up.
+  config.arch_warmup_steps = 100
   config.weight_lr = 3e-3
-  config.weight_decay = 1e-4
+  # Decoupled (AdamW) decay: it shrinks the weights by weight_lr *
+  # weight_decay a step, which moves scale from embeddings into the gates.
+  config.weight_decay = 1.0
   config.arch_lr = 3e-2
   config.arch_weight_decay = 0.0
   config.zero_one_weight = 0.0

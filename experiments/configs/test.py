@@ -23,6 +23,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Search and retrain.
   config.search_steps = 20
+  config.arch_warmup_steps = 5
   config.log_every = 5
   config.retrain_steps = 20
   config.eval_every = 10

@@ -1,0 +1,178 @@
+"""Bilevel search: which step moves what, the exact hypergradient, derive."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from credit_nas_jax import data
+from credit_nas_jax import model
+from credit_nas_jax import search
+from credit_nas_jax import synthetic
+
+HYPER = dict(weight_lr=1e-2, weight_decay=1e-4, arch_lr=1e-2,
+             arch_weight_decay=0.0, zero_one_weight=0.0)
+
+
+@pytest.fixture(scope="module")
+def small():
+  book = synthetic.generate_lending_book(3, 400)
+  dataset = data.dataset_from_book(book, split_seed=0)
+  maker = data.BatchMaker(dataset, 16, (3, 2), seed=0)
+  arch = model.supernet_architecture(
+      dataset.encoder.column_groups, dataset.encoder.features, hidden_dim=8,
+      op_ratios=(2, 1, 0.5))
+  return maker, arch
+
+
+def _changed(before, after):
+  return [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before),
+                                                   jax.tree.leaves(after))]
+
+
+def test_alpha_step_moves_only_alphas_and_weight_step_only_weights(small):
+  maker, arch = small
+  state = search.init_search_state(jax.random.key(0), arch, HYPER)
+  train, val = (maker.training_batch("train", 0),
+                maker.training_batch("validation", 0))
+  after_alpha, _ = search.arch_update(state, train, val, arch)
+  assert all(_changed(state.alphas, after_alpha.alphas))
+  assert not any(_changed(state.weights, after_alpha.weights))
+  assert not any(_changed(state.weight_opt_state, after_alpha.weight_opt_state))
+  after_weight, _ = search.weight_update(state, train, arch)
+  assert any(_changed(state.weights, after_weight.weights))
+  assert not any(_changed(state.alphas, after_weight.alphas))
+  assert not any(_changed(state.arch_opt_state, after_weight.arch_opt_state))
+
+
+def test_search_step_is_jitted_once_and_counts_steps(small):
+  maker, arch = small
+  state = search.init_search_state(jax.random.key(1), arch, HYPER)
+  for step in range(3):
+    state, metrics = search.search_step(
+        state, maker.training_batch("train", step),
+        maker.training_batch("validation", step), arch=arch)
+  assert int(state.step) == 3
+  assert bool(metrics["finite"])
+  assert search.search_step._cache_size() >= 1
+  size = search.search_step._cache_size()
+  search.search_step(state, maker.training_batch("train", 9),
+                     maker.training_batch("validation", 9), arch=arch)
+  assert search.search_step._cache_size() == size
+
+
+def test_second_order_hypergradient_matches_finite_differences(small):
+  maker, arch = small
+  with jax.enable_x64(True):
+    state = search.init_search_state(jax.random.key(2), arch, HYPER)
+    state = jax.tree.map(
+        lambda x: x.astype(jnp.float64)
+        if jnp.issubdtype(x.dtype, jnp.floating) else x, state)
+    alphas = jax.tree.map(lambda a: a + jnp.linspace(-0.5, 0.5, a.size)
+                          .reshape(a.shape), state.alphas)
+    state = state.replace(alphas=alphas)
+    cast = lambda g: g._replace(nodes=g.nodes.astype(np.float64), globals={
+        "label": g.globals["label"].astype(np.float64),
+        "borrower": g.globals["borrower"]})
+    train = cast(maker.training_batch("train", 0))
+    val = cast(maker.training_batch("validation", 0))
+    _, grads = search.alpha_gradient(state, train, val, arch,
+                                     second_order=True)
+    lr = HYPER["weight_lr"]
+
+    def unrolled_loss(flat_alphas):
+      alphas = unravel(flat_alphas)
+      train_grads = jax.grad(search.batch_loss)(state.weights, alphas, train,
+                                                arch)
+      stepped = jax.tree.map(lambda w, g: w - lr * g, state.weights,
+                             train_grads)
+      return search.batch_loss(stepped, alphas, val, arch)
+
+    flat, unravel = jax.flatten_util.ravel_pytree(state.alphas)
+    eps = 1e-6
+    numeric = np.array([
+        (unrolled_loss(flat.at[i].add(eps)) - unrolled_loss(
+            flat.at[i].add(-eps))) / (2 * eps) for i in range(flat.size)])
+    analytic = np.asarray(jax.flatten_util.ravel_pytree(grads)[0])
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-9)
+    # The second-order term matters: the first-order gradient differs.
+    _, first = search.alpha_gradient(state, train, val, arch,
+                                     second_order=False)
+    first = np.asarray(jax.flatten_util.ravel_pytree(first)[0])
+    assert np.abs(first - analytic).max() > 1e-6
+
+
+def test_zero_one_penalty_pushes_gates_apart(small):
+  _, arch = small
+  near_half = {"features": jnp.full((5,), 0.1), "ops": jnp.zeros((2, 3))}
+  far = {"features": jnp.full((5,), 4.0), "ops": jnp.full((2, 3), -4.0)}
+  assert search.zero_one_penalty(far, arch) < search.zero_one_penalty(
+      near_half, arch)
+
+
+def test_derive_keeps_gates_over_threshold_and_strongest_ops(small):
+  _, arch = small
+  alphas = {"features": jnp.array([2.0, -1.0, -3.0, 0.5, -0.1]),
+            "ops": jnp.array([[0.0, 1.0, -1.0], [3.0, 0.0, 0.0]])}
+  derived = search.derive_architecture(alphas, arch, threshold=0.5)
+  names = arch.group_names
+  assert derived.kept_features == (names[0], names[3])
+  assert derived.chosen_ops == ("medium", "big")
+  assert derived.arch.layer_ops == ((arch.layer_ops[0][1],),
+                                    (arch.layer_ops[1][0],))
+  assert not derived.arch.searchable
+  kept_columns = [c for c, g in enumerate(arch.column_groups) if g in (0, 3)]
+  assert derived.arch.input_columns == tuple(kept_columns)
+  described = derived.to_json()
+  assert [f["kept"] for f in described["features"]] == [True, False, False,
+                                                        True, False]
+  assert described["features"][0]["gate"] == pytest.approx(
+      float(jax.nn.sigmoid(2.0)))
+
+
+def test_derive_keeps_at_least_one_feature(small):
+  _, arch = small
+  alphas = {"features": jnp.array([-2.0, -1.0, -3.0, -0.5, -4.0]),
+            "ops": jnp.zeros((2, 3))}
+  derived = search.derive_architecture(alphas, arch, threshold=0.5)
+  assert derived.kept_features == (arch.group_names[3],)
+
+
+def test_hyperparameters_live_in_the_state(small):
+  _, arch = small
+  state = search.init_search_state(jax.random.key(0), arch, HYPER)
+  chex.assert_trees_all_close(
+      state.hyperparameters, {k: jnp.float32(v) for k, v in HYPER.items()})
+  with pytest.raises(ValueError, match="missing hyperparameters"):
+    search.init_search_state(jax.random.key(0), arch, {"weight_lr": 1.0})
+
+
+def test_short_search_gives_the_planted_noise_feature_the_lowest_gate():
+  from experiments.configs import test as test_config  # pylint: disable=g-import-not-at-top
+  from credit_nas_jax import pipeline  # pylint: disable=g-import-not-at-top
+  config = test_config.get_config()
+  config.num_borrowers = 5000
+  config.hidden_dim = 32
+  config.fanouts = (10, 5)
+  config.batch_size = 64
+  config.search_steps = 300
+  config.arch_warmup_steps = 100
+  config.log_every = 100
+  dataset = pipeline.load_dataset(config)
+  arch = pipeline.supernet_for(config, dataset)
+  maker = data.BatchMaker(dataset, config.batch_size, config.fanouts,
+                          config.seed)
+  state = search.init_search_state(jax.random.key(config.seed), arch,
+                                   pipeline.hyperparameters_of(config))
+
+  class _Discard:
+    def write(self, record):
+      del record
+
+  state, _, _ = pipeline.run_search(state, maker, arch, config, _Discard())
+  gates = dict(zip(arch.group_names,
+                   np.asarray(jax.nn.sigmoid(state.alphas["features"]))))
+  assert min(gates, key=gates.get) == synthetic.NOISE_FEATURE, gates
+  derived = search.derive_architecture(state.alphas, arch, 0.5)
+  assert synthetic.NOISE_FEATURE not in derived.kept_features
