@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import ml_collections
@@ -26,6 +27,7 @@ import numpy as np
 import pandas as pd
 from absl import logging
 
+from credit_nas_jax import checkpoint as checkpoint_lib
 from credit_nas_jax import data as data_lib
 from credit_nas_jax import model as model_lib
 from credit_nas_jax import model_io
@@ -35,6 +37,9 @@ from credit_nas_jax import synthetic
 from credit_nas_jax import train as train_lib
 
 DATASETS = ("synthetic",)
+RUN_OUTPUTS = ("config.json", "metrics.jsonl", "alphas.csv", "alphas.png",
+               "architecture.json", "test_metrics.json", "search_cost.json",
+               "model", "checkpoints")
 
 
 def get_config_from_json(path: str) -> ml_collections.ConfigDict:
@@ -83,10 +88,16 @@ def gate_row(state: search_lib.SearchState,
   return row
 
 
-class _JsonLines:
-  """Appends JSON records to a file, flushing each."""
+class RunLog:
+  """``metrics.jsonl``: appends records, flushing each; on resume it first
+  drops the records written after the checkpoint being resumed from."""
 
-  def __init__(self, path: str):
+  def __init__(self, path: str, keep: Callable[[dict], bool] | None = None):
+    if keep is not None and os.path.exists(path):
+      with open(path) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+      with open(path, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records if keep(r))
     self._file = open(path, "a")
 
   def write(self, record: dict[str, Any]) -> None:
@@ -97,17 +108,35 @@ class _JsonLines:
     self._file.close()
 
 
+class WorkdirConflictError(ValueError):
+  """The work directory holds a run of another config."""
+
+
+def _check_finite(state: search_lib.SearchState) -> None:
+  report = search_lib.nonfinite_report(state)
+  if report:
+    raise train_lib.NonFiniteError(
+        f"{report}; stopping. The last good checkpoint is kept; lower the "
+        "learning rates or check the data.")
+
+
 def run_search(state: search_lib.SearchState, maker: data_lib.BatchMaker,
                arch: model_lib.Architecture, config: ml_collections.ConfigDict,
-               log: _JsonLines) -> tuple[search_lib.SearchState, list[dict],
-                                         dict[str, float]]:
+               log: RunLog, *,
+               checkpoints: checkpoint_lib.CheckpointManager | None = None,
+               gate_rows: list[dict] | None = None
+               ) -> tuple[search_lib.SearchState, list[dict],
+                          dict[str, float]]:
   """Runs the bilevel search loop from ``state.step`` to ``search_steps``.
+
+  Every ``checkpoint_every`` steps and at the end, the state is checked for
+  non-finite values and saved (with the gate rows so far).
 
   Returns:
     (final state, gate rows for ``alphas.csv``, timing facts).
   """
   step = int(state.step)
-  gate_rows = [{"step": step, **gate_row(state, arch)}]
+  gate_rows = list(gate_rows or [{"step": step, **gate_row(state, arch)}])
   # Lowering and compiling are timed apart from running.
   compile_start = time.perf_counter()
   train_batch = maker.training_batch("train", step)
@@ -118,7 +147,7 @@ def run_search(state: search_lib.SearchState, maker: data_lib.BatchMaker,
       arch_warmup_steps=config.arch_warmup_steps).compile()
   compile_seconds = time.perf_counter() - compile_start
   run_start = time.perf_counter()
-  window_start, window_steps = run_start, 0
+  window_start, window_steps, first_step = run_start, 0, step
   while step < config.search_steps:
     state, metrics = compiled(state, train_batch, val_batch)
     step += 1
@@ -127,35 +156,32 @@ def run_search(state: search_lib.SearchState, maker: data_lib.BatchMaker,
       # Prepared while the device runs the step just dispatched.
       train_batch = maker.training_batch("train", step)
       val_batch = maker.training_batch("validation", step)
-    if step % config.log_every and step != config.search_steps:
-      continue
-    metrics = jax.tree.map(float, metrics)
-    if not metrics.pop("finite"):
-      raise train_lib.NonFiniteError(
-          f"search step {step}: a loss or gradient is not finite "
-          f"(train loss {metrics['train_loss']}, validation loss "
-          f"{metrics['val_loss']}, weight gradient norm "
-          f"{metrics['weight_grad_norm']}, alpha gradient norm "
-          f"{metrics['alpha_grad_norm']})")
-    now = time.perf_counter()
-    rate = window_steps / (now - window_start)
-    window_start, window_steps = now, 0
-    gates = gate_row(state, arch)
-    gate_rows.append({"step": step, **gates})
-    log.write({"phase": "search", "step": step, "steps_per_second": rate,
-               **metrics, **gates})
-    feature_text = " ".join(
-        f"{k.split('/')[1]}={v:.3f}" for k, v in gates.items()
-        if k.startswith("feature/"))
-    logging.info("search step %d/%d: train loss %.4f, validation loss %.4f, "
-                 "%.1f steps/s; gates %s", step, config.search_steps,
-                 metrics["train_loss"], metrics["val_loss"], rate,
-                 feature_text)
+    last = step == config.search_steps
+    if step % config.log_every == 0 or last:
+      _check_finite(state)
+      metrics = jax.tree.map(float, metrics)
+      now = time.perf_counter()
+      rate = window_steps / (now - window_start)
+      window_start, window_steps = now, 0
+      gates = gate_row(state, arch)
+      gate_rows.append({"step": step, **gates})
+      log.write({"phase": "search", "step": step, "steps_per_second": rate,
+                 **metrics, **gates})
+      feature_text = " ".join(
+          f"{k.split('/')[1]}={v:.3f}" for k, v in gates.items()
+          if k.startswith("feature/"))
+      logging.info("search step %d/%d: train loss %.4f, validation loss "
+                   "%.4f, %.1f steps/s; gates %s", step, config.search_steps,
+                   metrics["train_loss"], metrics["val_loss"], rate,
+                   feature_text)
+    if checkpoints and (step % config.checkpoint_every == 0 or last):
+      _check_finite(state)
+      checkpoints.save("search", step, state, {"gate_rows": gate_rows})
   jax.block_until_ready(state)
   search_seconds = time.perf_counter() - run_start
   timing = {"compile_seconds": compile_seconds,
             "search_seconds": search_seconds,
-            "search_steps_per_second": config.search_steps / max(
+            "search_steps_per_second": (step - first_step) / max(
                 search_seconds, 1e-9)}
   return state, gate_rows, timing
 
@@ -178,15 +204,48 @@ def _write_json(path: str, value: Any) -> None:
     json.dump(value, f, indent=2)
 
 
-def run_experiment(config: ml_collections.ConfigDict,
-                   workdir: str) -> dict[str, Any]:
+def prepare_workdir(config: ml_collections.ConfigDict, workdir: str,
+                    fresh: bool) -> None:
+  """Creates the work directory, or checks that it holds this config's run.
+
+  Raises:
+    WorkdirConflictError: the directory holds a run of another config and
+      ``fresh`` is not set.
+  """
+  config_path = os.path.join(workdir, "config.json")
+  if fresh and os.path.isdir(workdir):
+    for name in os.listdir(workdir):
+      path = os.path.join(workdir, name)
+      if name in RUN_OUTPUTS:
+        (shutil.rmtree if os.path.isdir(path) else os.remove)(path)
+  elif os.path.exists(config_path):
+    with open(config_path) as f:
+      stored = json.load(f)
+    requested = json.loads(json.dumps(config.to_dict()))
+    differing = sorted(k for k in set(stored) | set(requested)
+                       if stored.get(k) != requested.get(k))
+    if differing:
+      details = ", ".join(f"{k}: {stored.get(k)!r} there, {requested.get(k)!r}"
+                          " requested" for k in differing)
+      raise WorkdirConflictError(
+          f"{workdir} holds a run with another config ({details}); use a new "
+          "--workdir, or --fresh to discard that run")
+  os.makedirs(workdir, exist_ok=True)
+  _write_json(config_path, config.to_dict())
+
+
+def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
+                   fresh: bool = False) -> dict[str, Any]:
   """Search, derive, retrain and evaluate; writes every output to workdir.
+
+  A work directory that already holds checkpoints of the same config is
+  resumed from its newest checkpoint, and ends exactly as an uninterrupted
+  run would; ``fresh`` discards it and starts over.
 
   Returns:
     The test metrics of the retrained derived model.
   """
-  os.makedirs(workdir, exist_ok=True)
-  _write_json(os.path.join(workdir, "config.json"), config.to_dict())
+  prepare_workdir(config, workdir, fresh)
   start = time.perf_counter()
   dataset = load_dataset(config)
   logging.info("data: %d borrowers (%s), %d relation edges, %.1fs",
@@ -199,9 +258,26 @@ def run_experiment(config: ml_collections.ConfigDict,
   init_key, retrain_key = jax.random.split(jax.random.key(config.seed))
   state = search_lib.init_search_state(init_key, arch,
                                        hyperparameters_of(config))
-  log = _JsonLines(os.path.join(workdir, "metrics.jsonl"))
+  checkpoints = checkpoint_lib.CheckpointManager(
+      os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
+  restored = checkpoints.restore_latest("search", state)
+  gate_rows, resumed_retrain = None, bool(checkpoints.steps("retrain"))
+  if restored:
+    step, state, facts = restored
+    gate_rows = facts["gate_rows"]
+    logging.info("resuming the search from its checkpoint at step %d", step)
+    retrain_steps = checkpoints.steps("retrain")
+    last_retrain = retrain_steps[-1] if retrain_steps else 0
+    keep = lambda r: (r["phase"] == "search" and r["step"] <= step) or (
+        r["phase"] == "retrain" and r["step"] <= last_retrain)
+  else:
+    keep = lambda r: False
+    resumed_retrain = False
+  log = RunLog(os.path.join(workdir, "metrics.jsonl"), keep)
   try:
-    state, gate_rows, timing = run_search(state, maker, arch, config, log)
+    state, gate_rows, timing = run_search(state, maker, arch, config, log,
+                                          checkpoints=checkpoints,
+                                          gate_rows=gate_rows)
     gates = pd.DataFrame(gate_rows)
     gates.to_csv(os.path.join(workdir, "alphas.csv"), index=False)
     plotting.plot_gate_trajectories(gates, os.path.join(workdir,
@@ -223,7 +299,8 @@ def run_experiment(config: ml_collections.ConfigDict,
         learning_rate=config.retrain_lr,
         weight_decay=config.retrain_weight_decay,
         eval_every=config.eval_every, patience=config.patience,
-        on_eval=lambda r: log.write({"phase": "retrain", **r}))
+        on_eval=lambda r: log.write({"phase": "retrain", **r}),
+        checkpoints=checkpoints)
     retrain_seconds = time.perf_counter() - retrain_start
   finally:
     log.close()
@@ -246,6 +323,8 @@ def run_experiment(config: ml_collections.ConfigDict,
       "platform": jax.devices()[0].platform,
       "jax_version": jax.__version__,
       **timing,
+      "resumed": bool(restored),
+      "resumed_in_retrain": resumed_retrain,
       "retrain_seconds": retrain_seconds,
       "retrain_steps": history[-1]["step"] if history else 0,
       "total_seconds": time.perf_counter() - start,

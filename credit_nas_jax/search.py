@@ -24,6 +24,8 @@ from flax import struct
 
 from credit_nas_jax import model as model_lib
 
+NONFINITE_QUANTITIES = ("training loss", "validation loss",
+                        "weight gradient", "alpha gradient")
 HYPERPARAMETERS = ("weight_lr", "weight_decay", "arch_lr", "arch_weight_decay",
                    "zero_one_weight")
 
@@ -39,6 +41,10 @@ class SearchState(struct.PyTreeNode):
       rate and weight decay as arrays).
     arch_opt_state: optimizer state of the alphas (likewise).
     zero_one_weight: weight of the zero-one regulariser on the gates.
+    nonfinite_step: the first step whose loss or gradient was not finite,
+      -1 while all were; kept on the device so no step waits for the host.
+    nonfinite_flags: which quantities were not finite at that step (bits of
+      ``NONFINITE_QUANTITIES``).
     weight_tx: optimizer of the weights (static).
     arch_tx: optimizer of the alphas (static).
   """
@@ -49,6 +55,8 @@ class SearchState(struct.PyTreeNode):
   weight_opt_state: optax.OptState
   arch_opt_state: optax.OptState
   zero_one_weight: jax.Array
+  nonfinite_step: jax.Array
+  nonfinite_flags: jax.Array
   weight_tx: optax.GradientTransformation = struct.field(pytree_node=False)
   arch_tx: optax.GradientTransformation = struct.field(pytree_node=False)
 
@@ -112,6 +120,8 @@ def init_search_state(key: jax.Array, arch: model_lib.Architecture,
       weight_opt_state=weight_opt_state, arch_opt_state=arch_opt_state,
       zero_one_weight=jnp.asarray(hyperparameters["zero_one_weight"],
                                   jnp.float32),
+      nonfinite_step=jnp.full((), -1, jnp.int32),
+      nonfinite_flags=jnp.zeros((), jnp.int32),
       weight_tx=weight_tx, arch_tx=arch_tx)
 
 
@@ -164,11 +174,6 @@ def alpha_gradient(state: SearchState, train_batch: jraph.GraphsTuple,
   return val_loss, grads
 
 
-def _all_finite(tree) -> jax.Array:
-  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
-  return jnp.all(jnp.stack(leaves))
-
-
 def arch_update(state: SearchState, train_batch: jraph.GraphsTuple,
                 val_batch: jraph.GraphsTuple, arch: model_lib.Architecture,
                 second_order: bool = False
@@ -180,8 +185,7 @@ def arch_update(state: SearchState, train_batch: jraph.GraphsTuple,
       alpha_grads, state.arch_opt_state, state.alphas)
   alphas = optax.apply_updates(state.alphas, updates)
   metrics = {"val_loss": val_loss,
-             "alpha_grad_norm": optax.tree.norm(alpha_grads),
-             "alpha_finite": _all_finite((val_loss, alpha_grads))}
+             "alpha_grad_norm": optax.tree.norm(alpha_grads)}
   return state.replace(alphas=alphas, arch_opt_state=arch_opt_state), metrics
 
 
@@ -195,8 +199,7 @@ def weight_update(state: SearchState, train_batch: jraph.GraphsTuple,
       weight_grads, state.weight_opt_state, state.weights)
   weights = optax.apply_updates(state.weights, updates)
   metrics = {"train_loss": train_loss,
-             "weight_grad_norm": optax.tree.norm(weight_grads),
-             "weight_finite": _all_finite((train_loss, weight_grads))}
+             "weight_grad_norm": optax.tree.norm(weight_grads)}
   return state.replace(weights=weights,
                        weight_opt_state=weight_opt_state), metrics
 
@@ -223,9 +226,26 @@ def search_step_fn(state: SearchState, train_batch: jraph.GraphsTuple,
                                   state.arch_opt_state))
   state, weight_metrics = weight_update(state, train_batch, arch)
   metrics = {**arch_metrics, **weight_metrics}
-  metrics["finite"] = metrics.pop("alpha_finite") & metrics.pop(
-      "weight_finite")
-  return state.replace(step=state.step + 1), metrics
+  flags = sum(
+      jnp.where(jnp.isfinite(metrics[name]), 0, 1 << bit)
+      for bit, name in enumerate(("train_loss", "val_loss",
+                                  "weight_grad_norm", "alpha_grad_norm")))
+  first = (state.nonfinite_step < 0) & (flags > 0)
+  return state.replace(
+      step=state.step + 1,
+      nonfinite_step=jnp.where(first, state.step + 1, state.nonfinite_step),
+      nonfinite_flags=jnp.where(first, flags, state.nonfinite_flags),
+  ), metrics
+
+
+def nonfinite_report(state: SearchState) -> str | None:
+  """A message naming the first non-finite step and quantities, or None."""
+  step = int(state.nonfinite_step)
+  if step < 0:
+    return None
+  flags = int(state.nonfinite_flags)
+  names = [n for bit, n in enumerate(NONFINITE_QUANTITIES) if flags >> bit & 1]
+  return f"search step {step}: {', '.join(names)} not finite"
 
 
 search_step = jax.jit(

@@ -14,6 +14,7 @@ import optax
 from absl import logging
 from flax import struct
 
+from credit_nas_jax import checkpoint as checkpoint_lib
 from credit_nas_jax import data as data_lib
 from credit_nas_jax import metrics as metrics_lib
 from credit_nas_jax import model as model_lib
@@ -21,11 +22,12 @@ from credit_nas_jax import search as search_lib
 
 
 class TrainState(struct.PyTreeNode):
-  """Weights of a fixed network and their optimizer state."""
+  """Weights of a fixed network, their optimizer state, a non-finite guard."""
 
   step: jax.Array
   weights: chex.ArrayTree
   opt_state: optax.OptState
+  nonfinite_step: jax.Array
   tx: optax.GradientTransformation = struct.field(pytree_node=False)
 
 
@@ -34,7 +36,8 @@ def init_train_state(key: jax.Array, arch: model_lib.Architecture,
   """Fresh weights for ``arch`` (trained from scratch)."""
   weights, _ = model_lib.init(key, arch)
   return TrainState(step=jnp.zeros((), jnp.int32), weights=weights,
-                    opt_state=tx.init(weights), tx=tx)
+                    opt_state=tx.init(weights),
+                    nonfinite_step=jnp.full((), -1, jnp.int32), tx=tx)
 
 
 def train_step_fn(state: TrainState, batch: jraph.GraphsTuple, *,
@@ -44,12 +47,14 @@ def train_step_fn(state: TrainState, batch: jraph.GraphsTuple, *,
   loss, grads = jax.value_and_grad(search_lib.batch_loss)(
       state.weights, {}, batch, arch)
   updates, opt_state = state.tx.update(grads, state.opt_state, state.weights)
-  metrics = {"train_loss": loss,
-             "finite": jnp.isfinite(loss) & jnp.isfinite(
-                 optax.tree.norm(grads))}
-  return state.replace(step=state.step + 1,
-                       weights=optax.apply_updates(state.weights, updates),
-                       opt_state=opt_state), metrics
+  finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
+  first = (state.nonfinite_step < 0) & ~finite
+  return state.replace(
+      step=state.step + 1,
+      weights=optax.apply_updates(state.weights, updates),
+      opt_state=opt_state,
+      nonfinite_step=jnp.where(first, state.step + 1, state.nonfinite_step),
+  ), {"train_loss": loss}
 
 
 train_step = jax.jit(train_step_fn, static_argnames=("arch",),
@@ -86,43 +91,60 @@ class NonFiniteError(FloatingPointError):
 def retrain(key: jax.Array, arch: model_lib.Architecture,
             maker: data_lib.BatchMaker, *, steps: int, learning_rate: float,
             weight_decay: float, eval_every: int, patience: int,
-            on_eval: Callable[[dict], None] | None = None
+            on_eval: Callable[[dict], None] | None = None,
+            checkpoints: checkpoint_lib.CheckpointManager | None = None
             ) -> tuple[chex.ArrayTree, list[dict]]:
   """Trains ``arch`` from scratch with early stopping on validation AUC.
+
+  With ``checkpoints``, the state is saved at every evaluation and the run
+  resumes from the newest retrain checkpoint, exactly.
 
   Returns:
     (best weights by validation AUC, history of evaluations).
   """
   tx = optax.adamw(learning_rate, weight_decay=weight_decay)
   state = init_train_state(key, arch, tx)
-  best_auc, best_weights, waited, history = -np.inf, None, 0, []
+  best_weights = jax.tree.map(np.array, state.weights)  # state is donated
+  progress = {"best_auc": None, "waited": 0, "history": [], "stopped": False}
+  restored = (checkpoints.restore_latest(
+      "retrain", {"state": state, "best": best_weights})
+              if checkpoints else None)
+  if restored:
+    step, tree, progress = restored
+    state, best_weights = tree["state"], tree["best"]
+    logging.info("retrain resumed from its checkpoint at step %d", step)
   start = time.perf_counter()
-  for step in range(steps):
+  step = int(state.step)
+  while step < steps and not progress["stopped"]:
     state, metrics = train_step(state, maker.training_batch("train", step),
                                 arch=arch)
-    last = step + 1 == steps
-    if (step + 1) % eval_every and not last:
+    step += 1
+    if step % eval_every and step != steps:
       continue
-    if not bool(metrics["finite"]):
-      raise NonFiniteError(f"retrain step {step + 1}: training loss or "
-                           "gradient is not finite")
+    if int(state.nonfinite_step) >= 0:
+      raise NonFiniteError(f"retrain step {int(state.nonfinite_step)}: "
+                           "training loss or weight gradient not finite")
     validation = evaluate_split(state.weights, {}, maker, "validation", arch)
-    record = {"step": step + 1, "train_loss": float(metrics["train_loss"]),
+    record = {"step": step, "train_loss": float(metrics["train_loss"]),
               "val_auc": validation["auc"],
               "val_log_loss": validation["log_loss"],
               "seconds": time.perf_counter() - start}
-    history.append(record)
+    progress["history"].append(record)
     if on_eval:
       on_eval(record)
     logging.info("retrain step %d: train loss %.4f, validation AUC %.4f",
-                 record["step"], record["train_loss"], record["val_auc"])
-    if validation["auc"] > best_auc:
-      best_auc, waited = validation["auc"], 0
+                 step, record["train_loss"], record["val_auc"])
+    if progress["best_auc"] is None or validation["auc"] > progress[
+        "best_auc"]:
+      progress["best_auc"], progress["waited"] = validation["auc"], 0
       best_weights = jax.tree.map(np.array, state.weights)
     else:
-      waited += 1
-      if waited >= patience:
+      progress["waited"] += 1
+      if progress["waited"] >= patience:
+        progress["stopped"] = True
         logging.info("early stop at step %d (best validation AUC %.4f)",
-                     step + 1, best_auc)
-        break
-  return jax.tree.map(jnp.asarray, best_weights), history
+                     step, progress["best_auc"])
+    if checkpoints:
+      checkpoints.save("retrain", step,
+                       {"state": state, "best": best_weights}, progress)
+  return jax.tree.map(jnp.asarray, best_weights), progress["history"]

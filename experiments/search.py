@@ -19,13 +19,18 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from credit_nas_jax import checkpoint
 from credit_nas_jax import pipeline
+from credit_nas_jax import train
 
 _CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                            "configs")
 _WORKDIR = flags.DEFINE_string("workdir", None,
                                "Directory for every output of the run.",
                                required=True)
+_FRESH = flags.DEFINE_bool(
+    "fresh", False,
+    "Discard the run in --workdir and start over (default: resume it).")
 _CONFIG = config_flags.DEFINE_config_file(
     "config", os.path.join(_CONFIG_DIR, "default.py"),
     "Config file; override fields with --config.name=value.")
@@ -35,7 +40,12 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.INFO)
-  pipeline.run_experiment(_CONFIG.value, _WORKDIR.value)
+  try:
+    pipeline.run_experiment(_CONFIG.value, _WORKDIR.value, fresh=_FRESH.value)
+  except (pipeline.WorkdirConflictError, checkpoint.CheckpointError,
+          train.NonFiniteError) as error:
+    logging.error("%s", error)
+    sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":

@@ -54,7 +54,8 @@ def test_search_step_is_jitted_once_and_counts_steps(small):
         state, maker.training_batch("train", step),
         maker.training_batch("validation", step), arch=arch)
   assert int(state.step) == 3
-  assert bool(metrics["finite"])
+  assert int(state.nonfinite_step) == -1
+  assert search.nonfinite_report(state) is None
   assert search.search_step._cache_size() >= 1
   size = search.search_step._cache_size()
   search.search_step(state, maker.training_batch("train", 9),

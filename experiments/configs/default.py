@@ -49,4 +49,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.retrain_weight_decay = 1e-4
   config.eval_every = 100
   config.patience = 3
+
+  # Checkpoints (search state every N steps and at the end; retrain state at
+  # every evaluation).
+  config.checkpoint_every = 100
+  config.keep_checkpoints = 2
   return config

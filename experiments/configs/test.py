@@ -27,4 +27,5 @@ def get_config() -> ml_collections.ConfigDict:
   config.log_every = 5
   config.retrain_steps = 20
   config.eval_every = 10
+  config.checkpoint_every = 5
   return config

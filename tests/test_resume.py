@@ -1,0 +1,181 @@
+"""Runs that survive: kill and resume, determinism, guards, clear errors."""
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from credit_nas_jax import checkpoint
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAUNCHER = os.path.join(ROOT, "experiments", "search.py")
+CONFIG = os.path.join(ROOT, "experiments", "configs", "test.py")
+OVERRIDES = ("--config.search_steps=120", "--config.log_every=10",
+             "--config.checkpoint_every=10", "--config.retrain_steps=120",
+             "--config.eval_every=10", "--config.patience=50")
+TIMING_FIELDS = ("steps_per_second", "seconds")
+
+
+def _command(workdir, *extra):
+  return [sys.executable, LAUNCHER, f"--workdir={workdir}",
+          f"--config={CONFIG}", *OVERRIDES, *extra]
+
+
+def _run(workdir, *extra):
+  return subprocess.run(_command(workdir, *extra), capture_output=True,
+                        text=True, timeout=600, cwd=ROOT)
+
+
+def _run_and_kill_at(workdir, marker):
+  """Starts the launcher and SIGKILLs it as soon as ``marker`` is logged."""
+  process = subprocess.Popen(_command(workdir), stderr=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL, text=True, cwd=ROOT)
+  seen = False
+  for line in process.stderr:
+    if marker in line:
+      process.send_signal(signal.SIGKILL)
+      seen = True
+      break
+  process.wait(timeout=600)
+  assert seen, f"the run ended before logging {marker!r}"
+  assert process.returncode == -signal.SIGKILL
+
+
+def _outcome(workdir):
+  records = [json.loads(line) for line in open(
+      os.path.join(workdir, "metrics.jsonl"))]
+  for record in records:
+    for field in TIMING_FIELDS:
+      record.pop(field, None)
+  with np.load(os.path.join(workdir, "model", "weights.npz")) as archive:
+    weights = {k: archive[k] for k in archive.files}
+  return {
+      "architecture": json.load(open(os.path.join(workdir,
+                                                  "architecture.json"))),
+      "test": json.load(open(os.path.join(workdir, "test_metrics.json"))),
+      "alphas": open(os.path.join(workdir, "alphas.csv")).read(),
+      "records": records,
+      "weights": weights,
+  }
+
+
+def _assert_same(a, b):
+  for key in ("architecture", "test", "alphas", "records"):
+    assert a[key] == b[key], key
+  assert a["weights"].keys() == b["weights"].keys()
+  for name in a["weights"]:
+    np.testing.assert_array_equal(a["weights"][name], b["weights"][name])
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("uninterrupted")
+  result = _run(workdir)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return _outcome(workdir)
+
+
+def test_killed_runs_resume_to_the_same_result(uninterrupted, tmp_path):
+  # Killed in the search, again in the retrain, then left to finish.
+  _run_and_kill_at(tmp_path, "search step 70/120")
+  assert checkpoint.CheckpointManager(
+      str(tmp_path / "checkpoints")).steps("search")
+  _run_and_kill_at(tmp_path, "retrain step 40:")
+  result = _run(tmp_path)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "resuming the search from its checkpoint" in result.stderr
+  assert "retrain resumed from its checkpoint" in result.stderr
+  _assert_same(_outcome(tmp_path), uninterrupted)
+
+
+def test_same_config_and_seed_give_identical_results(uninterrupted, tmp_path):
+  result = _run(tmp_path)
+  assert result.returncode == 0, result.stderr[-3000:]
+  _assert_same(_outcome(tmp_path), uninterrupted)
+
+
+def test_absurd_learning_rate_stops_with_the_step_and_quantity(tmp_path):
+  result = _run(tmp_path, "--config.weight_lr=1e30",
+                "--config.arch_warmup_steps=0")
+  assert result.returncode != 0
+  message = result.stderr.strip().splitlines()[-1]
+  assert message.startswith("error: search step ")
+  assert "not finite" in message
+  assert any(q in message for q in ("training loss", "validation loss",
+                                    "weight gradient", "alpha gradient"))
+  failed_step = int(message.split("search step ")[1].split(":")[0])
+  manager = checkpoint.CheckpointManager(str(tmp_path / "checkpoints"))
+  # Only good checkpoints are kept: every one precedes the failure.
+  assert all(step < failed_step for step in manager.steps("search"))
+
+
+def test_conflicting_config_in_workdir_is_refused(tmp_path):
+  (tmp_path / "config.json").write_text(json.dumps({"seed": 99}))
+  result = _run(tmp_path)
+  assert result.returncode != 0
+  assert "holds a run with another config" in result.stderr
+  assert "seed: 99 there, 0 requested" in result.stderr
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+  _run_and_kill_at(tmp_path, "search step 40/120")
+  manager = checkpoint.CheckpointManager(str(tmp_path / "checkpoints"))
+  latest = manager.path("search", manager.steps("search")[-1])
+  with open(os.path.join(latest, "arrays.npz"), "r+b") as f:
+    f.seek(100)
+    f.write(b"\xff" * 16)
+  result = _run(tmp_path)
+  assert result.returncode != 0
+  assert "corrupt" in result.stderr and latest in result.stderr
+  fresh = _run(tmp_path, "--fresh")
+  assert fresh.returncode == 0, fresh.stderr[-3000:]
+
+
+def _tree():
+  return {"w": jnp.arange(6.0).reshape(2, 3), "step": jnp.int32(4),
+          "layers": [jnp.ones(3), jnp.zeros((1, 2))]}
+
+
+def test_checkpoint_round_trip_and_pruning(tmp_path):
+  manager = checkpoint.CheckpointManager(str(tmp_path), keep=2)
+  for step in (1, 2, 3):
+    manager.save("search", step, _tree(), {"note": step})
+  assert manager.steps("search") == [2, 3]
+  step, tree, facts = manager.restore_latest("search", _tree())
+  assert step == 3 and facts == {"note": 3}
+  jax.tree.map(np.testing.assert_array_equal, tree, _tree())
+
+
+def test_foreign_checkpoint_is_refused(tmp_path):
+  manager = checkpoint.CheckpointManager(str(tmp_path))
+  manager.save("search", 1, {"other": jnp.ones(2)}, {})
+  with pytest.raises(checkpoint.CheckpointError, match="another structure"):
+    manager.restore("search", 1, _tree())
+  manager.save("search", 2, {"w": jnp.ones((3, 3)), "step": jnp.int32(1),
+                             "layers": [jnp.ones(3), jnp.zeros((1, 2))]}, {})
+  with pytest.raises(checkpoint.CheckpointError, match="leaf"):
+    manager.restore("search", 2, _tree())
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
+def test_full_or_read_only_disk_is_a_clear_error(tmp_path, monkeypatch, code):
+  manager = checkpoint.CheckpointManager(str(tmp_path))
+  manager.save("search", 1, _tree(), {})
+
+  def failing_savez(*args, **kwargs):
+    raise OSError(code, os.strerror(code))
+
+  monkeypatch.setattr(np, "savez", failing_savez)
+  with pytest.raises(checkpoint.CheckpointError,
+                     match=f"cannot write checkpoint .*{os.strerror(code)}"):
+    manager.save("search", 2, _tree(), {})
+  # The good checkpoint is untouched and no staging directory is left.
+  assert manager.steps("search") == [1]
+  assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
