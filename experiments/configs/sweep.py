@@ -1,0 +1,35 @@
+"""A sweep: 8 seeds x 2 architecture learning rates, one vmapped program.
+
+  python experiments/sweep.py --workdir=/tmp/credit_nas_sweep
+  python experiments/sweep.py --workdir=/tmp/sweep \
+      --config.sweep_zero_one_weight="(0.0, 0.1)"
+"""
+
+import ml_collections
+
+from experiments.configs import default
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """The default search, swept over seeds and the alpha learning rate."""
+  config = default.get_config()
+
+  # Grid: seeds x every non-empty tuple below (empty: the single value above).
+  config.sweep_seeds = tuple(range(8))
+  config.sweep_weight_lr = ()
+  config.sweep_weight_decay = ()
+  config.sweep_arch_lr = (3e-2, 1e-2)
+  config.sweep_arch_weight_decay = ()
+  config.sweep_zero_one_weight = ()
+  config.sweep_gate_threshold = ()
+
+  # Execution and reports.
+  config.sweep_max_chunk = 64  # most members one chunk may hold
+  config.sweep_top_k = 2  # best members derived and retrained
+
+  # A lighter search than the default, since it runs 16 times.
+  config.num_borrowers = 10_000
+  config.batch_size = 64
+  config.hidden_dim = 32
+  config.search_steps = 300
+  return config

@@ -1,0 +1,97 @@
+"""Sweeps: the grid, chunking, reports, and members equal to lone runs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import ml_collections
+import pandas as pd
+import pytest
+
+from credit_nas_jax import sweep
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SWEEP_CONFIG = os.path.join(ROOT, "experiments", "configs", "sweep_test.py")
+
+
+def _launch(script, workdir, *extra):
+  result = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "experiments", script),
+       f"--workdir={workdir}", f"--config={SWEEP_CONFIG}", *extra],
+      capture_output=True, text=True, timeout=600, cwd=ROOT)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("sweep")
+  result = _launch("sweep.py", workdir)
+  return workdir, result.stderr
+
+
+def test_grid_is_seeds_times_every_swept_float():
+  config = ml_collections.ConfigDict({
+      "seed": 0, **{name: 0.5 for name in sweep.SWEPT_FLOATS},
+      **{f"sweep_{name}": () for name in sweep.SWEPT_FLOATS},
+      "sweep_seeds": (3, 4, 5)})
+  config.sweep_arch_lr = (0.1, 0.2)
+  config.sweep_zero_one_weight = (0.0, 1.0)
+  members = sweep.grid_members(config)
+  assert len(members) == 12
+  assert [m.index for m in members] == list(range(12))
+  combos = {(m.seed, m.settings["arch_lr"], m.settings["zero_one_weight"])
+            for m in members}
+  assert len(combos) == 12
+  assert all(m.settings["weight_lr"] == 0.5 for m in members)
+  lone = members[5].config(config)
+  assert lone.seed == members[5].seed
+  assert lone.arch_lr == members[5].settings["arch_lr"]
+
+
+@pytest.mark.parametrize("members,per_member,available,cap,expected", [
+    (32, 100, 10_000, 64, 32),
+    (32, 100, 1_000, 64, 5),
+    (32, 100, 10_000, 8, 8),
+    (3, 10**9, 10, 8, 1),
+])
+def test_chunk_size(members, per_member, available, cap, expected):
+  assert sweep.chunk_size(members, per_member, available, cap) == expected
+
+
+def test_sweep_writes_its_reports(swept):
+  workdir, log = swept
+  for name in ("leaderboard.csv", "leaderboard.md", "stability.csv",
+               "stability.md", "stability.png", "auc_spread.json",
+               "sweep_cost.json"):
+    assert os.path.getsize(os.path.join(workdir, name)) > 0, name
+  cost = json.load(open(os.path.join(workdir, "sweep_cost.json")))
+  assert (cost["members"], cost["chunks"], cost["chunk_size"]) == (4, 2, 3)
+  assert "4 members in 2 chunk(s) of 3" in log
+  board = pd.read_csv(os.path.join(workdir, "leaderboard.csv"))
+  assert len(board) == 4 and board["retrained_val_auc"].notna().sum() == 1
+  assert board["supernet_val_auc"].is_monotonic_decreasing
+  stability = pd.read_csv(os.path.join(workdir, "stability.csv"))
+  assert len(stability) == 2 and (stability["seeds"] == 2).all()
+  for layer in (1, 2):
+    ops = stability.filter(like=f"layer{layer}/")
+    assert (ops.sum(axis=1).round(6) == 1).all()
+
+
+@pytest.mark.parametrize("member", [1, 2])
+def test_member_equals_the_same_settings_run_alone(swept, tmp_path, member):
+  workdir, _ = swept
+  board = pd.read_csv(os.path.join(workdir, "leaderboard.csv")).set_index(
+      "member")
+  row = board.loc[member]
+  _launch("search.py", tmp_path, f"--config.seed={int(row['seed'])}",
+          f"--config.arch_lr={float(row['arch_lr'])!r}")
+  alone = json.load(open(tmp_path / "architecture.json"))
+  for feature in alone["features"]:
+    assert feature["gate"] == pytest.approx(row[f"gate/{feature['name']}"],
+                                            abs=1e-5)
+  assert ",".join(alone["kept_features"]) == row["kept_features"]
+  assert ",".join(alone["chosen_ops"]) == row["chosen_ops"]
+  assert alone["supernet_validation_auc"] == pytest.approx(
+      row["supernet_val_auc"], abs=1e-4)
