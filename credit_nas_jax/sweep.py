@@ -7,7 +7,9 @@ hyperparameters are arrays inside each member's optimizer states
 (``optax.inject_hyperparams``), so they vary across the axis like data.
 Members that share a seed share their batches: the batches of the distinct
 seeds are stacked once per step and each member picks its own inside the
-program. Structural settings (D, op ratios, fanouts) stay static.
+program. Structural settings (D, op ratios, fanouts) stay static. How many members
+run vmapped at once is a setting (``sweep_vmap_width``); the rest run one
+group after another inside the same program (``jax.lax.map``).
 
 Grids that do not fit in memory run in equal chunks (the last one padded
 with repeats, so the program compiles once); the chunk size comes from the
@@ -75,22 +77,36 @@ def grid_members(config: ml_collections.ConfigDict) -> list[Member]:
 
 
 def _sweep_step_fn(states, train_batches, val_batches, seed_slot, *, arch,
-                   second_order, arch_warmup_steps):
-  """The search step vmapped over members; each takes its seed's batches."""
+                   second_order, arch_warmup_steps, vmap_width):
+  """The search step over stacked members, each with its seed's batches.
 
-  def one(state, slot):
+  ``jax.lax.map`` runs the members ``vmap_width`` at a time, vmapped, and the
+  groups one after another inside the same program; a narrower width lowers
+  the peak activation memory of the step.
+  """
+
+  def member(args):
+    state, slot = args
     pick = lambda tree: jax.tree.map(lambda x: x[slot], tree)
     return search_lib.search_step_fn(
         state, pick(train_batches), pick(val_batches), arch=arch,
         second_order=second_order, arch_warmup_steps=arch_warmup_steps)
 
-  return jax.vmap(one)(states, seed_slot)
+  return jax.lax.map(member, (states, seed_slot), batch_size=vmap_width)
 
 
 sweep_step = jax.jit(
     _sweep_step_fn,
-    static_argnames=("arch", "second_order", "arch_warmup_steps"),
+    static_argnames=("arch", "second_order", "arch_warmup_steps",
+                     "vmap_width"),
     donate_argnums=0)
+
+
+def vmap_width_for(config: ml_collections.ConfigDict, members: int) -> int:
+  """Members vmapped at once: the config's width, or 0 for all of them."""
+  if config.sweep_vmap_width > 0:
+    return min(config.sweep_vmap_width, members)
+  return members
 
 
 @functools.partial(jax.jit, static_argnames=("arch",))
@@ -141,7 +157,7 @@ def _bytes_per_member(arch, maker, config) -> int:
   compiled = sweep_step.lower(
       state, batch, batch, jnp.zeros(1, jnp.int32), arch=arch,
       second_order=config.second_order,
-      arch_warmup_steps=config.arch_warmup_steps).compile()
+      arch_warmup_steps=config.arch_warmup_steps, vmap_width=1).compile()
   analysis = compiled.memory_analysis()
   if analysis is None:
     return sum(x.nbytes for x in jax.tree.leaves(state)) * 8
@@ -170,7 +186,8 @@ def _run_chunk(members, arch, config, makers, seeds, compiled=None):
     compiled = sweep_step.lower(
         states, train_batches, val_batches, slot, arch=arch,
         second_order=config.second_order,
-        arch_warmup_steps=config.arch_warmup_steps).compile()
+        arch_warmup_steps=config.arch_warmup_steps,
+        vmap_width=vmap_width_for(config, len(members))).compile()
     compile_seconds = time.perf_counter() - compile_start
   start = time.perf_counter()
   for step in range(config.search_steps):
@@ -295,8 +312,9 @@ def run_sweep(config: ml_collections.ConfigDict,
                     config.sweep_max_chunk)
   chunks = [members[i:i + size] for i in range(0, len(members), size)]
   logging.info("sweep: %d members in %d chunk(s) of %d (about %.1f MiB per "
-               "member; cap %d)", len(members), len(chunks), size,
-               per_member / 2**20, config.sweep_max_chunk)
+               "member; cap %d), %d vmapped at a time", len(members),
+               len(chunks), size, per_member / 2**20, config.sweep_max_chunk,
+               vmap_width_for(config, size))
   seeds = sorted(makers)
   states_parts, compile_seconds, run_seconds, compiled = [], 0.0, 0.0, None
   for number, chunk in enumerate(chunks):
@@ -371,6 +389,7 @@ def run_sweep(config: ml_collections.ConfigDict,
       "members": len(members),
       "chunks": len(chunks),
       "chunk_size": size,
+      "vmap_width": vmap_width_for(config, size),
       "bytes_per_member_estimate": per_member,
       "compile_seconds": compile_seconds,
       "search_run_seconds": run_seconds,

@@ -25,6 +25,9 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Execution and reports.
   config.sweep_max_chunk = 64  # most members one chunk may hold
+  # Members vmapped at once inside the program (0: all); a narrower width
+  # runs the groups in sequence and lowers peak activation memory.
+  config.sweep_vmap_width = 0
   config.sweep_top_k = 2  # best members derived and retrained
 
   # A lighter search than the default, since it runs 16 times.

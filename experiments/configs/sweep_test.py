@@ -22,5 +22,6 @@ def get_config() -> ml_collections.ConfigDict:
   config.sweep_seeds = (0, 1)
   config.sweep_arch_lr = (3e-2, 1e-2)
   config.sweep_max_chunk = 3  # forces two chunks, the second padded
+  config.sweep_vmap_width = 2  # and two vmapped groups inside a chunk
   config.sweep_top_k = 1
   return config
