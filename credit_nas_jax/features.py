@@ -172,6 +172,31 @@ def _parse_dates(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
   return dates, unparsable
 
 
+def _first_positions(ids: pd.Series) -> tuple[pd.Index, np.ndarray]:
+  """(unique index of the ids' first occurrences, their rows)."""
+  rows = np.flatnonzero(ids.notna().to_numpy()
+                        & ~ids.duplicated(keep="first").to_numpy())
+  return pd.Index(ids.to_numpy(dtype=object)[rows]), rows
+
+
+def _lookup(first: tuple[pd.Index, np.ndarray],
+            values: pd.Series) -> np.ndarray:
+  """Row of every value's first occurrence; -1 when absent.
+
+  One hash pass; every later check reads the parent's row by position.
+  """
+  index, rows = first
+  positions = index.get_indexer(values.to_numpy(dtype=object))
+  positions[values.isna().to_numpy()] = -1
+  return np.where(positions >= 0, rows[np.maximum(positions, 0)], -1)
+
+
+def _at(values: np.ndarray, positions: np.ndarray, fill):
+  """values[positions], ``fill`` where a position is -1."""
+  out = np.asarray(values)[np.maximum(positions, 0)]
+  return np.where(positions >= 0, out, fill)
+
+
 def _validate(borrowers, loans, installments):
   """Checks every row; returns parsed columns, keep masks and the rejects."""
   frames = {"borrowers": borrowers, "loans": loans, "installments": installments}
@@ -189,19 +214,20 @@ def _validate(borrowers, loans, installments):
     b.add(unparsable, field, "score is not a number", borrower_id)
     b.add(value.to_numpy() < 0, field, "negative score", borrower_id)
     scores[field] = value
-  valid_borrowers = pd.Index(borrower_id[~b.bad])
-  known_borrowers = pd.Index(borrower_id.dropna().unique())
 
-  # Loans.
+  # Loans: the owner's row, found once.
   l = _Problems("loans", loans)
   loan_owner = loans["borrower_id"]
   loan_id = loans["loan_id"]
+  owner_row = _lookup(_first_positions(borrower_id), loan_owner)
   l.add(loan_id.isna(), "loan_id", "missing loan id", loan_owner)
   l.add(loan_id.duplicated(keep="first") & loan_id.notna(), "loan_id",
         "duplicate loan id", loan_owner)
-  l.add(~loan_owner.isin(known_borrowers), "borrower_id",
-        "loan of an unknown borrower", loan_owner)
-  l.add(~loans["source"].isin(SOURCES), "source",
+  l.add(owner_row < 0, "borrower_id", "loan of an unknown borrower",
+        loan_owner)
+  source_code = pd.Index(SOURCES).get_indexer(
+      loans["source"].to_numpy(dtype=object))
+  l.add(source_code < 0, "source",
         f"unknown source; expected one of {list(SOURCES)}", loan_owner)
   periods, unparsable = _parse_numbers(loans["periods"])
   l.add(unparsable | periods.isna().to_numpy(), "periods",
@@ -209,46 +235,46 @@ def _validate(borrowers, loans, installments):
   l.add(periods.to_numpy() != np.floor(periods.to_numpy()), "periods",
         "periods is not a whole number", loan_owner)
   l.add(periods.to_numpy() < 1, "periods", "periods < 1", loan_owner)
-  l.add(~loan_owner.isin(valid_borrowers), "borrower_id",
+  l.add(~_at(~b.bad, owner_row, False), "borrower_id",
         "borrower record rejected", loan_owner)
-  valid_loans = pd.Index(loan_id[~l.bad])
-  known_loans = pd.Index(loan_id.dropna().unique())
 
-  # Installments.
+  # Installments: the loan's row, found once.
   i = _Problems("installments", installments)
-  owner_of_loan = (loans.loc[loan_id.notna() & ~loan_id.duplicated()]
-                   .set_index("loan_id")["borrower_id"])
   installment_loan = installments["loan_id"]
-  installment_owner = installment_loan.map(owner_of_loan)
-  i.add(~installment_loan.isin(known_loans), "loan_id",
-        "installment of an unknown loan", installment_owner)
+  loan_row = _lookup(_first_positions(loan_id), installment_loan)
+  installment_owner = _at(loan_owner.to_numpy(dtype=object), loan_row, None)
+  i.add(loan_row < 0, "loan_id", "installment of an unknown loan",
+        installment_owner)
   period, unparsable = _parse_numbers(installments["period"])
   i.add(unparsable | period.isna().to_numpy(), "period",
         "period is not a number", installment_owner)
-  loan_periods = installment_loan.map(
-      pd.Series(periods.to_numpy(), index=loan_id).loc[
-          lambda s: ~s.index.duplicated()])
-  out_of_range = ((period.to_numpy() < 1)
-                  | (period.to_numpy() > loan_periods.to_numpy(dtype=float))
-                  | (period.to_numpy() != np.floor(period.to_numpy())))
+  period_values = period.to_numpy()
+  loan_periods = _at(periods.to_numpy(), loan_row, np.nan)
+  out_of_range = ((period_values < 1) | (period_values > loan_periods)
+                  | (period_values != np.floor(period_values)))
   i.add(out_of_range, "period", "period outside 1..periods", installment_owner)
-  i.add(pd.DataFrame({"l": installment_loan, "p": period}).duplicated(
-      keep="first").to_numpy(), "period", "duplicate installment",
-        installment_owner)
+  # (loan row, period) as one integer key; only rows still valid take part.
+  safe_period = np.where(i.bad, 0, np.nan_to_num(period_values)).astype(
+      np.int64)
+  key = pd.Series(np.where(i.bad, -1 - np.arange(len(installments)),
+                           loan_row.astype(np.int64) * (2**31) + safe_period))
+  i.add(key.duplicated(keep="first").to_numpy(), "period",
+        "duplicate installment", installment_owner)
   due, unparsable = _parse_dates(installments["due_date"])
   i.add(unparsable, "due_date", "unparsable date", installment_owner)
   i.add(due.isna().to_numpy(), "due_date", "missing due date",
         installment_owner)
   repaid, unparsable = _parse_dates(installments["repaid_date"])
   i.add(unparsable, "repaid_date", "unparsable date", installment_owner)
-  i.add(~installment_loan.isin(valid_loans), "loan_id", "loan record rejected",
+  i.add(~_at(~l.bad, loan_row, False), "loan_id", "loan record rejected",
         installment_owner)
 
   rejects = [p for problems in (b, l, i) for p in problems.parts]
   rejects = (pd.concat(rejects, ignore_index=True) if rejects else
              pd.DataFrame({c: [] for c in REJECT_COLUMNS}))
   parsed = dict(scores=scores, periods=periods, period=period, due=due,
-                repaid=repaid)
+                repaid=repaid, owner_row=owner_row, loan_row=loan_row,
+                source_code=source_code)
   keep = dict(borrowers=~b.bad, loans=~l.bad, installments=~i.bad)
   return parsed, keep, rejects, frames
 
@@ -266,41 +292,43 @@ def _first_problem_message(rejects: pd.DataFrame, frames) -> str:
           f"{first['field']!r} = {first['value']!r}: {first['reason']}{tail}")
 
 
-def _compute(borrowers, loans, installments, parsed, keep, as_of):
-  """Features of the kept rows; every kept borrower gets a row."""
-  kept_borrowers = borrowers.loc[keep["borrowers"], "borrower_id"]
-  index = pd.Index(kept_borrowers.to_numpy(), name="borrower_id")
-  features = pd.DataFrame(index=index)
-  features["bestpay_grade"] = score_grade(
-      parsed["scores"]["bestpay_score"][keep["borrowers"]]).to_numpy()
-  features["sesame_grade"] = score_grade(
-      parsed["scores"]["sesame_score"][keep["borrowers"]]).to_numpy()
+def _compute(borrowers, parsed, keep, as_of):
+  """Features of the kept rows; every kept borrower gets a row.
 
-  loan_table = pd.DataFrame({
-      "loan_id": loans["loan_id"].to_numpy(),
-      "borrower_id": loans["borrower_id"].to_numpy(),
-      "source": loans["source"].to_numpy(),
-      "periods": parsed["periods"].to_numpy(),
-  })[keep["loans"]]
-  due = parsed["due"][keep["installments"]].to_numpy()
-  repaid = parsed["repaid"][keep["installments"]].to_numpy()
-  unpaid = pd.isna(repaid)
-  overdue = np.where(unpaid, due < np.datetime64(as_of),
-                     repaid > due)
-  overdue_per_loan = pd.Series(overdue.astype(float)).groupby(
-      installments["loan_id"][keep["installments"]].to_numpy()).sum()
-  loan_table["overdue_degree"] = (
-      loan_table["loan_id"].map(overdue_per_loan).fillna(0.0).to_numpy()
-      / loan_table["periods"].to_numpy())
-  per_source = loan_table.groupby(["borrower_id", "source"]).agg(
-      overdue=("overdue_degree", "sum"), loans=("loan_id", "size"))
-  for source in SOURCES:
-    rows = per_source.xs(source, level="source") if source in set(
-        per_source.index.get_level_values("source")) else per_source.iloc[:0]
-    features[f"{source}_overdue"] = rows["overdue"].reindex(index).fillna(
-        0.0).to_numpy(dtype=float)
-    features[f"{source}_loans"] = rows["loans"].reindex(index).fillna(
-        0).to_numpy(dtype=np.int64)
+  Sums run over integer rows found in validation (``np.bincount``), not over
+  string ids.
+  """
+  kept = keep["borrowers"]
+  index = pd.Index(borrowers.loc[kept, "borrower_id"].to_numpy(),
+                   name="borrower_id")
+  features = pd.DataFrame(index=index)
+  for source, field in (("bestpay", "bestpay_score"),
+                        ("sesame", "sesame_score")):
+    features[f"{source}_grade"] = score_grade(
+        parsed["scores"][field][kept]).to_numpy()
+
+  num_loans = len(parsed["periods"])
+  inst = keep["installments"]
+  due = parsed["due"].to_numpy()[inst]
+  repaid = parsed["repaid"].to_numpy()[inst]
+  overdue = np.where(pd.isna(repaid), due < np.datetime64(as_of), repaid > due)
+  overdue_count = np.bincount(parsed["loan_row"][inst],
+                              weights=overdue.astype(float),
+                              minlength=num_loans)
+  loans_kept = keep["loans"]
+  degree = overdue_count[loans_kept] / parsed["periods"].to_numpy()[loans_kept]
+  # Kept loans belong to kept borrowers, whose rows renumber 0..n-1.
+  borrower_number = np.cumsum(kept) - 1
+  cell = (borrower_number[parsed["owner_row"][loans_kept]] * len(SOURCES)
+          + parsed["source_code"][loans_kept])
+  size = len(index) * len(SOURCES)
+  overdue_sum = np.bincount(cell, weights=degree, minlength=size).reshape(
+      len(index), len(SOURCES))
+  loan_count = np.bincount(cell, minlength=size).reshape(len(index),
+                                                         len(SOURCES))
+  for k, source in enumerate(SOURCES):
+    features[f"{source}_overdue"] = overdue_sum[:, k]
+    features[f"{source}_loans"] = loan_count[:, k].astype(np.int64)
   return features[list(FEATURE_COLUMNS + COUNT_COLUMNS)]
 
 
@@ -341,7 +369,7 @@ def extract_features_with_rejects(
   """
   stamp = _as_timestamp(as_of)
   parsed, keep, rejects, _ = _validate(borrowers, loans, installments)
-  features = _compute(borrowers, loans, installments, parsed, keep, stamp)
+  features = _compute(borrowers, parsed, keep, stamp)
   affected = pd.Index(rejects["borrower_id"].dropna().unique())
   affected = affected[affected.isin(features.index)]
   if not keep_partial:
@@ -376,7 +404,7 @@ def extract_features(
   parsed, keep, rejects, frames = _validate(borrowers, loans, installments)
   if len(rejects):
     raise RecordError(_first_problem_message(rejects, frames), rejects)
-  return _compute(borrowers, loans, installments, parsed, keep, stamp)
+  return _compute(borrowers, parsed, keep, stamp)
 
 
 def extract_features_from_files(borrowers_path, loans_path, installments_path,

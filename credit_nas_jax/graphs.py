@@ -202,7 +202,26 @@ def sample_graphs(graph: BorrowerGraph, node_features: np.ndarray,
                   labels: np.ndarray, seeds: np.ndarray,
                   fanouts: Sequence[int], rng: np.random.Generator,
                   budget: BatchBudget) -> jraph.GraphsTuple:
-  """Samples the neighbourhood graph of every seed and pads the batch.
+  """Samples the neighbourhood graph of every seed and pads the batch."""
+  return pad_batch(sample_unpadded(graph, node_features, labels, seeds,
+                                   fanouts, rng), budget)
+
+
+def pad_batch(graphs: jraph.GraphsTuple,
+              budget: BatchBudget) -> jraph.GraphsTuple:
+  """Pads a batch of sampled graphs; padding graphs get borrower -1."""
+  batch = graphs.n_node.shape[0]
+  padded = jraph.pad_with_graphs(graphs, budget.n_node, budget.n_edge,
+                                 budget.n_graph)
+  padded.globals["borrower"][batch:] = -1
+  return padded
+
+
+def sample_unpadded(graph: BorrowerGraph, node_features: np.ndarray,
+                    labels: np.ndarray, seeds: np.ndarray,
+                    fanouts: Sequence[int],
+                    rng: np.random.Generator) -> jraph.GraphsTuple:
+  """Samples the neighbourhood graph of every seed, without padding.
 
   Args:
     graph: the relation graph over all borrowers.
@@ -211,11 +230,10 @@ def sample_graphs(graph: BorrowerGraph, node_features: np.ndarray,
     seeds: [B] borrowers to score, each the node 0 of its graph.
     fanouts: neighbours sampled per hop.
     rng: numpy generator for the sampling.
-    budget: padding budget; ``budget.n_graph`` must exceed ``B``.
 
   Returns:
-    A padded GraphsTuple; ``globals`` holds ``label`` and ``borrower`` (the
-    seed's row, -1 on padding graphs).
+    A GraphsTuple; ``globals`` holds ``label`` and ``borrower`` (the seed's
+    row).
   """
   seeds = np.asarray(seeds, dtype=np.int64)
   batch = seeds.shape[0]
@@ -245,7 +263,7 @@ def sample_graphs(graph: BorrowerGraph, node_features: np.ndarray,
   receivers = np.stack([parent_new, child_new], 1).reshape(-1)
   n_node = valid.sum(1).astype(np.int32)
   members = node_id.reshape(-1)[flat_valid]
-  graphs = jraph.GraphsTuple(
+  return jraph.GraphsTuple(
       nodes=node_features[members],
       edges=None,
       senders=senders.astype(np.int32),
@@ -255,8 +273,3 @@ def sample_graphs(graph: BorrowerGraph, node_features: np.ndarray,
       globals={"label": labels[seeds].astype(np.float32),
                "borrower": seeds.astype(np.int32)},
   )
-  padded = jraph.pad_with_graphs(graphs, budget.n_node, budget.n_edge,
-                                 budget.n_graph)
-  borrower = padded.globals["borrower"]
-  borrower[batch:] = -1
-  return padded

@@ -98,6 +98,12 @@ def decide(scores: np.ndarray, bands: Sequence[tuple[str, float]]
 
 
 @functools.partial(jax.jit, static_argnames=("arch",))
+def _scores_only(weights, graphs, arch):
+  """Scores of every graph (no attribution: about 2.3x cheaper)."""
+  return jax.nn.sigmoid(model_lib.apply(weights, {}, graphs, arch))
+
+
+@functools.partial(jax.jit, static_argnames=("arch",))
 def _scores_and_attributions(weights, graphs, baseline, arch):
   """Scores of every graph and gradient x input on every node-0 column."""
   first = jnp.cumsum(graphs.n_node) - graphs.n_node
@@ -168,7 +174,8 @@ def score_applicants(saved: model_io.SavedModel, borrowers: pd.DataFrame,
     bands: decision bands, see :func:`parse_bands`.
     scorecard: the points scale.
     score_partial: score applicants who lost records from what is left.
-    num_reasons: reasons per applicant.
+    num_reasons: reasons per applicant; 0 skips the attribution (and the
+      ``contribution/`` columns), which makes scoring about twice as fast.
     batch_size: graphs per model batch.
     seed: seed of the neighbourhood sampling (scores are reproducible).
 
@@ -197,29 +204,39 @@ def score_applicants(saved: model_io.SavedModel, borrowers: pd.DataFrame,
     src = dst = np.zeros(0, np.int64)
   graph = graphs_lib.BorrowerGraph.from_edges(len(applicants), src, dst)
   timings["graph_seconds"] = time.perf_counter() - start
+  start = time.perf_counter()
+
+  # Every batch is sampled first, then all are padded to the largest real
+  # batch (not the worst case of the fanouts): one compile, little padding.
+  rng = np.random.default_rng(seed)
+  labels = np.zeros(len(applicants), np.float32)
+  batches = [graphs_lib.sample_unpadded(
+      graph, node_features, labels,
+      np.arange(begin, min(begin + batch_size, len(applicants))),
+      saved.fanouts, rng) for begin in range(0, len(applicants), batch_size)]
+  budget = graphs_lib.BatchBudget(
+      n_node=max(int(b.n_node.sum()) for b in batches) + 1,
+      n_edge=max(int(b.n_edge.sum()) for b in batches),
+      n_graph=batch_size + 1) if batches else None
+  timings["graph_seconds"] += time.perf_counter() - start
 
   start = time.perf_counter()
   arch = saved.arch
-  budget = graphs_lib.BatchBudget.for_batch(batch_size, saved.fanouts)
   num_columns = node_features.shape[1]
   baseline = jnp.zeros(num_columns)
-  rng = np.random.default_rng(seed)
-  labels = np.zeros(len(applicants), np.float32)
   scores = np.empty(len(applicants))
-  contributions = np.empty((len(applicants), num_columns))
-  sampling_seconds = 0.0
-  for begin in range(0, len(applicants), batch_size):
-    rows = np.arange(begin, min(begin + batch_size, len(applicants)))
-    sample_start = time.perf_counter()
-    batch = graphs_lib.sample_graphs(graph, node_features, labels, rows,
-                                     saved.fanouts, rng, budget)
-    sampling_seconds += time.perf_counter() - sample_start
-    batch_scores, batch_contrib = _scores_and_attributions(
-        saved.weights, batch, baseline, arch)
-    scores[rows] = np.asarray(batch_scores)[:rows.size]
-    contributions[rows] = np.asarray(batch_contrib)[:rows.size]
-  timings["model_seconds"] = time.perf_counter() - start - sampling_seconds
-  timings["graph_seconds"] += sampling_seconds
+  contributions = np.zeros((len(applicants), num_columns))
+  for begin, unpadded in zip(range(0, len(applicants), batch_size), batches):
+    count = unpadded.n_node.shape[0]
+    padded = graphs_lib.pad_batch(unpadded, budget)
+    if num_reasons > 0:
+      batch_scores, batch_contrib = _scores_and_attributions(
+          saved.weights, padded, baseline, arch)
+      contributions[begin:begin + count] = np.asarray(batch_contrib)[:count]
+    else:
+      batch_scores = _scores_only(saved.weights, padded, arch)
+    scores[begin:begin + count] = np.asarray(batch_scores)[:count]
+  timings["model_seconds"] = time.perf_counter() - start
 
   groups = np.asarray(arch.column_groups)
   columns = np.asarray(arch.input_columns)
@@ -240,8 +257,9 @@ def score_applicants(saved: model_io.SavedModel, borrowers: pd.DataFrame,
       "decision": decide(scores, bands),
       "reasons": reasons,
   })
-  for g, name in enumerate(arch.group_names):
-    output[f"contribution/{name}"] = per_feature[:, g]
+  if num_reasons > 0:
+    for g, name in enumerate(arch.group_names):
+      output[f"contribution/{name}"] = per_feature[:, g]
 
   not_scored = pd.DataFrame({
       "table": "applicants", "row": -1, "field": "borrower_id",

@@ -177,3 +177,17 @@ def test_csv_and_parquet_give_the_same_features(tmp_path):
 def test_missing_file_is_named(tmp_path):
   with pytest.raises(FileNotFoundError, match="borrowers table not found"):
     features.read_records(tmp_path / "nope.csv", "borrowers")
+
+
+def test_repeated_duplicates_and_missing_ids_are_each_rejected():
+  borrowers, loans, installments = _tables()
+  borrowers = pd.concat([borrowers, borrowers.iloc[[0, 0, 1]]],
+                        ignore_index=True)
+  borrowers.loc[len(borrowers)] = [None, 500.0, 500.0]
+  loans = pd.concat([loans, loans.iloc[[0, 0]]], ignore_index=True)
+  result = features.extract_features_with_rejects(
+      borrowers, loans, installments, as_of="2025-06-01")
+  reasons = result.rejects.groupby(["table", "reason"]).size().to_dict()
+  assert reasons[("borrowers", "duplicate borrower id")] == 3
+  assert reasons[("borrowers", "missing borrower id")] == 1
+  assert reasons[("loans", "duplicate loan id")] == 2

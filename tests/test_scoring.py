@@ -213,3 +213,14 @@ def test_features_only(tmp_path):
   assert list(table.columns[:5]) == ["bestpay_grade", "bestpay_overdue",
                                      "sesame_grade", "alipay_overdue",
                                      "bank_overdue"]
+
+
+def test_no_reasons_gives_the_same_scores(trained, tmp_path):
+  paths, *_ = _write_book(tmp_path, synthetic.generate_lending_book(15, 120))
+  with_reasons, without = str(tmp_path / "a.csv"), str(tmp_path / "b.csv")
+  assert _score(trained, paths, with_reasons).returncode == 0
+  assert _score(trained, paths, without, "--num_reasons=0").returncode == 0
+  a, b = pd.read_csv(with_reasons), pd.read_csv(without)
+  np.testing.assert_allclose(a["score"], b["score"], rtol=1e-5)
+  assert b["reasons"].isna().all()
+  assert not [c for c in b.columns if c.startswith("contribution/")]
