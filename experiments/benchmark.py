@@ -1,0 +1,277 @@
+r"""Search cost on standard workloads: compile, step time, FLOPs, throughput.
+
+  python experiments/benchmark.py                      # b256, b1024; JAX
+  python experiments/benchmark.py --impl=jax,pyg       # with the PyG peer
+  python experiments/benchmark.py --workloads=b256,b1024,b4096,g100k \
+      --steps=50 --output=bench.json
+
+Workloads (padded batches with fixed budgets; see WORKLOADS):
+* bN: N borrower graphs, each a borrower's neighbourhood sampled from the
+  synthetic book with fanouts (3, 3) (at most 13 nodes, 24 directed edges),
+  padded to 16 nodes and 64 edges a graph.
+* g100k: one graph of the 100,000-borrower synthetic book's whole relation
+  graph (links per borrower raised so it has about 1,000,000 directed
+  edges), padded to 100,000 nodes + 1 and 1,000,000 edges.
+
+Step kinds: first- and second-order search steps (supernet), retrain step
+and inference of a derived network (every feature, the medium op in both
+layers), and supernet inference for comparison. FLOPs: the analytic count of
+credit_nas_jax.cost, cross-checked against XLA's cost analysis of the
+compiled CPU step.
+"""
+
+import dataclasses
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+from absl import logging
+import jax
+import jax.numpy as jnp
+import jraph
+import numpy as np
+
+from credit_nas_jax import cost
+from credit_nas_jax import data as data_lib
+from credit_nas_jax import graphs as graphs_lib
+from credit_nas_jax import model as model_lib
+from credit_nas_jax import search as search_lib
+from credit_nas_jax import synthetic
+from credit_nas_jax import train as train_lib
+
+# name: (graphs, nodes, edges)
+WORKLOADS = {
+    "b256": (256, 4_096, 16_384),
+    "b1024": (1_024, 16_384, 65_536),
+    "b4096": (4_096, 65_536, 262_144),
+    "g100k": (1, 100_000, 1_000_000),
+}
+KINDS = ("search_first_order", "search_second_order", "retrain",
+         "inference", "supernet_inference")
+
+_WORKLOADS = flags.DEFINE_list("workloads", ["b256", "b1024"],
+                               f"Of {sorted(WORKLOADS)}.")
+_KINDS = flags.DEFINE_list("kinds", list(KINDS), f"Of {list(KINDS)}.")
+_IMPL = flags.DEFINE_list("impl", ["jax"], "jax and/or pyg.")
+_STEPS = flags.DEFINE_integer("steps", 50, "Timed steps after warm-up.")
+_WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps first.")
+_HIDDEN = flags.DEFINE_integer("hidden_dim", 100, "D.")
+_PYG_COMPILE = flags.DEFINE_bool("pyg_compile", False,
+                                 "Also time the PyG step under torch.compile.")
+_OUTPUT = flags.DEFINE_string("output", None, "JSON rows file.")
+
+
+@dataclasses.dataclass
+class Workload:
+  name: str
+  train: jraph.GraphsTuple
+  val: jraph.GraphsTuple
+  budget: graphs_lib.BatchBudget
+  real_graphs: int
+  real_nodes: int
+  column_groups: tuple
+  group_names: tuple
+
+
+def make_workload(name: str) -> Workload:
+  """Fills a workload's budget from the synthetic generator."""
+  num_graphs, num_nodes, num_edges = WORKLOADS[name]
+  if name == "g100k":
+    book = synthetic.generate_lending_book(0, num_nodes - 1, mean_links=19.0)
+  else:
+    book = synthetic.generate_lending_book(0, 20_000)
+  dataset = data_lib.dataset_from_book(book, split_seed=0)
+  if name == "g100k":
+    src = np.repeat(np.arange(dataset.graph.num_nodes),
+                    dataset.graph.degree)
+    dst = dataset.graph.indices
+    keep = min(src.size, num_edges)
+    graph = jraph.GraphsTuple(
+        nodes=dataset.node_features, edges=None,
+        senders=src[:keep].astype(np.int32),
+        receivers=dst[:keep].astype(np.int32),
+        n_node=np.array([dataset.graph.num_nodes], np.int32),
+        n_edge=np.array([keep], np.int32),
+        globals={"label": dataset.labels[:1],
+                 "borrower": np.zeros(1, np.int32)})
+    budget = graphs_lib.BatchBudget(num_nodes + 1, num_edges, 2)
+    padded = graphs_lib.pad_batch(graph, budget)
+    return Workload(name, padded, padded, budget, 1, dataset.graph.num_nodes,
+                    dataset.encoder.column_groups, dataset.encoder.features)
+  budget = graphs_lib.BatchBudget(num_nodes, num_edges, num_graphs + 1)
+  rng = np.random.default_rng(0)
+  batches = []
+  for split in ("train", "validation"):
+    rows = rng.choice(dataset.splits[split], num_graphs,
+                      replace=num_graphs > dataset.splits[split].size)
+    unpadded = graphs_lib.sample_unpadded(
+        dataset.graph, dataset.node_features, dataset.labels, rows, (3, 3),
+        rng)
+    batches.append(graphs_lib.pad_batch(unpadded, budget))
+  return Workload(name, batches[0], batches[1], budget, num_graphs,
+                  int(batches[0].n_node[:num_graphs].sum()),
+                  dataset.encoder.column_groups, dataset.encoder.features)
+
+
+def architectures(workload: Workload, hidden_dim: int):
+  supernet = model_lib.supernet_architecture(
+      workload.column_groups, workload.group_names, hidden_dim=hidden_dim,
+      op_ratios=(4.0, 2.0, 1.0))
+  alphas = {"features": jnp.ones(supernet.num_groups),
+            "ops": jnp.array([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]])}
+  derived = search_lib.derive_architecture(alphas, supernet, 0.5).arch
+  return supernet, derived
+
+
+def _xla_flops(compiled) -> float:
+  analysis = compiled.cost_analysis()
+  if isinstance(analysis, (list, tuple)):
+    analysis = analysis[0] if analysis else {}
+  return float((analysis or {}).get("flops", float("nan")))
+
+
+def _peak_memory() -> int | None:
+  stats = jax.devices()[0].memory_stats()
+  return int(stats["peak_bytes_in_use"]) if stats and (
+      "peak_bytes_in_use" in stats) else None
+
+
+def time_jax(workload: Workload, kind: str, steps: int, warmup: int,
+             hidden_dim: int) -> dict:
+  """Compiles and times one step kind of the package on a workload."""
+  supernet, derived = architectures(workload, hidden_dim)
+  hyper = dict(weight_lr=1e-3, weight_decay=1e-4, arch_lr=1e-3,
+               arch_weight_decay=0.0, zero_one_weight=0.0)
+  key = jax.random.key(0)
+  train, val = workload.train, workload.val
+  if kind.startswith("search"):
+    state = search_lib.init_search_state(key, supernet, hyper)
+    args = (state, train, val)
+    jitted = search_lib.search_step
+    static = dict(arch=supernet,
+                  second_order=kind == "search_second_order")
+  elif kind == "retrain":
+    tx = __import__("optax").adamw(1e-3)
+    args = (train_lib.init_train_state(key, derived, tx), train)
+    jitted, static = train_lib.train_step, dict(arch=derived)
+  else:
+    arch = derived if kind == "inference" else supernet
+    weights, alphas = model_lib.init(key, arch)
+    args = (weights, alphas, train)
+    jitted, static = search_lib.predict_step, dict(arch=arch)
+  start = time.perf_counter()
+  lowered = jitted.lower(*args, **static)
+  lower_seconds = time.perf_counter() - start
+  start = time.perf_counter()
+  compiled = lowered.compile()
+  compile_seconds = time.perf_counter() - start
+  carries_state = kind.startswith("search") or kind == "retrain"
+
+  def run(args):
+    out = compiled(*args)
+    if carries_state:
+      return (out[0],) + args[1:], out
+    return args, out
+
+  for _ in range(warmup):
+    args, out = run(args)
+  jax.block_until_ready(out)
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    args, out = run(args)
+    jax.block_until_ready(out)
+    times.append(time.perf_counter() - start)
+  median = float(np.median(times))
+  flops = cost.step_flops(
+      "inference" if kind == "supernet_inference" else kind,
+      supernet, supernet if kind == "supernet_inference" else derived,
+      workload.budget)
+  return {
+      "impl": "jax", "workload": workload.name, "kind": kind,
+      "lower_seconds": lower_seconds, "compile_seconds": compile_seconds,
+      "median_ms": 1000 * median,
+      "graphs_per_second": workload.real_graphs / median,
+      "nodes_per_second": workload.real_nodes / median,
+      "flops_analytic": flops,
+      "flops_xla": _xla_flops(compiled),
+      "tflops_per_second": flops / median / 1e12,
+      "peak_memory_bytes": _peak_memory(),
+      "device_kind": jax.devices()[0].device_kind,
+      "jax_version": jax.__version__,
+      "steps": steps,
+  }
+
+
+def _markdown(rows: list[dict]) -> str:
+  lines = ["| impl | workload | step | compile s | median ms | graphs/s | "
+           "nodes/s | GFLOP (analytic) | GFLOP (XLA) | TFLOP/s |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+  for r in rows:
+    lines.append(
+        f"| {r['impl']} | {r['workload']} | {r['kind']} | "
+        f"{r.get('compile_seconds', float('nan')):.2f} | "
+        f"{r['median_ms']:.1f} | {r['graphs_per_second']:.0f} | "
+        f"{r['nodes_per_second']:.0f} | {r['flops_analytic'] / 1e9:.2f} | "
+        f"{r.get('flops_xla', float('nan')) / 1e9:.2f} | "
+        f"{r['tflops_per_second']:.4f} |")
+  return "\n".join(lines)
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.INFO)
+  for name in _WORKLOADS.value:
+    if name not in WORKLOADS:
+      raise app.UsageError(f"unknown workload {name!r}; expected one of "
+                           f"{sorted(WORKLOADS)}")
+  rows = []
+  for name in _WORKLOADS.value:
+    workload = make_workload(name)
+    logging.info("workload %s: %d graphs, %d real nodes, budget %s", name,
+                 workload.real_graphs, workload.real_nodes, workload.budget)
+    for kind in _KINDS.value:
+      if "jax" in _IMPL.value:
+        rows.append(time_jax(workload, kind, _STEPS.value, _WARMUP.value,
+                             _HIDDEN.value))
+        logging.info("%s", json.dumps(rows[-1]))
+      if "pyg" in _IMPL.value and kind == "search_first_order":
+        from experiments import pyg_reference  # pylint: disable=g-import-not-at-top
+        for compiled in ([False, True] if _PYG_COMPILE.value else [False]):
+          row = pyg_reference.time_first_order_step(
+              workload, _STEPS.value, _WARMUP.value, _HIDDEN.value,
+              torch_compile=compiled)
+          row["flops_analytic"] = cost.step_flops(
+              kind, *architectures(workload, _HIDDEN.value), workload.budget)
+          row["tflops_per_second"] = (row["flops_analytic"]
+                                      / (row["median_ms"] / 1000) / 1e12)
+          rows.append(row)
+          logging.info("%s", json.dumps(row))
+  by_key = {(r["impl"], r["workload"], r["kind"]): r for r in rows}
+  for name in _WORKLOADS.value:
+    jax_row = by_key.get(("jax", name, "search_first_order"))
+    for impl in ("pyg", "pyg_compiled"):
+      peer = by_key.get((impl, name, "search_first_order"))
+      if jax_row and peer:
+        print(f"{name}: JAX first-order step {jax_row['median_ms']:.1f} ms, "
+              f"{impl} {peer['median_ms']:.1f} ms: "
+              f"{peer['median_ms'] / jax_row['median_ms']:.2f}x")
+    derived = by_key.get(("jax", name, "inference"))
+    supernet = by_key.get(("jax", name, "supernet_inference"))
+    if derived and supernet:
+      print(f"{name}: derived inference {derived['median_ms']:.1f} ms, "
+            f"supernet {supernet['median_ms']:.1f} ms: "
+            f"{supernet['median_ms'] / derived['median_ms']:.2f}x")
+  print(_markdown(rows))
+  if _OUTPUT.value:
+    with open(_OUTPUT.value, "w") as f:
+      json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+  app.run(main)
