@@ -17,16 +17,34 @@ STEP_KINDS = ("search_first_order", "search_second_order", "retrain",
 
 
 def forward_flops(arch: model_lib.Architecture,
-                  budget: graphs_lib.BatchBudget) -> int:
-  """FLOPs of one forward pass over a padded batch."""
+                  budget: graphs_lib.BatchBudget,
+                  folded_first_layer: bool = True) -> int:
+  """FLOPs of one forward pass over a padded batch.
+
+  Args:
+    arch: the network.
+    budget: the padded batch's sizes.
+    folded_first_layer: count the computation this package runs, with the
+      feature gate folded into the first GCN layer (``first_gcn_mixop``);
+      False counts the textbook order (gate, then aggregate and project over
+      D), as a straightforward implementation runs it.
+  """
   d = arch.hidden_dim
   n, e, g = budget.n_node, budget.n_edge, budget.n_graph
-  flops = 2 * n * len(arch.input_columns) * d  # feature gate
-  flops += 2 * arch.num_groups * d  # gates @ biases
-  for widths in arch.layer_ops:
+  columns = len(arch.input_columns)
+  flops = 2 * arch.num_groups * d  # gates @ biases
+  if not folded_first_layer:
+    flops += 2 * n * columns * d  # feature gate
+  for layer, widths in enumerate(arch.layer_ops):
     hidden = sum(widths)
-    flops += 2 * (e + n) * d  # normalised aggregation with self loops
-    flops += 2 * n * d * hidden * 2  # the fused two-layer MLPs
+    if layer == 0 and folded_first_layer:
+      flops += 2 * (e + n) * (columns + 1)  # aggregate the raw columns
+      flops += 2 * (columns + 1) * d * hidden  # fold Wg into W1
+      flops += 2 * n * (columns + 1) * hidden  # first product
+    else:
+      flops += 2 * (e + n) * d  # normalised aggregation with self loops
+      flops += 2 * n * d * hidden  # first product of the fused MLPs
+    flops += 2 * n * hidden * d  # second product of the fused MLPs
     flops += 2 * n * d + n * d  # readout: sums for the mean, max
   flops += 2 * g * (3 * d * d + d)  # head
   return int(flops)
@@ -34,7 +52,8 @@ def forward_flops(arch: model_lib.Architecture,
 
 def step_flops(kind: str, supernet: model_lib.Architecture,
                derived: model_lib.Architecture,
-               budget: graphs_lib.BatchBudget) -> int:
+               budget: graphs_lib.BatchBudget,
+               folded_first_layer: bool = True) -> int:
   """FLOPs of one step of ``kind`` (see ``STEP_KINDS``).
 
   * search_first_order: alpha gradient (forward + input-only backward, 2F)
@@ -45,13 +64,10 @@ def step_flops(kind: str, supernet: model_lib.Architecture,
   * retrain: forward + full backward of the derived network: 3F.
   * inference: one forward pass of the derived network: F.
   """
-  if kind == "search_first_order":
-    return 5 * forward_flops(supernet, budget)
-  if kind == "search_second_order":
-    return 15 * forward_flops(supernet, budget)
-  if kind == "retrain":
-    return 3 * forward_flops(derived, budget)
-  if kind == "inference":
-    return forward_flops(derived, budget)
+  multiplier = {"search_first_order": 5, "search_second_order": 15,
+                "retrain": 3, "inference": 1}.get(kind)
+  if multiplier is not None:
+    arch = supernet if kind.startswith("search") else derived
+    return multiplier * forward_flops(arch, budget, folded_first_layer)
   raise ValueError(f"unknown step kind {kind!r}; expected one of "
                    f"{list(STEP_KINDS)}")

@@ -5,7 +5,9 @@ The network (patent section 2 and 3):
 1. Feature gate: every feature group i is embedded by its own linear layer
    into ``hidden_dim`` (D); the mixed feature is sum_i gate(a_i) * embed_i.
    Because the groups partition the input columns, the whole gate is one
-   matrix product: x @ (W * gate[group][:, None]) + gate @ B.
+   matrix product: x @ (W * gate[group][:, None]) + gate @ B; and since it
+   is linear, the first GCN layer folds it into its own first product
+   (``first_gcn_mixop``).
 2. Two GCN mixop layers: symmetric-normalised aggregation with self loops,
    then candidate ops, each a two-layer MLP D -> ratio*D -> D; the layer
    output is ReLU(sum_j gate(b_j) * op_j). The candidates share the
@@ -173,15 +175,47 @@ def gcn_aggregate(h: jax.Array, graphs: jraph.GraphsTuple) -> jax.Array:
   return (summed + scaled) * norm[:, None]
 
 
+def _mix_ops(params: chex.ArrayTree, gates: jax.Array, pre: jax.Array,
+             op_widths: Sequence[int]) -> jax.Array:
+  """ReLU(sum_j gates[j] * (ReLU(pre_j) @ W2_j + b2_j)) with the ops fused.
+
+  The gates scale the rows of W2 rather than the hidden activations: the
+  same sum, with [hidden, D] multiplies instead of [nodes, hidden].
+  """
+  hidden_gate = jnp.repeat(gates, np.asarray(op_widths),
+                           total_repeat_length=sum(op_widths))
+  return jax.nn.relu(jax.nn.relu(pre) @ (params["w2"] * hidden_gate[:, None])
+                     + gates @ params["b2"])
+
+
 def gcn_mixop(params: chex.ArrayTree, gates: jax.Array, h: jax.Array,
               graphs: jraph.GraphsTuple, op_widths: Sequence[int]) -> jax.Array:
   """ReLU(sum_j gates[j] * MLP_j(aggregate(h))) with the MLPs fused."""
   aggregated = gcn_aggregate(h, graphs)
-  hidden = jax.nn.relu(aggregated @ params["w1"] + params["b1"])
-  hidden_gate = jnp.repeat(gates, np.asarray(op_widths),
-                           total_repeat_length=sum(op_widths))
-  return jax.nn.relu((hidden * hidden_gate) @ params["w2"]
-                     + gates @ params["b2"])
+  return _mix_ops(params, gates, aggregated @ params["w1"] + params["b1"],
+                  op_widths)
+
+
+def first_gcn_mixop(embed_params: chex.ArrayTree, feature_gates: jax.Array,
+                    column_groups: Sequence[int], params: chex.ArrayTree,
+                    op_gates: jax.Array, nodes: jax.Array,
+                    graphs: jraph.GraphsTuple,
+                    op_widths: Sequence[int]) -> jax.Array:
+  """gcn_mixop(feature_gate(nodes)) computed on the raw columns.
+
+  The feature gate is linear, and so is the aggregation, so
+  aggregate(x Wg + 1 b) W1 = aggregate(x) (Wg W1) + aggregate(1) (b W1):
+  the first layer's widest product runs over the few input columns instead
+  of over D, and the aggregation over C + 1 columns instead of D.
+  """
+  column_gate = feature_gates[np.asarray(column_groups)]
+  gated_w = embed_params["w"] * column_gate[:, None]  # [C, D]
+  mixed_bias = feature_gates @ embed_params["b"]  # [D]
+  ones = jnp.ones((nodes.shape[0], 1), nodes.dtype)
+  aggregated = gcn_aggregate(jnp.concatenate([nodes, ones], axis=1), graphs)
+  projection = jnp.concatenate([gated_w, mixed_bias[None, :]]) @ params["w1"]
+  return _mix_ops(params, op_gates, aggregated @ projection + params["b1"],
+                  op_widths)
 
 
 def graph_readout(h: jax.Array, graphs: jraph.GraphsTuple) -> jax.Array:
@@ -226,12 +260,15 @@ def apply(weights: chex.ArrayTree, alphas: chex.ArrayTree,
   nodes = graphs.nodes
   if len(arch.input_columns) != nodes.shape[1]:
     nodes = nodes[:, np.asarray(arch.input_columns)]
-  h = feature_gate(weights["feature_embed"], gates["features"], nodes,
-                   arch.column_groups)
   readout = 0.0
   for layer, (params, widths) in enumerate(zip(weights["gcn"],
                                                arch.layer_ops)):
-    h = gcn_mixop(params, gates["ops"][layer], h, graphs, widths)
+    if layer == 0:
+      h = first_gcn_mixop(weights["feature_embed"], gates["features"],
+                          arch.column_groups, params, gates["ops"][0], nodes,
+                          graphs, widths)
+    else:
+      h = gcn_mixop(params, gates["ops"][layer], h, graphs, widths)
     readout = readout + graph_readout(h, graphs)
   head = weights["head"]
   hidden = jax.nn.relu(readout @ head["w1"] + head["b1"])

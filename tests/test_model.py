@@ -202,3 +202,23 @@ def test_sampled_batch_runs_through_the_supernet():
   logits = model.apply(weights, alphas, batch, arch)
   chex.assert_shape(logits, (9,))
   chex.assert_tree_all_finite(logits)
+
+
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+def test_first_layer_on_raw_columns_equals_gate_then_layer(name):
+  rng = np.random.default_rng(8)
+  arch = _arch()
+  weights, _ = model.init(jax.random.key(8), arch)
+  weights = jax.tree.map(lambda w: w + 0.1 * rng.normal(size=w.shape), weights)
+  graph = _pad(GRAPHS[name])
+  feature_gates = jnp.asarray(rng.uniform(size=5))
+  op_gates = jnp.asarray(rng.uniform(size=3))
+  mixed = model.feature_gate(weights["feature_embed"], feature_gates,
+                             jnp.asarray(graph.nodes), GROUPS)
+  expected = model.gcn_mixop(weights["gcn"][0], op_gates, mixed, graph,
+                             arch.layer_ops[0])
+  got = model.first_gcn_mixop(weights["feature_embed"], feature_gates, GROUPS,
+                              weights["gcn"][0], op_gates,
+                              jnp.asarray(graph.nodes), graph,
+                              arch.layer_ops[0])
+  np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
