@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterator, Sequence
 
+import jax
 import jraph
 import numpy as np
 import pandas as pd
@@ -154,6 +155,25 @@ class BatchMaker:
                       self.seed, stream)
     return self.graphs_for(
         rows, np.random.default_rng([self.seed, stream, step]))
+
+  def sharded_training_batch(self, split: str, step: int, num_shards: int,
+                             shards: range | None = None
+                             ) -> jraph.GraphsTuple:
+    """Batch ``step`` of a global batch of ``num_shards`` x ``batch_size``
+    borrowers, as shards stacked on a leading axis.
+
+    Shard k holds positions k*B .. (k+1)*B - 1 of the global batch and is
+    sampled with its own generator, so any process can build any shard; a
+    host of a multi-host run builds only its ``shards``.
+    """
+    stream = _STREAMS[split]
+    rows = batch_rows(self.dataset.splits[split],
+                      self.batch_size * num_shards, step, self.seed, stream)
+    shards = range(num_shards) if shards is None else shards
+    parts = [self.graphs_for(
+        rows[k * self.batch_size:(k + 1) * self.batch_size],
+        np.random.default_rng([self.seed, stream, step, k])) for k in shards]
+    return jax.tree.map(lambda *xs: np.stack(xs), *parts)
 
   def evaluation_batches(self, split: str) -> Iterator[jraph.GraphsTuple]:
     """Every borrower of ``split`` once, in order, with fixed sampling."""

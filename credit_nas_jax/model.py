@@ -275,10 +275,17 @@ def apply(weights: chex.ArrayTree, alphas: chex.ArrayTree,
   return (hidden @ head["w2"] + head["b2"])[:, 0]
 
 
-def masked_bce(logits: jax.Array, graphs: jraph.GraphsTuple) -> jax.Array:
-  """Mean binary cross-entropy over the real graphs of a padded batch."""
+def masked_bce_sum(logits: jax.Array, graphs: jraph.GraphsTuple
+                   ) -> tuple[jax.Array, jax.Array]:
+  """(sum of binary cross-entropies, count) over the real graphs."""
   mask = jraph.get_graph_padding_mask(graphs).astype(logits.dtype)
   labels = graphs.globals["label"]
   losses = (jnp.maximum(logits, 0) - logits * labels
             + jnp.log1p(jnp.exp(-jnp.abs(logits))))
-  return jnp.sum(losses * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+  return jnp.sum(losses * mask), jnp.sum(mask)
+
+
+def masked_bce(logits: jax.Array, graphs: jraph.GraphsTuple) -> jax.Array:
+  """Mean binary cross-entropy over the real graphs of a padded batch."""
+  total, count = masked_bce_sum(logits, graphs)
+  return total / jnp.maximum(count, 1.0)

@@ -31,6 +31,7 @@ from credit_nas_jax import checkpoint as checkpoint_lib
 from credit_nas_jax import data as data_lib
 from credit_nas_jax import model as model_lib
 from credit_nas_jax import model_io
+from credit_nas_jax import parallel
 from credit_nas_jax import plotting
 from credit_nas_jax import search as search_lib
 from credit_nas_jax import synthetic
@@ -124,23 +125,26 @@ def run_search(state: search_lib.SearchState, maker: data_lib.BatchMaker,
                arch: model_lib.Architecture, config: ml_collections.ConfigDict,
                log: RunLog, *,
                checkpoints: checkpoint_lib.CheckpointManager | None = None,
-               gate_rows: list[dict] | None = None
+               gate_rows: list[dict] | None = None,
+               batch_fn: Callable[[str, int], Any] | None = None
                ) -> tuple[search_lib.SearchState, list[dict],
                           dict[str, float]]:
   """Runs the bilevel search loop from ``state.step`` to ``search_steps``.
 
   Every ``checkpoint_every`` steps and at the end, the state is checked for
-  non-finite values and saved (with the gate rows so far).
+  non-finite values and saved (with the gate rows so far). ``batch_fn(split,
+  step)`` makes the batches (default: the maker's single-device batches).
 
   Returns:
     (final state, gate rows for ``alphas.csv``, timing facts).
   """
+  batch_fn = batch_fn or maker.training_batch
   step = int(state.step)
   gate_rows = list(gate_rows or [{"step": step, **gate_row(state, arch)}])
   # Lowering and compiling are timed apart from running.
   compile_start = time.perf_counter()
-  train_batch = maker.training_batch("train", step)
-  val_batch = maker.training_batch("validation", step)
+  train_batch = batch_fn("train", step)
+  val_batch = batch_fn("validation", step)
   compiled = search_lib.search_step.lower(
       state, train_batch, val_batch, arch=arch,
       second_order=config.second_order,
@@ -154,8 +158,8 @@ def run_search(state: search_lib.SearchState, maker: data_lib.BatchMaker,
     window_steps += 1
     if step < config.search_steps:
       # Prepared while the device runs the step just dispatched.
-      train_batch = maker.training_batch("train", step)
-      val_batch = maker.training_batch("validation", step)
+      train_batch = batch_fn("train", step)
+      val_batch = batch_fn("validation", step)
     last = step == config.search_steps
     if step % config.log_every == 0 or last:
       _check_finite(state)
@@ -176,7 +180,8 @@ def run_search(state: search_lib.SearchState, maker: data_lib.BatchMaker,
                    feature_text)
     if checkpoints and (step % config.checkpoint_every == 0 or last):
       _check_finite(state)
-      checkpoints.save("search", step, state, {"gate_rows": gate_rows})
+      checkpoints.save("search", step, jax.device_get(state),
+                       {"gate_rows": gate_rows})
   jax.block_until_ready(state)
   search_seconds = time.perf_counter() - run_start
   timing = {"compile_seconds": compile_seconds,
@@ -258,6 +263,15 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
   init_key, retrain_key = jax.random.split(jax.random.key(config.seed))
   state = search_lib.init_search_state(init_key, arch,
                                        hyperparameters_of(config))
+  batch_fn, place = maker.training_batch, lambda tree: tree
+  if config.num_devices != 1:
+    mesh = parallel.data_mesh(config.num_devices)
+    shards = parallel.local_shards(mesh)
+    batch_fn = lambda split, step: parallel.shard_batch(
+        maker.sharded_training_batch(split, step, mesh.size, shards), mesh)
+    place = lambda tree: parallel.replicate(tree, mesh)
+    logging.info("data-parallel over %d devices: global batch %d graphs",
+                 mesh.size, mesh.size * config.batch_size)
   checkpoints = checkpoint_lib.CheckpointManager(
       os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
   restored = checkpoints.restore_latest("search", state)
@@ -275,9 +289,10 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
     resumed_retrain = False
   log = RunLog(os.path.join(workdir, "metrics.jsonl"), keep)
   try:
-    state, gate_rows, timing = run_search(state, maker, arch, config, log,
-                                          checkpoints=checkpoints,
-                                          gate_rows=gate_rows)
+    state, gate_rows, timing = run_search(place(state), maker, arch, config,
+                                          log, checkpoints=checkpoints,
+                                          gate_rows=gate_rows,
+                                          batch_fn=batch_fn)
     gates = pd.DataFrame(gate_rows)
     gates.to_csv(os.path.join(workdir, "alphas.csv"), index=False)
     plotting.plot_gate_trajectories(gates, os.path.join(workdir,
@@ -300,7 +315,7 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
         weight_decay=config.retrain_weight_decay,
         eval_every=config.eval_every, patience=config.patience,
         on_eval=lambda r: log.write({"phase": "retrain", **r}),
-        checkpoints=checkpoints)
+        checkpoints=checkpoints, batch_fn=batch_fn, place=place)
     retrain_seconds = time.perf_counter() - retrain_start
   finally:
     log.close()

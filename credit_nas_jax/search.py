@@ -128,7 +128,18 @@ def init_search_state(key: jax.Array, arch: model_lib.Architecture,
 def batch_loss(weights: chex.ArrayTree, alphas: chex.ArrayTree,
                graphs: jraph.GraphsTuple,
                arch: model_lib.Architecture) -> jax.Array:
-  """Masked mean cross-entropy of a padded batch."""
+  """Mean cross-entropy over the real graphs of a padded batch.
+
+  ``graphs`` may carry a leading shard axis (``nodes`` [shards, N, C]): the
+  loss is then the mean over the real graphs of all shards, the same as over
+  one batch holding them all. Sharded over a mesh's data axis, each device
+  runs its shards and the compiler adds up the gradients.
+  """
+  if graphs.nodes.ndim == 3:
+    sums, counts = jax.vmap(
+        lambda g: model_lib.masked_bce_sum(
+            model_lib.apply(weights, alphas, g, arch), g))(graphs)
+    return jnp.sum(sums) / jnp.maximum(jnp.sum(counts), 1.0)
   return model_lib.masked_bce(model_lib.apply(weights, alphas, graphs, arch),
                               graphs)
 

@@ -92,12 +92,16 @@ def retrain(key: jax.Array, arch: model_lib.Architecture,
             maker: data_lib.BatchMaker, *, steps: int, learning_rate: float,
             weight_decay: float, eval_every: int, patience: int,
             on_eval: Callable[[dict], None] | None = None,
-            checkpoints: checkpoint_lib.CheckpointManager | None = None
+            checkpoints: checkpoint_lib.CheckpointManager | None = None,
+            batch_fn: Callable[[str, int], jraph.GraphsTuple] | None = None,
+            place: Callable[[chex.ArrayTree], chex.ArrayTree] | None = None
             ) -> tuple[chex.ArrayTree, list[dict]]:
   """Trains ``arch`` from scratch with early stopping on validation AUC.
 
   With ``checkpoints``, the state is saved at every evaluation and the run
-  resumes from the newest retrain checkpoint, exactly.
+  resumes from the newest retrain checkpoint, exactly. ``batch_fn`` and
+  ``place`` make the training batches and place the state (data-parallel
+  runs shard the one and replicate the other).
 
   Returns:
     (best weights by validation AUC, history of evaluations).
@@ -113,11 +117,12 @@ def retrain(key: jax.Array, arch: model_lib.Architecture,
     step, tree, progress = restored
     state, best_weights = tree["state"], tree["best"]
     logging.info("retrain resumed from its checkpoint at step %d", step)
+  batch_fn = batch_fn or maker.training_batch
+  state = place(state) if place else state
   start = time.perf_counter()
   step = int(state.step)
   while step < steps and not progress["stopped"]:
-    state, metrics = train_step(state, maker.training_batch("train", step),
-                                arch=arch)
+    state, metrics = train_step(state, batch_fn("train", step), arch=arch)
     step += 1
     if step % eval_every and step != steps:
       continue
@@ -145,6 +150,6 @@ def retrain(key: jax.Array, arch: model_lib.Architecture,
         logging.info("early stop at step %d (best validation AUC %.4f)",
                      step, progress["best_auc"])
     if checkpoints:
-      checkpoints.save("retrain", step,
-                       {"state": state, "best": best_weights}, progress)
+      checkpoints.save("retrain", step, jax.device_get(
+          {"state": state, "best": best_weights}), progress)
   return jax.tree.map(jnp.asarray, best_weights), progress["history"]

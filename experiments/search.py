@@ -20,6 +20,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from credit_nas_jax import checkpoint
+from credit_nas_jax import parallel
 from credit_nas_jax import pipeline
 from credit_nas_jax import train
 
@@ -31,6 +32,12 @@ _WORKDIR = flags.DEFINE_string("workdir", None,
 _FRESH = flags.DEFINE_bool(
     "fresh", False,
     "Discard the run in --workdir and start over (default: resume it).")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator", None, "Multi-host: address:port of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 1,
+                                      "Multi-host: number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", 0,
+                                   "Multi-host: this process's index.")
 _CONFIG = config_flags.DEFINE_config_file(
     "config", os.path.join(_CONFIG_DIR, "default.py"),
     "Config file; override fields with --config.name=value.")
@@ -40,6 +47,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.INFO)
+  parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
+                                  _PROCESS_ID.value)
   try:
     pipeline.run_experiment(_CONFIG.value, _WORKDIR.value, fresh=_FRESH.value)
   except (pipeline.WorkdirConflictError, checkpoint.CheckpointError,

@@ -50,6 +50,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every = 100
   config.patience = 3
 
+  # Devices: 1 runs on one device; N > 1 (or 0: all local devices) shards
+  # each step's batch over a data axis, batch_size graphs per device.
+  config.num_devices = 1
+
   # Checkpoints (search state every N steps and at the end; retrain state at
   # every evaluation).
   config.checkpoint_every = 100
