@@ -109,6 +109,22 @@ def dataset_from_book(book: synthetic.LendingBook, *, split_seed: int,
                  encoder, table)
 
 
+def dataset_from_graph_book(book: synthetic.BorrowerGraphBook, *,
+                            split_seed: int,
+                            split_fractions: Sequence[float] = (0.6, 0.2,
+                                                                0.2)
+                            ) -> Dataset:
+  """Splits and encodes a feature-level book (statistics from train)."""
+  table = book.features
+  labels = (1 - book.labels).astype(np.float32)
+  splits = stratified_splits(labels, split_fractions, split_seed)
+  encoder = graphs_lib.NodeEncoder.fit(
+      table.iloc[splits["train"]], features_lib.FEATURE_COLUMNS, LOG_FEATURES)
+  graph = graphs_lib.BorrowerGraph.from_edges(len(table), book.src, book.dst)
+  return Dataset(table.index.to_numpy(), encoder.encode(table), labels, graph,
+                 splits, encoder, table)
+
+
 def _epoch_permutation(size: int, seed: int, stream: int,
                        epoch: int) -> np.ndarray:
   return np.random.default_rng([seed, stream, epoch, 7]).permutation(size)

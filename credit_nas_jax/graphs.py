@@ -128,12 +128,16 @@ class BorrowerGraph:
     if src.size and (min(src.min(), dst.min()) < 0
                      or max(src.max(), dst.max()) >= num_nodes):
       raise ValueError(f"edge endpoint outside 0..{num_nodes - 1}")
-    both = np.concatenate([np.stack([src, dst], 1), np.stack([dst, src], 1)])
-    both = both[both[:, 0] != both[:, 1]]
-    both = np.unique(both, axis=0)  # sorted by row, then column
+    keep = src != dst
+    src, dst = src[keep], dst[keep]
+    # One int64 key per directed edge: a 1-d unique sorts by row, then
+    # column, far faster than a row-wise unique on millions of edges.
+    keys = np.unique(np.concatenate([src * num_nodes + dst,
+                                     dst * num_nodes + src]))
+    rows, columns = np.divmod(keys, num_nodes)
     indptr = np.zeros(num_nodes + 1, dtype=np.int64)
-    np.cumsum(np.bincount(both[:, 0], minlength=num_nodes), out=indptr[1:])
-    return cls(indptr, both[:, 1].astype(np.int64))
+    np.cumsum(np.bincount(rows, minlength=num_nodes), out=indptr[1:])
+    return cls(indptr, columns.astype(np.int64))
 
 
 def sample_neighbours(graph: BorrowerGraph, rows: np.ndarray, fanout: int,

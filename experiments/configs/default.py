@@ -13,8 +13,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0
 
   # Data.
+  # "synthetic": raw records, extracted; "synthetic_graph": the same model
+  # drawn at the feature level, for graphs of millions of borrowers.
   config.dataset = "synthetic"
   config.num_borrowers = 20_000
+  config.mean_links = 26.5  # links per borrower (synthetic_graph): 1M
+  # borrowers give about 10M undirected relation edges
   config.data_seed = 0
   config.split_seed = 0
   config.fanouts = (10, 5)
