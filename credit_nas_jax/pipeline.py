@@ -285,18 +285,21 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
   checkpoints = checkpoint_lib.CheckpointManager(
       os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
   restored = checkpoints.restore_latest("search", state)
-  gate_rows, resumed_retrain = None, bool(checkpoints.steps("retrain"))
+  gate_rows, last_retrain = None, 0
   if restored:
     step, state, facts = restored
     gate_rows = facts["gate_rows"]
-    logging.info("resuming the search from its checkpoint at step %d", step)
     retrain_steps = checkpoints.steps("retrain")
     last_retrain = retrain_steps[-1] if retrain_steps else 0
-    keep = lambda r: (r["phase"] == "search" and r["step"] <= step) or (
-        r["phase"] == "retrain" and r["step"] <= last_retrain)
+    logging.info("resuming the search from its checkpoint at step %d", step)
   else:
-    keep = lambda r: False
-    resumed_retrain = False
+    step = -1  # a fresh run keeps no earlier records
+
+  def keep(record):
+    """Records written before the checkpoints being resumed from."""
+    limit = step if record["phase"] == "search" else last_retrain
+    return record["step"] <= limit
+
   log = RunLog(os.path.join(workdir, "metrics.jsonl"), keep)
   try:
     state, gate_rows, timing = run_search(place(state), maker, arch, config,
@@ -349,7 +352,7 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
       "jax_version": jax.__version__,
       **timing,
       "resumed": bool(restored),
-      "resumed_in_retrain": resumed_retrain,
+      "resumed_in_retrain": last_retrain > 0,
       "retrain_seconds": retrain_seconds,
       "retrain_steps": history[-1]["step"] if history else 0,
       "total_seconds": time.perf_counter() - start,
