@@ -226,15 +226,16 @@ def search_step_fn(state: SearchState, train_batch: jraph.GraphsTuple,
   During the first ``arch_warmup_steps`` steps the alphas stay where they
   are: their gradient means little before the weights have learnt anything.
   """
-  stepped, arch_metrics = arch_update(state, train_batch, val_batch, arch,
-                                      second_order)
-  warm = state.step >= arch_warmup_steps
-  state = state.replace(
-      alphas=jax.tree.map(lambda new, old: jnp.where(warm, new, old),
-                          stepped.alphas, state.alphas),
-      arch_opt_state=jax.tree.map(lambda new, old: jnp.where(warm, new, old),
-                                  stepped.arch_opt_state,
-                                  state.arch_opt_state))
+  def warm_up(state):
+    # The alphas stay; the validation loss is still reported.
+    val_loss = batch_loss(state.weights, state.alphas, val_batch, arch)
+    return state, {"val_loss": val_loss,
+                   "alpha_grad_norm": jnp.zeros_like(val_loss)}
+
+  state, arch_metrics = jax.lax.cond(
+      state.step >= arch_warmup_steps,
+      lambda s: arch_update(s, train_batch, val_batch, arch, second_order),
+      warm_up, state)
   state, weight_metrics = weight_update(state, train_batch, arch)
   metrics = {**arch_metrics, **weight_metrics}
   flags = sum(
