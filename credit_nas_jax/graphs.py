@@ -25,8 +25,10 @@ class NodeEncoder:
   Every feature is one gate group. A numeric feature becomes a standardised
   column (after ``log1p`` when ``log_transform``); a feature that may be
   missing also gets a 0/1 missing-flag column in the same group, and its
-  missing value is encoded as 0 (the training mean). Statistics come from the
-  training rows alone.
+  missing value is encoded as 0 (the training mean). A categorical feature
+  becomes one-hot columns, one per category seen in training (an unseen or
+  missing value is all zeros), all in its group. Statistics and categories
+  come from the training rows alone.
 
   Attributes:
     features: feature (group) names, in order.
@@ -34,6 +36,8 @@ class NodeEncoder:
     std: per-feature standard deviation (1 where it is 0).
     log_transform: per-feature flag for ``log1p`` before standardising.
     missing_flag: per-feature flag for an extra missing-value column.
+    categories: per feature, its training categories (a categorical
+      feature) or an empty tuple (a numeric one); empty for all-numeric.
   """
 
   features: tuple[str, ...]
@@ -41,13 +45,27 @@ class NodeEncoder:
   std: tuple[float, ...]
   log_transform: tuple[bool, ...]
   missing_flag: tuple[bool, ...]
+  categories: tuple[tuple[str, ...], ...] = ()
+
+  def _categories_of(self, index: int) -> tuple[str, ...]:
+    return self.categories[index] if self.categories else ()
 
   @classmethod
   def fit(cls, table: pd.DataFrame, features: Sequence[str],
-          log_features: Sequence[str] = ()) -> "NodeEncoder":
+          log_features: Sequence[str] = (),
+          categorical: Sequence[str] = ()) -> "NodeEncoder":
     """Fits the statistics on ``table`` (the training rows)."""
-    mean, std, log_transform, missing_flag = [], [], [], []
+    mean, std, log_transform, missing_flag, categories = [], [], [], [], []
     for name in features:
+      if name in categorical:
+        seen = table[name].dropna().astype(str).unique()
+        categories.append(tuple(sorted(seen)))
+        mean.append(0.0)
+        std.append(1.0)
+        log_transform.append(False)
+        missing_flag.append(False)
+        continue
+      categories.append(())
       values = table[name].to_numpy(dtype=float)
       use_log = name in log_features
       if use_log:
@@ -59,29 +77,41 @@ class NodeEncoder:
       log_transform.append(use_log)
       missing_flag.append(bool(np.isnan(table[name].to_numpy(float)).any()))
     return cls(tuple(features), tuple(mean), tuple(std), tuple(log_transform),
-               tuple(missing_flag))
+               tuple(missing_flag),
+               tuple(categories) if any(categories) else ())
 
   @property
   def column_groups(self) -> tuple[int, ...]:
     """The gate group of every encoded column."""
     groups = []
     for index, flag in enumerate(self.missing_flag):
-      groups.extend([index, index] if flag else [index])
+      width = len(self._categories_of(index)) or (2 if flag else 1)
+      groups.extend([index] * width)
     return tuple(groups)
 
   @property
   def column_names(self) -> tuple[str, ...]:
     names = []
-    for name, flag in zip(self.features, self.missing_flag):
-      names.extend([name, f"{name}_missing"] if flag else [name])
+    for index, (name, flag) in enumerate(zip(self.features,
+                                             self.missing_flag)):
+      categories = self._categories_of(index)
+      if categories:
+        names.extend(f"{name}={c}" for c in categories)
+      else:
+        names.extend([name, f"{name}_missing"] if flag else [name])
     return tuple(names)
 
   def encode(self, table: pd.DataFrame) -> np.ndarray:
     """Encodes ``table`` into a float32 array [rows, columns]."""
     columns = []
-    for name, mean, std, use_log, flag in zip(self.features, self.mean,
-                                              self.std, self.log_transform,
-                                              self.missing_flag):
+    for index, (name, mean, std, use_log, flag) in enumerate(zip(
+        self.features, self.mean, self.std, self.log_transform,
+        self.missing_flag)):
+      categories = self._categories_of(index)
+      if categories:
+        text = table[name].astype(str).where(table[name].notna(), None)
+        columns.extend((text == c).to_numpy(dtype=float) for c in categories)
+        continue
       values = table[name].to_numpy(dtype=float)
       if use_log:
         values = np.log1p(np.clip(values, 0, None))
@@ -96,7 +126,10 @@ class NodeEncoder:
 
   @classmethod
   def from_json(cls, data: dict) -> "NodeEncoder":
-    return cls(**{k: tuple(v) for k, v in data.items()})
+    values = {k: tuple(v) for k, v in data.items()}
+    if "categories" in values:
+      values["categories"] = tuple(tuple(c) for c in values["categories"])
+    return cls(**values)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,6 +29,7 @@ from absl import logging
 
 from credit_nas_jax import checkpoint as checkpoint_lib
 from credit_nas_jax import data as data_lib
+from credit_nas_jax import datasets as datasets_lib
 from credit_nas_jax import model as model_lib
 from credit_nas_jax import model_io
 from credit_nas_jax import parallel
@@ -37,7 +38,8 @@ from credit_nas_jax import search as search_lib
 from credit_nas_jax import synthetic
 from credit_nas_jax import train as train_lib
 
-DATASETS = ("synthetic", "synthetic_graph")
+DATASETS = ("synthetic", "synthetic_graph") + tuple(sorted(
+    datasets_lib.SPECS))
 RUN_OUTPUTS = ("config.json", "metrics.jsonl", "alphas.csv", "alphas.png",
                "architecture.json", "test_metrics.json", "search_cost.json",
                "model", "checkpoints")
@@ -62,6 +64,11 @@ def load_dataset(config: ml_collections.ConfigDict) -> data_lib.Dataset:
         config.data_seed, config.num_borrowers, mean_links=config.mean_links)
     return data_lib.dataset_from_graph_book(book,
                                             split_seed=config.split_seed)
+  if config.dataset in datasets_lib.SPECS:
+    return datasets_lib.load_table_dataset(
+        config.dataset, data_dir=config.data_dir,
+        split_seed=config.split_seed, knn_k=config.knn_k,
+        use_edges=config.use_edges)
   raise ValueError(f"unknown dataset {config.dataset!r}; expected one of "
                    f"{list(DATASETS)}")
 

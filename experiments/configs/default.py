@@ -15,7 +15,13 @@ def get_config() -> ml_collections.ConfigDict:
   # Data.
   # "synthetic": raw records, extracted; "synthetic_graph": the same model
   # drawn at the feature level, for graphs of millions of borrowers.
+  # Real tables: "german", "credit" (with relation files), "taiwan",
+  # "lending" (k-nearest-neighbour graphs), read from data_dir (empty: the
+  # CREDIT_NAS_DATA_DIR variable, then shared/data beside the checkout).
   config.dataset = "synthetic"
+  config.data_dir = ""
+  config.knn_k = 10  # neighbours of the similarity graph; 0: no edges
+  config.use_edges = True  # False: a k-NN graph even where relations exist
   config.num_borrowers = 20_000
   config.mean_links = 26.5  # links per borrower (synthetic_graph): 1M
   # borrowers give about 10M undirected relation edges
