@@ -97,16 +97,11 @@ def dataset_from_book(book: synthetic.LendingBook, *, split_seed: int,
   default = book.labels.reindex(table.index).to_numpy()
   if np.isnan(default.astype(float)).any():
     raise ValueError("labels missing for some borrowers")
-  labels = (1 - default).astype(np.float32)
-  splits = stratified_splits(labels, split_fractions, split_seed)
-  encoder = graphs_lib.NodeEncoder.fit(
-      table.iloc[splits["train"]], features_lib.FEATURE_COLUMNS, LOG_FEATURES)
   src, dst, dropped = edges_to_rows(book.edges, borrower_ids)
   if dropped:
     raise ValueError(f"{dropped} edges name unknown borrowers")
-  graph = graphs_lib.BorrowerGraph.from_edges(len(borrower_ids), src, dst)
-  return Dataset(borrower_ids, encoder.encode(table), labels, graph, splits,
-                 encoder, table)
+  return _patent_dataset(table, default, src, dst, split_seed,
+                         split_fractions)
 
 
 def dataset_from_graph_book(book: synthetic.BorrowerGraphBook, *,
@@ -115,12 +110,19 @@ def dataset_from_graph_book(book: synthetic.BorrowerGraphBook, *,
                                                                 0.2)
                             ) -> Dataset:
   """Splits and encodes a feature-level book (statistics from train)."""
-  table = book.features
-  labels = (1 - book.labels).astype(np.float32)
+  return _patent_dataset(book.features, book.labels, book.src, book.dst,
+                         split_seed, split_fractions)
+
+
+def _patent_dataset(table: pd.DataFrame, default: np.ndarray,
+                    src: np.ndarray, dst: np.ndarray, split_seed: int,
+                    split_fractions: Sequence[float]) -> Dataset:
+  """Splits, fits the encoder on train, encodes, and builds the graph."""
+  labels = (1 - np.asarray(default)).astype(np.float32)
   splits = stratified_splits(labels, split_fractions, split_seed)
   encoder = graphs_lib.NodeEncoder.fit(
       table.iloc[splits["train"]], features_lib.FEATURE_COLUMNS, LOG_FEATURES)
-  graph = graphs_lib.BorrowerGraph.from_edges(len(table), book.src, book.dst)
+  graph = graphs_lib.BorrowerGraph.from_edges(len(table), src, dst)
   return Dataset(table.index.to_numpy(), encoder.encode(table), labels, graph,
                  splits, encoder, table)
 

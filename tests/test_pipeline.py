@@ -2,19 +2,17 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import launch  # pylint: disable=g-bad-import-order
 from credit_nas_jax import data
 from credit_nas_jax import model_io
 from credit_nas_jax import pipeline
 from credit_nas_jax import train
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUTPUTS = ("config.json", "metrics.jsonl", "alphas.csv", "alphas.png",
            "architecture.json", "test_metrics.json", "search_cost.json",
            "model/model.json", "model/weights.npz")
@@ -23,13 +21,7 @@ OUTPUTS = ("config.json", "metrics.jsonl", "alphas.csv", "alphas.png",
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("run")
-  result = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "experiments", "search.py"),
-       f"--workdir={workdir}",
-       f"--config={os.path.join(ROOT, 'experiments', 'configs', 'test.py')}",
-       "--config.search_steps=12"],
-      capture_output=True, text=True, timeout=600, cwd=ROOT)
-  assert result.returncode == 0, result.stderr[-3000:]
+  result = launch.search(workdir, "--config.search_steps=12")
   return workdir, result.stderr
 
 

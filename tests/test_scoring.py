@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import launch  # pylint: disable=g-bad-import-order
 from credit_nas_jax import graphs
 from credit_nas_jax import model
 from credit_nas_jax import model_io
@@ -114,12 +115,7 @@ def _score(model_dir, paths, output, *extra):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("trained")
-  result = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "experiments", "search.py"),
-       f"--workdir={workdir}",
-       f"--config={os.path.join(ROOT, 'experiments', 'configs', 'test.py')}"],
-      capture_output=True, text=True, timeout=600, cwd=ROOT)
-  assert result.returncode == 0, result.stderr[-3000:]
+  launch.search(workdir)
   return str(workdir / "model")
 
 

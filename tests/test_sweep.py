@@ -2,13 +2,12 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import ml_collections
 import pandas as pd
 import pytest
 
+import launch  # pylint: disable=g-bad-import-order
 from credit_nas_jax import sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -16,12 +15,8 @@ SWEEP_CONFIG = os.path.join(ROOT, "experiments", "configs", "sweep_test.py")
 
 
 def _launch(script, workdir, *extra):
-  result = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "experiments", script),
-       f"--workdir={workdir}", f"--config={SWEEP_CONFIG}", *extra],
-      capture_output=True, text=True, timeout=600, cwd=ROOT)
-  assert result.returncode == 0, result.stderr[-3000:]
-  return result
+  return launch.run(script, f"--workdir={workdir}", f"--config={SWEEP_CONFIG}",
+                    *extra)
 
 
 @pytest.fixture(scope="module")

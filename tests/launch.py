@@ -1,0 +1,29 @@
+"""Runs the package's launchers as real subprocesses, for the tests."""
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TEST_CONFIG = os.path.join(ROOT, "experiments", "configs", "test.py")
+
+
+def run(script: str, *args: str, check: bool = True,
+        env: dict | None = None) -> subprocess.CompletedProcess:
+  """``python experiments/<script> <args>`` from the checkout's root.
+
+  With ``check``, a non-zero exit fails the test with the end of stderr.
+  """
+  result = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "experiments", script), *args],
+      capture_output=True, text=True, timeout=600, cwd=ROOT,
+      env=None if env is None else {**os.environ, **env})
+  if check:
+    assert result.returncode == 0, result.stderr[-3000:]
+  return result
+
+
+def search(workdir, *overrides: str, **kwargs) -> subprocess.CompletedProcess:
+  """The search launcher with the tiny test config."""
+  return run("search.py", f"--workdir={workdir}", f"--config={TEST_CONFIG}",
+             *overrides, **kwargs)
