@@ -35,15 +35,20 @@ def forward_flops(arch: model_lib.Architecture,
   flops = 2 * arch.num_groups * d  # gates @ biases
   if not folded_first_layer:
     flops += 2 * n * columns * d  # feature gate
-  for layer, widths in enumerate(arch.layer_ops):
+  for layer, (widths, kinds) in enumerate(zip(arch.layer_ops,
+                                              arch.layer_op_kinds)):
     hidden = sum(widths)
-    if layer == 0 and folded_first_layer:
-      flops += 2 * (e + n) * (columns + 1)  # aggregate the raw columns
-      flops += 2 * (columns + 1) * d * hidden  # fold Wg into W1
-      flops += 2 * n * (columns + 1) * hidden  # first product
-    else:
-      flops += 2 * (e + n) * d  # normalised aggregation with self loops
-      flops += 2 * n * d * hidden  # first product of the fused MLPs
+    # A SAGE-style op multiplies twice: the neighbours' mean and the root.
+    first = hidden + sum(w for w, k in zip(widths, kinds) if k == "sage")
+    folded = layer == 0 and folded_first_layer
+    width_in = columns + 1 if folded else d
+    if "gcn" in kinds:  # normalised aggregation with self loops
+      flops += 2 * (e + n) * width_in
+    if "sage" in kinds:  # the neighbours' mean
+      flops += 2 * e * width_in + n * width_in
+    if folded:
+      flops += 2 * (columns + 1) * d * first  # fold Wg into W1
+    flops += 2 * n * width_in * first  # first products of the fused MLPs
     flops += 2 * n * hidden * d  # second product of the fused MLPs
     flops += 2 * n * d + n * d  # readout: sums for the mean, max
   flops += 2 * g * (3 * d * d + d)  # head

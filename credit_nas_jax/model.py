@@ -13,6 +13,11 @@ The network (patent section 2 and 3):
    output is ReLU(sum_j gate(b_j) * op_j). The candidates share the
    aggregation and their projections are fused into one product per MLP
    layer: the hidden units of all ops sit side by side.
+   Beyond the patent's ops (kind "gcn"), a layer may offer ops that keep
+   the borrower's own state apart: "sage" (mean of the neighbours times one
+   weight plus the node's own state times a root weight) and "self" (the
+   node's own state alone: no neighbours), so a search can decide how much
+   the graph is worth.
 3. A readout after each GCN layer: the borrower's own node state (node 0)
    concatenated with the mean and the max over the graph's real nodes; the
    two readouts are summed, and an MLP 3D -> D -> 1 gives the logit of good
@@ -35,6 +40,12 @@ import numpy as np
 
 GATE_FUNCTIONS = ("sigmoid", "softmax")
 OP_NAMES = ("big", "medium", "small")
+# Candidate op kinds, each with the aggregation its first product reads:
+# "gcn" the normalised aggregation with self loops (the patent's op), "sage"
+# the neighbours' mean (plus a root weight on the node's own state), "self"
+# the node's own state.
+OP_KINDS = ("gcn", "sage", "self")
+_PRIMARY_SOURCE = {"gcn": "gcn", "sage": "mean", "self": "self"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +59,8 @@ class Architecture:
     layer_ops: per GCN layer, the hidden width of every candidate op.
     layer_op_names: per GCN layer, the name of every candidate op.
     hidden_dim: D.
+    layer_op_kinds: per GCN layer, the kind of every candidate op (see
+      ``OP_KINDS``); empty means every op is "gcn".
     gate_function: "sigmoid" (patent) or "softmax" (DARTS) for the alphas.
     searchable: True for the supernet (gates from alphas), False for a
       derived network (every gate is 1).
@@ -61,8 +74,20 @@ class Architecture:
   hidden_dim: int
   gate_function: str = "sigmoid"
   searchable: bool = True
+  layer_op_kinds: tuple[tuple[str, ...], ...] = ()
 
   def __post_init__(self):
+    if not self.layer_op_kinds:
+      object.__setattr__(self, "layer_op_kinds", tuple(
+          ("gcn",) * len(widths) for widths in self.layer_ops))
+    if [len(k) for k in self.layer_op_kinds] != [len(w)
+                                                 for w in self.layer_ops]:
+      raise ValueError("layer_op_kinds and layer_ops differ in shape")
+    unknown = {k for kinds in self.layer_op_kinds for k in kinds} - set(
+        OP_KINDS)
+    if unknown:
+      raise ValueError(f"unknown op kinds {sorted(unknown)}; expected some "
+                       f"of {list(OP_KINDS)}")
     if self.gate_function not in GATE_FUNCTIONS:
       raise ValueError(f"unknown gate function {self.gate_function!r}; "
                        f"expected one of {list(GATE_FUNCTIONS)}")
@@ -74,14 +99,43 @@ class Architecture:
     return len(self.group_names)
 
 
+def op_names(op_ratios: Sequence[float],
+             op_kinds: Sequence[str]) -> tuple[str, ...]:
+  """Names of candidate ops: big/medium/small for the patent's three GCN
+  ops, else the kind (with the ratio where a kind has several ops)."""
+  gcn = [r for r, k in zip(op_ratios, op_kinds) if k == "gcn"]
+  names, gcn_seen = [], 0
+  for ratio, kind in zip(op_ratios, op_kinds):
+    if kind == "gcn" and len(gcn) == 3:
+      names.append(OP_NAMES[gcn_seen])
+    elif kind == "gcn":
+      names.append(f"ratio_{ratio:g}")
+    elif list(op_kinds).count(kind) == 1:
+      names.append(kind)
+    else:
+      names.append(f"{kind}_{ratio:g}")
+    gcn_seen += kind == "gcn"
+  if len(set(names)) != len(names):
+    raise ValueError(f"candidate ops {list(zip(op_kinds, op_ratios))} are "
+                     "not distinct")
+  return tuple(names)
+
+
 def supernet_architecture(column_groups: Sequence[int],
                           group_names: Sequence[str], *, hidden_dim: int,
                           op_ratios: Sequence[float], num_layers: int = 2,
-                          gate_function: str = "sigmoid") -> Architecture:
-  """The search space: every feature group and every candidate op."""
+                          gate_function: str = "sigmoid",
+                          op_kinds: Sequence[str] | None = None
+                          ) -> Architecture:
+  """The search space: every feature group and every candidate op.
+
+  ``op_kinds`` gives every op's kind (default: all "gcn", the patent's).
+  """
+  op_kinds = tuple(op_kinds or ("gcn",) * len(op_ratios))
+  if len(op_kinds) != len(op_ratios):
+    raise ValueError(f"{len(op_kinds)} op kinds for {len(op_ratios)} ratios")
   widths = tuple(max(1, int(round(r * hidden_dim))) for r in op_ratios)
-  names = tuple(OP_NAMES[i] if i < len(OP_NAMES) and len(op_ratios) == 3
-                else f"ratio_{r:g}" for i, r in enumerate(op_ratios))
+  names = op_names(op_ratios, op_kinds)
   return Architecture(
       column_groups=tuple(int(g) for g in column_groups),
       input_columns=tuple(range(len(column_groups))),
@@ -90,7 +144,8 @@ def supernet_architecture(column_groups: Sequence[int],
       layer_op_names=(names,) * num_layers,
       hidden_dim=hidden_dim,
       gate_function=gate_function,
-      searchable=True)
+      searchable=True,
+      layer_op_kinds=(op_kinds,) * num_layers)
 
 
 def _dense_init(key, fan_in, shape):
@@ -120,14 +175,20 @@ def init(key: jax.Array, arch: Architecture) -> tuple[chex.ArrayTree,
           "b2": jnp.zeros((1,)),
       },
   }
-  for widths in arch.layer_ops:
+  for widths, kinds in zip(arch.layer_ops, arch.layer_op_kinds):
     total = sum(widths)
-    weights["gcn"].append({
-        "w1": _dense_init(next(keys), d, (d, total)),
+    first_key = next(keys)
+    layer = {
+        "w1": _dense_init(first_key, d, (d, total)),
         "b1": jnp.zeros((total,)),
         "w2": _dense_init(next(keys), total / len(widths), (total, d)),
         "b2": jnp.zeros((len(widths), d)),
-    })
+    }
+    root = sum(w for w, k in zip(widths, kinds) if k == "sage")
+    if root:  # the root weight of the SAGE-style ops
+      layer["w1_root"] = _dense_init(jax.random.fold_in(first_key, 1), d,
+                                     (d, root))
+    weights["gcn"].append(layer)
   if not arch.searchable:
     return weights, {}
   alpha_key = next(keys)
@@ -175,6 +236,59 @@ def gcn_aggregate(h: jax.Array, graphs: jraph.GraphsTuple) -> jax.Array:
   return (summed + scaled) * norm[:, None]
 
 
+def mean_aggregate(h: jax.Array, graphs: jraph.GraphsTuple) -> jax.Array:
+  """Mean of every node's neighbours (zeros for a node without any)."""
+  num_nodes = h.shape[0]
+  ones = jnp.ones(graphs.receivers.shape, h.dtype)
+  degree = jax.ops.segment_sum(ones, graphs.receivers, num_nodes)
+  summed = jax.ops.segment_sum(h[graphs.senders], graphs.receivers, num_nodes)
+  return summed / jnp.maximum(degree, 1.0)[:, None]
+
+
+def _kind_runs(op_widths: Sequence[int], op_kinds: Sequence[str]
+               ) -> list[tuple[str, int, int, int]]:
+  """(kind, first column, end column, first root column) of every run of
+  consecutive ops of one kind: each run is one product."""
+  runs, start, root = [], 0, 0
+  for width, kind in zip(op_widths, op_kinds):
+    if runs and runs[-1][0] == kind:
+      k, first, _, first_root = runs[-1]
+      runs[-1] = (k, first, start + width, first_root)
+    else:
+      runs.append((kind, start, start + width, root))
+    start += width
+    root += width if kind == "sage" else 0
+  return runs
+
+
+def _pre_activations(params: chex.ArrayTree, z: jax.Array,
+                     graphs: jraph.GraphsTuple, op_widths: Sequence[int],
+                     op_kinds: Sequence[str],
+                     projection: jax.Array | None = None) -> jax.Array:
+  """First-product pre-activations of every candidate op, side by side.
+
+  The layer input is ``h = z @ projection`` (or ``z``); every aggregation is
+  linear, so each op's product runs as ``source(z) @ (projection @ W)``.
+  """
+  def weight(w):
+    return w if projection is None else projection @ w
+
+  kinds = set(op_kinds)
+  sources = {"self": z}
+  if "gcn" in kinds:
+    sources["gcn"] = gcn_aggregate(z, graphs)
+  if "sage" in kinds:
+    sources["mean"] = mean_aggregate(z, graphs)
+  parts = []
+  for kind, start, end, root in _kind_runs(op_widths, op_kinds):
+    part = sources[_PRIMARY_SOURCE[kind]] @ weight(params["w1"][:, start:end])
+    if kind == "sage":
+      part = part + z @ weight(params["w1_root"][:, root:root + end - start])
+    parts.append(part)
+  pre = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=1)
+  return pre + params["b1"]
+
+
 def _mix_ops(params: chex.ArrayTree, gates: jax.Array, pre: jax.Array,
              op_widths: Sequence[int]) -> jax.Array:
   """ReLU(sum_j gates[j] * (ReLU(pre_j) @ W2_j + b2_j)) with the ops fused.
@@ -189,10 +303,13 @@ def _mix_ops(params: chex.ArrayTree, gates: jax.Array, pre: jax.Array,
 
 
 def gcn_mixop(params: chex.ArrayTree, gates: jax.Array, h: jax.Array,
-              graphs: jraph.GraphsTuple, op_widths: Sequence[int]) -> jax.Array:
-  """ReLU(sum_j gates[j] * MLP_j(aggregate(h))) with the MLPs fused."""
-  aggregated = gcn_aggregate(h, graphs)
-  return _mix_ops(params, gates, aggregated @ params["w1"] + params["b1"],
+              graphs: jraph.GraphsTuple, op_widths: Sequence[int],
+              op_kinds: Sequence[str] | None = None) -> jax.Array:
+  """ReLU(sum_j gates[j] * op_j(h)) with the ops' MLPs fused; a "gcn" op is
+  MLP_j(aggregate(h))."""
+  op_kinds = op_kinds or ("gcn",) * len(op_widths)
+  return _mix_ops(params, gates,
+                  _pre_activations(params, h, graphs, op_widths, op_kinds),
                   op_widths)
 
 
@@ -200,22 +317,24 @@ def first_gcn_mixop(embed_params: chex.ArrayTree, feature_gates: jax.Array,
                     column_groups: Sequence[int], params: chex.ArrayTree,
                     op_gates: jax.Array, nodes: jax.Array,
                     graphs: jraph.GraphsTuple,
-                    op_widths: Sequence[int]) -> jax.Array:
+                    op_widths: Sequence[int],
+                    op_kinds: Sequence[str] | None = None) -> jax.Array:
   """gcn_mixop(feature_gate(nodes)) computed on the raw columns.
 
   The feature gate is linear, and so is the aggregation, so
-  aggregate(x Wg + 1 b) W1 = aggregate(x) (Wg W1) + aggregate(1) (b W1):
-  the first layer's widest product runs over the few input columns instead
-  of over D, and the aggregation over C + 1 columns instead of D.
+  aggregate(x Wg + 1 b) W1 = aggregate([x, 1]) ([Wg; b] W1): the first
+  layer's widest product runs over the few input columns instead of over
+  D, and the aggregation over C + 1 columns instead of D.
   """
+  op_kinds = op_kinds or ("gcn",) * len(op_widths)
   column_gate = feature_gates[np.asarray(column_groups)]
   gated_w = embed_params["w"] * column_gate[:, None]  # [C, D]
   mixed_bias = feature_gates @ embed_params["b"]  # [D]
   ones = jnp.ones((nodes.shape[0], 1), nodes.dtype)
-  aggregated = gcn_aggregate(jnp.concatenate([nodes, ones], axis=1), graphs)
-  projection = jnp.concatenate([gated_w, mixed_bias[None, :]]) @ params["w1"]
-  return _mix_ops(params, op_gates, aggregated @ projection + params["b1"],
-                  op_widths)
+  pre = _pre_activations(
+      params, jnp.concatenate([nodes, ones], axis=1), graphs, op_widths,
+      op_kinds, projection=jnp.concatenate([gated_w, mixed_bias[None, :]]))
+  return _mix_ops(params, op_gates, pre, op_widths)
 
 
 def graph_readout(h: jax.Array, graphs: jraph.GraphsTuple) -> jax.Array:
@@ -261,14 +380,14 @@ def apply(weights: chex.ArrayTree, alphas: chex.ArrayTree,
   if len(arch.input_columns) != nodes.shape[1]:
     nodes = nodes[:, np.asarray(arch.input_columns)]
   readout = 0.0
-  for layer, (params, widths) in enumerate(zip(weights["gcn"],
-                                               arch.layer_ops)):
+  for layer, (params, widths, kinds) in enumerate(zip(
+      weights["gcn"], arch.layer_ops, arch.layer_op_kinds)):
     if layer == 0:
       h = first_gcn_mixop(weights["feature_embed"], gates["features"],
                           arch.column_groups, params, gates["ops"][0], nodes,
-                          graphs, widths)
+                          graphs, widths, kinds)
     else:
-      h = gcn_mixop(params, gates["ops"][layer], h, graphs, widths)
+      h = gcn_mixop(params, gates["ops"][layer], h, graphs, widths, kinds)
     readout = readout + graph_readout(h, graphs)
   head = weights["head"]
   hidden = jax.nn.relu(readout @ head["w1"] + head["b1"])

@@ -73,13 +73,33 @@ def load_dataset(config: ml_collections.ConfigDict) -> data_lib.Dataset:
                    f"{list(DATASETS)}")
 
 
+SEARCH_SPACES = ("patent", "extended")
+
+
+def candidate_ops(config: ml_collections.ConfigDict
+                  ) -> tuple[tuple[float, ...], tuple[str, ...]]:
+  """(expansion ratios, kinds) of the candidate ops of a config's space."""
+  ratios = tuple(float(r) for r in config.op_ratios)
+  kinds = ("gcn",) * len(ratios)
+  space = config.get("search_space", "patent")
+  if space == "extended":
+    extra = float(config.get("extra_op_ratio", 2.0))
+    return ratios + (extra, extra), kinds + ("sage", "self")
+  if space != "patent":
+    raise ValueError(f"unknown search space {space!r}; expected one of "
+                     f"{list(SEARCH_SPACES)}")
+  return ratios, kinds
+
+
 def supernet_for(config: ml_collections.ConfigDict,
                  dataset: data_lib.Dataset) -> model_lib.Architecture:
   """The supernet architecture of a config over a dataset's features."""
+  ratios, kinds = candidate_ops(config)
   return model_lib.supernet_architecture(
       dataset.encoder.column_groups, dataset.encoder.features,
-      hidden_dim=config.hidden_dim, op_ratios=tuple(config.op_ratios),
-      num_layers=config.num_gcn_layers, gate_function=config.gate_function)
+      hidden_dim=config.hidden_dim, op_ratios=ratios,
+      num_layers=config.num_gcn_layers, gate_function=config.gate_function,
+      op_kinds=kinds)
 
 
 def hyperparameters_of(config: ml_collections.ConfigDict) -> dict[str, float]:

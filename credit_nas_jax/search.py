@@ -326,7 +326,9 @@ def derive_architecture(alphas: chex.ArrayTree,
           supernet.layer_op_names, chosen)),
       hidden_dim=supernet.hidden_dim,
       gate_function=supernet.gate_function,
-      searchable=False)
+      searchable=False,
+      layer_op_kinds=tuple((kinds[j],) for kinds, j in zip(
+          supernet.layer_op_kinds, chosen)))
   return DerivedArchitecture(
       arch=arch,
       feature_gates={n: float(g) for n, g in zip(supernet.group_names,

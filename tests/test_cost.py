@@ -10,7 +10,7 @@ from credit_nas_jax import model
 from credit_nas_jax import search
 
 
-def _setup(hidden_dim=32):
+def _setup(hidden_dim=32, extended=False):
   rng = np.random.default_rng(0)
   graph = graphs.BorrowerGraph.from_edges(200, rng.integers(0, 200, 600),
                                           rng.integers(0, 200, 600))
@@ -21,7 +21,8 @@ def _setup(hidden_dim=32):
       budget)
   supernet = model.supernet_architecture(
       (0, 0, 1, 2, 2, 3, 4), tuple("abcde"), hidden_dim=hidden_dim,
-      op_ratios=(4, 2, 1))
+      op_ratios=(4, 2, 1, 2, 2) if extended else (4, 2, 1),
+      op_kinds=("gcn", "gcn", "gcn", "sage", "self") if extended else None)
   return batch, budget, supernet
 
 
@@ -32,8 +33,9 @@ def _xla_flops(compiled):
   return analysis["flops"]
 
 
-def test_forward_count_matches_xla():
-  batch, budget, supernet = _setup()
+@pytest.mark.parametrize("extended", [False, True])
+def test_forward_count_matches_xla(extended):
+  batch, budget, supernet = _setup(extended=extended)
   weights, alphas = model.init(jax.random.key(0), supernet)
   compiled = search.predict_step.lower(weights, alphas, batch,
                                        arch=supernet).compile()
@@ -41,8 +43,9 @@ def test_forward_count_matches_xla():
   assert analytic == pytest.approx(_xla_flops(compiled), rel=0.1)
 
 
-def test_first_order_step_count_matches_xla():
-  batch, budget, supernet = _setup()
+@pytest.mark.parametrize("extended", [False, True])
+def test_first_order_step_count_matches_xla(extended):
+  batch, budget, supernet = _setup(extended=extended)
   state = search.init_search_state(
       jax.random.key(0), supernet,
       dict(weight_lr=1e-3, weight_decay=0.0, arch_lr=1e-3,

@@ -222,3 +222,101 @@ def test_first_layer_on_raw_columns_equals_gate_then_layer(name):
                               jnp.asarray(graph.nodes), graph,
                               arch.layer_ops[0])
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def _extended_arch(hidden_dim=8):
+  return model.supernet_architecture(
+      GROUPS, NAMES, hidden_dim=hidden_dim, op_ratios=(4, 2, 1, 2, 2),
+      op_kinds=("gcn", "gcn", "gcn", "sage", "self"))
+
+
+def test_extended_ops_names_and_root_weight():
+  arch = _extended_arch()
+  assert arch.layer_op_names[0] == ("big", "medium", "small", "sage", "self")
+  weights, alphas = model.init(jax.random.key(0), arch)
+  chex.assert_shape(weights["gcn"][0]["w1_root"], (8, 16))
+  chex.assert_shape(alphas["ops"], (2, 5))
+  assert "w1_root" not in model.init(jax.random.key(0), _arch())[0]["gcn"][0]
+
+
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+def test_sage_and_self_ops_against_numpy(name):
+  rng = np.random.default_rng(11)
+  arch = _extended_arch()
+  weights, _ = model.init(jax.random.key(3), arch)
+  params = jax.tree.map(np.asarray, weights["gcn"][1])
+  params["b1"] = rng.normal(size=params["b1"].shape)
+  params["b2"] = rng.normal(size=params["b2"].shape)
+  gates = rng.uniform(size=5)
+  graph = GRAPHS[name]
+  n = graph.nodes.shape[0]
+  h = rng.normal(size=(n, 8))
+  adjacency = np.zeros((n, n))
+  np.add.at(adjacency, (graph.receivers, graph.senders), 1.0)
+  degree = adjacency.sum(1)
+  neighbour_mean = adjacency @ h / np.maximum(degree, 1)[:, None]
+  with_loops = adjacency + np.eye(n)
+  norm = 1 / np.sqrt(with_loops.sum(1))
+  gcn = norm[:, None] * with_loops * norm[None, :] @ h
+  widths = arch.layer_ops[1]
+  bounds = np.cumsum((0,) + widths)
+  inputs = [gcn, gcn, gcn, neighbour_mean, h]
+  expected = 0
+  for j in range(5):
+    cols = slice(bounds[j], bounds[j + 1])
+    pre = inputs[j] @ params["w1"][:, cols] + params["b1"][cols]
+    if j == 3:
+      pre = pre + h @ params["w1_root"]
+    hidden = np.maximum(pre, 0)
+    expected = expected + gates[j] * (hidden @ params["w2"][cols]
+                                      + params["b2"][j])
+  got = model.gcn_mixop(params, jnp.asarray(gates), jnp.asarray(h), graph,
+                        widths, arch.layer_op_kinds[1])
+  np.testing.assert_allclose(got, np.maximum(expected, 0), rtol=1e-4,
+                             atol=1e-4)
+
+
+def test_self_op_ignores_edges():
+  arch = model.Architecture(
+      column_groups=GROUPS, input_columns=tuple(range(len(GROUPS))),
+      group_names=NAMES, layer_ops=((8,), (8,)),
+      layer_op_names=(("self",), ("self",)), hidden_dim=8, searchable=False,
+      layer_op_kinds=(("self",), ("self",)))
+  weights, _ = model.init(jax.random.key(4), arch)
+  star = _pad(GRAPHS["star"])
+  cut = star._replace(senders=np.full_like(star.senders, 5),
+                      receivers=np.full_like(star.receivers, 5))
+  # Node 0's own state is the same with and without its edges; the mean
+  # and max readouts still see every node of the graph.
+  np.testing.assert_allclose(model.apply(weights, {}, star, arch),
+                             model.apply(weights, {}, cut, arch), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+def test_extended_first_layer_fold_equals_gate_then_layer(name):
+  rng = np.random.default_rng(12)
+  arch = _extended_arch()
+  weights, _ = model.init(jax.random.key(8), arch)
+  weights = jax.tree.map(lambda w: w + 0.1 * rng.normal(size=w.shape), weights)
+  graph = _pad(GRAPHS[name])
+  feature_gates = jnp.asarray(rng.uniform(size=5))
+  op_gates = jnp.asarray(rng.uniform(size=5))
+  mixed = model.feature_gate(weights["feature_embed"], feature_gates,
+                             jnp.asarray(graph.nodes), GROUPS)
+  kinds = arch.layer_op_kinds[0]
+  expected = model.gcn_mixop(weights["gcn"][0], op_gates, mixed, graph,
+                             arch.layer_ops[0], kinds)
+  got = model.first_gcn_mixop(weights["feature_embed"], feature_gates, GROUPS,
+                              weights["gcn"][0], op_gates,
+                              jnp.asarray(graph.nodes), graph,
+                              arch.layer_ops[0], kinds)
+  np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_op_kinds_checked():
+  with pytest.raises(ValueError, match="unknown op kinds"):
+    model.supernet_architecture(GROUPS, NAMES, hidden_dim=8, op_ratios=(1,),
+                                op_kinds=("gat",))
+  with pytest.raises(ValueError, match="not distinct"):
+    model.supernet_architecture(GROUPS, NAMES, hidden_dim=8,
+                                op_ratios=(1, 1), op_kinds=("self", "self"))

@@ -177,3 +177,16 @@ def test_short_search_gives_the_planted_noise_feature_the_lowest_gate():
   assert min(gates, key=gates.get) == synthetic.NOISE_FEATURE, gates
   derived = search.derive_architecture(state.alphas, arch, 0.5)
   assert synthetic.NOISE_FEATURE not in derived.kept_features
+
+
+def test_derive_keeps_the_kind_of_the_chosen_ops():
+  arch = model.supernet_architecture(
+      (0, 1, 2), ("a", "b", "c"), hidden_dim=4, op_ratios=(2, 1, 1, 1),
+      op_kinds=("gcn", "gcn", "sage", "self"))
+  alphas = {"features": jnp.zeros(3),
+            "ops": jnp.array([[0.0, 0.0, 2.0, 0.0], [0.0, 0.0, 0.0, 2.0]])}
+  derived = search.derive_architecture(alphas, arch, threshold=0.5)
+  assert derived.chosen_ops == ("sage", "self")
+  assert derived.arch.layer_op_kinds == (("sage",), ("self",))
+  weights, _ = model.init(jax.random.key(0), derived.arch)
+  assert "w1_root" in weights["gcn"][0] and "w1_root" not in weights["gcn"][1]

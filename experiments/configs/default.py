@@ -32,7 +32,13 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Supernet.
   config.hidden_dim = 100
-  config.op_ratios = (4.0, 2.0, 1.0)
+  config.op_ratios = (4.0, 2.0, 1.0)  # expansion ratios of the GCN ops
+  # "patent": the three GCN ops above. "extended": also a SAGE-style op
+  # (neighbours' mean plus a root weight on the borrower's own state) and a
+  # no-neighbour op, both of ratio extra_op_ratio, so the search can decide
+  # how much the graph is worth.
+  config.search_space = "patent"
+  config.extra_op_ratio = 2.0
   config.num_gcn_layers = 2
   config.gate_function = "sigmoid"
 
