@@ -50,8 +50,10 @@ def forward_flops(arch: model_lib.Architecture,
       flops += 2 * (columns + 1) * d * first  # fold Wg into W1
     flops += 2 * n * width_in * first  # first products of the fused MLPs
     flops += 2 * n * hidden * d  # second product of the fused MLPs
-    flops += 2 * n * d + n * d  # readout: sums for the mean, max
-  flops += 2 * g * (3 * d * d + d)  # head
+    if arch.pooled_readout:
+      flops += 2 * n * d + n * d  # readout: sums for the mean, max
+  readout = 3 * d if arch.pooled_readout else d
+  flops += 2 * g * (readout * d + d)  # head
   return int(flops)
 
 

@@ -17,11 +17,14 @@ The network (patent section 2 and 3):
    the borrower's own state apart: "sage" (mean of the neighbours times one
    weight plus the node's own state times a root weight) and "self" (the
    node's own state alone: no neighbours), so a search can decide how much
-   the graph is worth.
+   the graph is worth. The extended space also gates the pooled readout
+   (below), so a search can drop the neighbourhood from the readout too.
 3. A readout after each GCN layer: the borrower's own node state (node 0)
-   concatenated with the mean and the max over the graph's real nodes; the
-   two readouts are summed, and an MLP 3D -> D -> 1 gives the logit of good
-   credit (the score is its sigmoid).
+   concatenated with the mean and the max over the graph's real nodes (the
+   pooled part, times its gate where the readout is searched, or left out
+   of a derived network that dropped it); the two readouts are summed, and
+   an MLP 3D (or D) -> D -> 1 gives the logit of good credit (the score is
+   its sigmoid).
 
 The same functions run the derived network: it is an ``Architecture`` with a
 subset of the feature groups and one op per layer, and fixed gates of 1.
@@ -61,6 +64,9 @@ class Architecture:
     hidden_dim: D.
     layer_op_kinds: per GCN layer, the kind of every candidate op (see
       ``OP_KINDS``); empty means every op is "gcn".
+    pooled_readout: the readout has the pooled mean and max of the graph
+      beside the borrower's own state.
+    readout_searchable: a supernet whose pooled readout has a gate.
     gate_function: "sigmoid" (patent) or "softmax" (DARTS) for the alphas.
     searchable: True for the supernet (gates from alphas), False for a
       derived network (every gate is 1).
@@ -75,6 +81,8 @@ class Architecture:
   gate_function: str = "sigmoid"
   searchable: bool = True
   layer_op_kinds: tuple[tuple[str, ...], ...] = ()
+  pooled_readout: bool = True
+  readout_searchable: bool = False
 
   def __post_init__(self):
     if not self.layer_op_kinds:
@@ -125,11 +133,13 @@ def supernet_architecture(column_groups: Sequence[int],
                           group_names: Sequence[str], *, hidden_dim: int,
                           op_ratios: Sequence[float], num_layers: int = 2,
                           gate_function: str = "sigmoid",
-                          op_kinds: Sequence[str] | None = None
+                          op_kinds: Sequence[str] | None = None,
+                          readout_searchable: bool = False
                           ) -> Architecture:
   """The search space: every feature group and every candidate op.
 
-  ``op_kinds`` gives every op's kind (default: all "gcn", the patent's).
+  ``op_kinds`` gives every op's kind (default: all "gcn", the patent's);
+  ``readout_searchable`` adds a gate on the pooled readout.
   """
   op_kinds = tuple(op_kinds or ("gcn",) * len(op_ratios))
   if len(op_kinds) != len(op_ratios):
@@ -145,7 +155,8 @@ def supernet_architecture(column_groups: Sequence[int],
       hidden_dim=hidden_dim,
       gate_function=gate_function,
       searchable=True,
-      layer_op_kinds=(op_kinds,) * num_layers)
+      layer_op_kinds=(op_kinds,) * num_layers,
+      readout_searchable=readout_searchable)
 
 
 def _dense_init(key, fan_in, shape):
@@ -162,6 +173,7 @@ def init(key: jax.Array, arch: Architecture) -> tuple[chex.ArrayTree,
   d = arch.hidden_dim
   keys = iter(jax.random.split(key, 4 + 2 * len(arch.layer_ops)))
   num_columns = len(arch.input_columns)
+  readout_width = (3 if arch.pooled_readout else 1) * d
   weights = {
       "feature_embed": {
           "w": _dense_init(next(keys), 1, (num_columns, d)),
@@ -169,7 +181,7 @@ def init(key: jax.Array, arch: Architecture) -> tuple[chex.ArrayTree,
       },
       "gcn": [],
       "head": {
-          "w1": _dense_init(next(keys), 3 * d, (3 * d, d)),
+          "w1": _dense_init(next(keys), readout_width, (readout_width, d)),
           "b1": jnp.zeros((d,)),
           "w2": _dense_init(next(keys), d, (d, 1)),
           "b2": jnp.zeros((1,)),
@@ -198,6 +210,9 @@ def init(key: jax.Array, arch: Architecture) -> tuple[chex.ArrayTree,
       "ops": 1e-5 * jax.random.normal(
           op_key, (len(arch.layer_ops), len(arch.layer_ops[0]))),
   }
+  if arch.readout_searchable:
+    alphas["readout"] = 1e-5 * jax.random.normal(
+        jax.random.fold_in(alpha_key, 1), (1,))
   return weights, alphas
 
 
@@ -212,7 +227,12 @@ def gate_values(alphas: chex.ArrayTree,
   if gate_function == "sigmoid":
     return jax.tree.map(jax.nn.sigmoid, alphas)
   if gate_function == "softmax":
-    return jax.tree.map(lambda a: jax.nn.softmax(a, axis=-1), alphas)
+    # The readout gate is one on-off choice: a sigmoid in either case.
+    gates = {k: jax.tree.map(lambda a: jax.nn.softmax(a, axis=-1), v)
+             for k, v in alphas.items() if k != "readout"}
+    if "readout" in alphas:
+      gates["readout"] = jax.nn.sigmoid(alphas["readout"])
+    return gates
   raise ValueError(f"unknown gate function {gate_function!r}; "
                    f"expected one of {list(GATE_FUNCTIONS)}")
 
@@ -337,19 +357,29 @@ def first_gcn_mixop(embed_params: chex.ArrayTree, feature_gates: jax.Array,
   return _mix_ops(params, op_gates, pre, op_widths)
 
 
-def graph_readout(h: jax.Array, graphs: jraph.GraphsTuple) -> jax.Array:
-  """[own node-0 state, mean, max] per graph; zeros for empty graphs."""
+def graph_readout(h: jax.Array, graphs: jraph.GraphsTuple,
+                  pooled: bool = True,
+                  pooled_gate: jax.Array | None = None) -> jax.Array:
+  """[own node-0 state, mean, max] per graph; zeros for empty graphs.
+
+  Without ``pooled`` only the own state; ``pooled_gate`` scales the mean
+  and max.
+  """
   num_nodes = h.shape[0]
   num_graphs = graphs.n_node.shape[0]
-  graph_index = jnp.repeat(jnp.arange(num_graphs), graphs.n_node,
-                           total_repeat_length=num_nodes)
   first_node = jnp.cumsum(graphs.n_node) - graphs.n_node
   has_nodes = (graphs.n_node > 0)[:, None]
   own = jnp.where(has_nodes, h[jnp.clip(first_node, 0, num_nodes - 1)], 0.0)
+  if not pooled:
+    return own
+  graph_index = jnp.repeat(jnp.arange(num_graphs), graphs.n_node,
+                           total_repeat_length=num_nodes)
   count = jnp.maximum(graphs.n_node, 1).astype(h.dtype)[:, None]
   mean = jax.ops.segment_sum(h, graph_index, num_graphs) / count
   maximum = jnp.where(
       has_nodes, jax.ops.segment_max(h, graph_index, num_graphs), 0.0)
+  if pooled_gate is not None:
+    mean, maximum = mean * pooled_gate, maximum * pooled_gate
   return jnp.concatenate([own, mean, maximum], axis=-1)
 
 
@@ -360,6 +390,12 @@ def network_gates(alphas: chex.ArrayTree,
     return gate_values(alphas, arch.gate_function)
   return {"features": jnp.ones((arch.num_groups,)),
           "ops": [jnp.ones((len(w),)) for w in arch.layer_ops]}
+
+
+def _pooled_gate(gates: dict[str, jax.Array], arch: Architecture):
+  if arch.searchable and arch.readout_searchable:
+    return gates["readout"][0]
+  return None
 
 
 def apply(weights: chex.ArrayTree, alphas: chex.ArrayTree,
@@ -388,7 +424,8 @@ def apply(weights: chex.ArrayTree, alphas: chex.ArrayTree,
                           graphs, widths, kinds)
     else:
       h = gcn_mixop(params, gates["ops"][layer], h, graphs, widths, kinds)
-    readout = readout + graph_readout(h, graphs)
+    readout = readout + graph_readout(h, graphs, arch.pooled_readout,
+                                      _pooled_gate(gates, arch))
   head = weights["head"]
   hidden = jax.nn.relu(readout @ head["w1"] + head["b1"])
   return (hidden @ head["w2"] + head["b2"])[:, 0]

@@ -87,8 +87,9 @@ def unflatten_like(flat: dict[str, np.ndarray], template: chex.ArrayTree,
 
 def _architecture_from_json(data: dict) -> model_lib.Architecture:
   fields = {f.name for f in dataclasses.fields(model_lib.Architecture)}
-  # Models saved before the op kinds existed have only "gcn" ops.
-  if set(data) | {"layer_op_kinds"} != fields:
+  # Models saved before these fields existed: "gcn" ops, pooled readout.
+  if set(data) | {"layer_op_kinds", "pooled_readout",
+                  "readout_searchable"} != fields:
     raise ModelFormatError(f"architecture fields {sorted(data)} differ from "
                            f"{sorted(fields)}")
   tupled = {k: (tuple(tuple(x) if isinstance(x, list) else x for x in v)

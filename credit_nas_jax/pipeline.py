@@ -99,7 +99,8 @@ def supernet_for(config: ml_collections.ConfigDict,
       dataset.encoder.column_groups, dataset.encoder.features,
       hidden_dim=config.hidden_dim, op_ratios=ratios,
       num_layers=config.num_gcn_layers, gate_function=config.gate_function,
-      op_kinds=kinds)
+      op_kinds=kinds,
+      readout_searchable=config.get("search_space", "patent") == "extended")
 
 
 def hyperparameters_of(config: ml_collections.ConfigDict) -> dict[str, float]:
@@ -118,6 +119,8 @@ def gate_row(state: search_lib.SearchState,
                                               gates["ops"])):
     row.update({f"layer{layer + 1}/{n}": float(g)
                 for n, g in zip(names, values)})
+  if "readout" in gates:
+    row["readout/pooled"] = float(gates["readout"][0])
   return row
 
 
@@ -226,6 +229,36 @@ def run_search(state: search_lib.SearchState, maker: data_lib.BatchMaker,
             "search_steps_per_second": (step - first_step) / max(
                 search_seconds, 1e-9)}
   return state, gate_rows, timing
+
+
+DERIVE_RULES = ("threshold", "validation")
+
+
+def derive(state: search_lib.SearchState, arch: model_lib.Architecture,
+           maker: data_lib.BatchMaker, config: ml_collections.ConfigDict
+           ) -> tuple[search_lib.DerivedArchitecture, list[dict]]:
+  """The derived network by the config's rule: gates over the threshold, or
+  the number of features and the readout chosen on validation."""
+  rule = config.get("derive", "threshold")
+  if rule == "threshold":
+    return search_lib.derive_architecture(state.alphas, arch,
+                                          config.gate_threshold), []
+  if rule != "validation":
+    raise ValueError(f"unknown derive rule {rule!r}; expected one of "
+                     f"{list(DERIVE_RULES)}")
+  derived, trials = search_lib.derive_by_validation(
+      state.alphas, arch, config.gate_threshold,
+      lambda alphas: train_lib.evaluate_split(state.weights, alphas, maker,
+                                              "validation", arch)["auc"])
+  best_ops = max((t for t in trials if "ops" in t),
+                 key=lambda t: t["validation_auc"])
+  logging.info("derive on validation: ops %s (AUC %.4f); (features, pooled "
+               "readout: AUC) %s", "/".join(best_ops["ops"]),
+               best_ops["validation_auc"], ", ".join(
+                   f"{t['num_features']}, {t['pooled_readout']}: "
+                   f"{t['validation_auc']:.4f}"
+                   for t in trials if "num_features" in t))
+  return derived, trials
 
 
 def inference_milliseconds(weights, alphas, arch, batch,
@@ -340,10 +373,9 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
     supernet_validation = train_lib.evaluate_split(
         state.weights, state.alphas, maker, "validation", arch)
 
-    derived = search_lib.derive_architecture(state.alphas, arch,
-                                             config.gate_threshold)
+    derived, trials = derive(state, arch, maker, config)
     _write_json(os.path.join(workdir, "architecture.json"),
-                {**derived.to_json(),
+                {**derived.to_json(), "derive_trials": trials,
                  "supernet_validation_auc": supernet_validation["auc"]})
     logging.info("derived: features %s, ops %s", derived.kept_features,
                  derived.chosen_ops)

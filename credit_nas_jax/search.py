@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Mapping
+import itertools
+from typing import Any, Callable, Mapping, Sequence
 
 import chex
 import jax
@@ -286,6 +287,7 @@ class DerivedArchitecture:
   op_gates: tuple[dict[str, float], ...]
   chosen_ops: tuple[str, ...]
   threshold: float
+  readout_gate: float | None = None
 
   def to_json(self) -> dict:
     return {
@@ -297,25 +299,47 @@ class DerivedArchitecture:
                    for gates, chosen in zip(self.op_gates, self.chosen_ops)],
         "kept_features": list(self.kept_features),
         "chosen_ops": list(self.chosen_ops),
+        "readout_gate": self.readout_gate,
+        "pooled_readout": self.arch.pooled_readout,
         "network": dataclasses.asdict(self.arch),
     }
 
 
 def derive_architecture(alphas: chex.ArrayTree,
                         supernet: model_lib.Architecture,
-                        threshold: float) -> DerivedArchitecture:
-  """Keeps features whose gate >= threshold (at least the best one) and the
-  strongest op of every layer."""
+                        threshold: float, *,
+                        num_features: int | None = None,
+                        pooled_readout: bool | None = None,
+                        ops: Sequence[int] | None = None
+                        ) -> DerivedArchitecture:
+  """Keeps features whose gate >= threshold (at least the best one), the
+  strongest op of every layer, and the pooled readout where it is searched
+  and its gate >= threshold.
+
+  ``num_features`` keeps that many features of the highest gates instead,
+  ``pooled_readout`` decides the readout and ``ops`` (an op index per layer)
+  the ops instead (see :func:`derive_by_validation`).
+  """
   gates = jax.tree.map(np.asarray,
                        model_lib.gate_values(alphas, supernet.gate_function))
   feature_gates = gates["features"]
-  kept = np.flatnonzero(feature_gates >= threshold)
+  if num_features is not None:
+    kept = np.sort(np.argsort(-feature_gates, kind="stable")[:num_features])
+  else:
+    kept = np.flatnonzero(feature_gates >= threshold)
   if kept.size == 0:
     kept = np.array([int(np.argmax(feature_gates))])
   remap = {int(g): i for i, g in enumerate(kept)}
   columns = tuple(c for c, g in enumerate(supernet.column_groups)
                   if g in remap)
-  chosen = [int(np.argmax(layer_gates)) for layer_gates in gates["ops"]]
+  chosen = ([int(np.argmax(layer_gates)) for layer_gates in gates["ops"]]
+            if ops is None else [int(j) for j in ops])
+  readout_gate = None
+  pooled = supernet.pooled_readout
+  if supernet.readout_searchable:
+    readout_gate = float(gates["readout"][0])
+    pooled = (readout_gate >= threshold if pooled_readout is None
+              else pooled_readout)
   arch = model_lib.Architecture(
       column_groups=tuple(remap[supernet.column_groups[c]] for c in columns),
       input_columns=tuple(supernet.input_columns[c] for c in columns),
@@ -328,7 +352,8 @@ def derive_architecture(alphas: chex.ArrayTree,
       gate_function=supernet.gate_function,
       searchable=False,
       layer_op_kinds=tuple((kinds[j],) for kinds, j in zip(
-          supernet.layer_op_kinds, chosen)))
+          supernet.layer_op_kinds, chosen)),
+      pooled_readout=pooled)
   return DerivedArchitecture(
       arch=arch,
       feature_gates={n: float(g) for n, g in zip(supernet.group_names,
@@ -339,4 +364,70 @@ def derive_architecture(alphas: chex.ArrayTree,
                                                    gates["ops"])),
       chosen_ops=tuple(names[j] for names, j in zip(supernet.layer_op_names,
                                                     chosen)),
+      readout_gate=readout_gate,
       threshold=float(threshold))
+
+
+_CLOSED = -1e4  # an alpha whose sigmoid (or softmax share) is 0
+
+
+def derive_by_validation(alphas: chex.ArrayTree,
+                         supernet: model_lib.Architecture, threshold: float,
+                         validation_auc: Callable[[chex.ArrayTree], float],
+                         fractions: Sequence[float] = (0.2, 0.4, 0.6, 0.8,
+                                                       1.0)
+                         ) -> tuple[DerivedArchitecture, list[dict]]:
+  """Derives with the ops, the number of features and the pooled readout
+  chosen on validation.
+
+  Gates are ranked, not thresholded: the validation loss can pull every
+  gate down at once (a regulariser on an overfitting supernet), and then a
+  fixed threshold keeps too few features and the op gates are too close to
+  tell apart. Each candidate is scored by ``validation_auc`` of the
+  supernet with the other gates closed (one shot, no retraining): first
+  every combination of one op per layer (all features open), then, with the
+  best ops, the top k features by gate (k from ``fractions`` of all and
+  from the threshold), with and without the pooled readout where it is
+  searched. The best is derived.
+
+  Returns:
+    (the derived architecture, every candidate with its validation AUC).
+  """
+  alphas = dict(alphas)
+  op_trials = []
+  num_layers, num_ops = np.asarray(alphas["ops"]).shape
+  for combination in itertools.product(range(num_ops), repeat=num_layers):
+    closed_ops = np.full((num_layers, num_ops), _CLOSED, np.float32)
+    closed_ops[np.arange(num_layers), combination] = np.asarray(
+        alphas["ops"])[np.arange(num_layers), combination]
+    op_trials.append({"ops": combination, "alphas": jnp.asarray(closed_ops),
+                      "validation_auc": float(validation_auc(
+                          dict(alphas, ops=jnp.asarray(closed_ops))))})
+  best_ops = max(op_trials, key=lambda t: t["validation_auc"])
+  alphas["ops"] = best_ops["alphas"]
+  feature_gates = np.asarray(model_lib.gate_values(
+      alphas, supernet.gate_function)["features"])
+  count = feature_gates.size
+  candidates = {max(1, int(np.ceil(f * count))) for f in fractions}
+  candidates.add(max(1, int((feature_gates >= threshold).sum())))
+  order = np.argsort(-feature_gates, kind="stable")
+  readouts = (True, False) if supernet.readout_searchable else (None,)
+  trials = []
+  for k in sorted(candidates):
+    closed = np.asarray(alphas["features"]).copy()
+    closed[order[k:]] = _CLOSED
+    for pooled in readouts:
+      trial = dict(alphas, features=jnp.asarray(closed))
+      if pooled is False:
+        trial["readout"] = jnp.full_like(alphas["readout"], _CLOSED)
+      trials.append({"num_features": k, "pooled_readout": pooled,
+                     "validation_auc": float(validation_auc(trial))})
+  best = max(trials, key=lambda t: (t["validation_auc"], -t["num_features"]))
+  derived = derive_architecture(alphas, supernet, threshold,
+                                num_features=best["num_features"],
+                                pooled_readout=best["pooled_readout"],
+                                ops=best_ops["ops"])
+  names = [[n[j] for n, j in zip(supernet.layer_op_names, t["ops"])]
+           for t in op_trials]
+  return derived, [{"ops": n, "validation_auc": t["validation_auc"]}
+                   for n, t in zip(names, op_trials)] + trials

@@ -320,3 +320,39 @@ def test_op_kinds_checked():
   with pytest.raises(ValueError, match="not distinct"):
     model.supernet_architecture(GROUPS, NAMES, hidden_dim=8,
                                 op_ratios=(1, 1), op_kinds=("self", "self"))
+
+
+def test_network_without_pooled_readout_or_neighbours_is_an_mlp():
+  arch = model.Architecture(
+      column_groups=GROUPS, input_columns=tuple(range(len(GROUPS))),
+      group_names=NAMES, layer_ops=((8,), (8,)),
+      layer_op_names=(("self",), ("self",)), hidden_dim=8, searchable=False,
+      layer_op_kinds=(("self",), ("self",)), pooled_readout=False)
+  weights, _ = model.init(jax.random.key(5), arch)
+  chex.assert_shape(weights["head"]["w1"], (8, 8))
+  star = _pad(GRAPHS["star"])
+  alone = _pad(_graph(1, [], [], seed=2)._replace(
+      nodes=GRAPHS["star"].nodes[:1]))
+  np.testing.assert_allclose(model.apply(weights, {}, star, arch)[0],
+                             model.apply(weights, {}, alone, arch)[0],
+                             rtol=1e-6)
+
+
+@pytest.mark.parametrize("gate_function", ["sigmoid", "softmax"])
+def test_readout_gate_scales_the_pooled_readout(gate_function):
+  arch = model.supernet_architecture(
+      GROUPS, NAMES, hidden_dim=8, op_ratios=(1, 1), op_kinds=("gcn", "self"),
+      readout_searchable=True, gate_function=gate_function)
+  weights, alphas = model.init(jax.random.key(6), arch)
+  chex.assert_shape(alphas["readout"], (1,))
+  gates = model.gate_values(alphas, gate_function)
+  np.testing.assert_allclose(gates["readout"], 0.5, atol=1e-4)
+  graph = _pad(GRAPHS["path"])
+  h = jnp.asarray(np.random.default_rng(0).normal(size=(9, 8)))
+  closed = model.graph_readout(h, graph, pooled_gate=jnp.array(0.0))
+  np.testing.assert_allclose(closed[:, 8:], 0.0)
+  np.testing.assert_allclose(closed[:, :8], model.graph_readout(h, graph,
+                                                                pooled=False))
+  half = model.graph_readout(h, graph, pooled_gate=jnp.array(0.5))
+  np.testing.assert_allclose(half[:, 8:], 0.5 * model.graph_readout(
+      h, graph)[:, 8:], rtol=1e-6)

@@ -190,3 +190,17 @@ def test_derive_keeps_the_kind_of_the_chosen_ops():
   assert derived.arch.layer_op_kinds == (("sage",), ("self",))
   weights, _ = model.init(jax.random.key(0), derived.arch)
   assert "w1_root" in weights["gcn"][0] and "w1_root" not in weights["gcn"][1]
+
+
+def test_derive_drops_a_closed_pooled_readout():
+  arch = model.supernet_architecture(
+      (0, 1), ("a", "b"), hidden_dim=4, op_ratios=(1, 1),
+      op_kinds=("gcn", "self"), readout_searchable=True)
+  alphas = {"features": jnp.zeros(2), "ops": jnp.array([[0.0, 1.0]] * 2),
+            "readout": jnp.array([-1.0])}
+  derived = search.derive_architecture(alphas, arch, threshold=0.5)
+  assert not derived.arch.pooled_readout and not derived.arch.searchable
+  assert derived.to_json()["pooled_readout"] is False
+  opened = search.derive_architecture(dict(alphas, readout=jnp.array([1.0])),
+                                      arch, threshold=0.5)
+  assert opened.arch.pooled_readout

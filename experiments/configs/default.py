@@ -56,7 +56,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.zero_one_weight = 0.0
   config.log_every = 25
 
-  # Derive.
+  # Derive. "threshold": keep the features whose gate >= gate_threshold
+  # (the patent's rule). "validation": rank the gates and choose the number
+  # of features kept (and, in the extended space, the pooled readout) by the
+  # supernet's validation AUC with the other gates closed.
+  config.derive = "threshold"
   config.gate_threshold = 0.5
 
   # Retrain of the derived network.

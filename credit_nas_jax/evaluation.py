@@ -1,0 +1,382 @@
+"""The evaluation protocol: seeds, splits, baselines, our searched model.
+
+Every model sees the same split of a seed (stratified 60/20/20, encoder
+statistics from train), makes every choice on validation (early stopping,
+regularisation strength, boosting rounds), and is scored once on test. The
+models:
+
+* ``logistic_regression``: L2 logistic regression on the encoded features;
+  the inverse strength C is chosen on validation AUC.
+* ``lightgbm``: gradient-boosted trees (the optional ``baselines`` extra),
+  boosting rounds chosen by early stopping on validation AUC.
+* ``mlp``: the network with no neighbours: every borrower a one-node graph.
+* ``gcn``: a plain two-layer GCN (one GCN op per layer, every feature).
+* ``graphsage``: a two-layer GraphSAGE-style network (neighbours' mean plus
+  a root weight on the borrower's own state).
+* ``supernet``: the patent's supernet trained without search (every
+  feature, every op, gates fixed at 1).
+* ``searched``: ours: bilevel search, derive, retrain (the patent's ops).
+* ``searched_extended``: the same over the extended space (also SAGE-style
+  and no-neighbour ops).
+* ``searched_isolated``: ours on one-node graphs (no edges at all).
+
+The neural models share the readout, head, optimizer and early stopping;
+``fixed_width_ratio`` sets the hidden width of the fixed networks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+import pandas as pd
+from absl import logging
+from sklearn import linear_model
+from sklearn import metrics as sk_metrics
+
+from credit_nas_jax import data as data_lib
+from credit_nas_jax import graphs as graphs_lib
+from credit_nas_jax import metrics as metrics_lib
+from credit_nas_jax import model as model_lib
+from credit_nas_jax import pipeline
+from credit_nas_jax import search as search_lib
+from credit_nas_jax import train as train_lib
+
+MODELS = ("logistic_regression", "lightgbm", "mlp", "gcn", "graphsage",
+          "supernet", "searched", "searched_extended", "searched_isolated")
+BASELINES = ("logistic_regression", "lightgbm", "mlp", "gcn", "graphsage",
+             "supernet")
+OURS = "searched"
+LR_STRENGTHS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+
+
+@dataclasses.dataclass
+class ModelResult:
+  """One model on one seed: test metrics and what it chose on validation."""
+
+  model: str
+  graph: str
+  test: dict[str, float]
+  validation_auc: float
+  seconds: float
+  roc: dict[str, list[float]]
+  details: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  def to_json(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+
+def isolated(dataset: data_lib.Dataset) -> data_lib.Dataset:
+  """The same borrowers and split with every edge removed."""
+  empty = np.zeros(0, np.int64)
+  return dataclasses.replace(dataset, graph=graphs_lib.BorrowerGraph.from_edges(
+      dataset.labels.shape[0], empty, empty))
+
+
+def roc_points(labels: np.ndarray, scores: np.ndarray,
+               max_points: int = 200) -> dict[str, list[float]]:
+  """The ROC curve, thinned to at most ``max_points`` points."""
+  fpr, tpr, _ = sk_metrics.roc_curve(labels, scores)
+  keep = np.unique(np.linspace(0, fpr.size - 1, min(max_points, fpr.size))
+                   .round().astype(int))
+  return {"fpr": np.round(fpr[keep], 5).tolist(),
+          "tpr": np.round(tpr[keep], 5).tolist()}
+
+
+def _result(model: str, graph: str, labels: np.ndarray, scores: np.ndarray,
+            validation_auc: float, start: float,
+            details: dict[str, Any] | None = None) -> ModelResult:
+  return ModelResult(model, graph,
+                     metrics_lib.classification_metrics(labels, scores),
+                     float(validation_auc), time.perf_counter() - start,
+                     roc_points(labels, scores), details or {})
+
+
+def fit_logistic_regression(dataset: data_lib.Dataset) -> ModelResult:
+  """L2 logistic regression; C chosen on validation AUC."""
+  start = time.perf_counter()
+  x, y, splits = dataset.node_features, dataset.labels, dataset.splits
+  best = None
+  for strength in LR_STRENGTHS:
+    fitted = linear_model.LogisticRegression(C=strength, max_iter=5000).fit(
+        x[splits["train"]], y[splits["train"]])
+    auc = sk_metrics.roc_auc_score(
+        y[splits["validation"]],
+        fitted.predict_proba(x[splits["validation"]])[:, 1])
+    if best is None or auc > best[0]:
+      best = (auc, strength, fitted)
+  auc, strength, fitted = best
+  scores = fitted.predict_proba(x[splits["test"]])[:, 1]
+  return _result("logistic_regression", "none", y[splits["test"]], scores,
+                 auc, start, {"C": strength})
+
+
+def lightgbm_available() -> bool:
+  try:
+    import lightgbm  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    return False
+  return True
+
+
+def fit_lightgbm(dataset: data_lib.Dataset, seed: int) -> ModelResult:
+  """Gradient-boosted trees; rounds chosen by early stopping on validation."""
+  import lightgbm  # pylint: disable=g-import-not-at-top
+  start = time.perf_counter()
+  x, y, splits = dataset.node_features, dataset.labels, dataset.splits
+  classifier = lightgbm.LGBMClassifier(
+      n_estimators=2000, learning_rate=0.03, num_leaves=15,
+      min_child_samples=20, subsample=0.8, subsample_freq=1,
+      colsample_bytree=0.8, random_state=seed, verbose=-1)
+  classifier.fit(
+      x[splits["train"]], y[splits["train"]],
+      eval_set=[(x[splits["validation"]], y[splits["validation"]])],
+      eval_metric="auc",
+      callbacks=[lightgbm.early_stopping(100, verbose=False)])
+  validation = classifier.predict_proba(x[splits["validation"]])[:, 1]
+  scores = classifier.predict_proba(x[splits["test"]])[:, 1]
+  return _result("lightgbm", "none", y[splits["test"]], scores,
+                 sk_metrics.roc_auc_score(y[splits["validation"]], validation),
+                 start, {"rounds": int(classifier.best_iteration_ or 2000)})
+
+
+def fixed_architecture(dataset: data_lib.Dataset, kind: str, hidden_dim: int,
+                       width_ratio: float, num_layers: int = 2
+                       ) -> model_lib.Architecture:
+  """A network without search: every feature, one op of ``kind`` a layer."""
+  encoder = dataset.encoder
+  width = max(1, int(round(width_ratio * hidden_dim)))
+  return model_lib.Architecture(
+      column_groups=tuple(encoder.column_groups),
+      input_columns=tuple(range(len(encoder.column_groups))),
+      group_names=tuple(encoder.features),
+      layer_ops=((width,),) * num_layers,
+      layer_op_names=((kind,),) * num_layers,
+      hidden_dim=hidden_dim, searchable=False,
+      layer_op_kinds=((kind,),) * num_layers)
+
+
+def _maker(dataset: data_lib.Dataset, config: ml_collections.ConfigDict,
+           seed: int, graph: str) -> data_lib.BatchMaker:
+  """Batches; one-node graphs get no neighbour slots (no padding waste)."""
+  fanouts = tuple(config.fanouts)
+  if graph == "isolated":
+    fanouts = (0,) * len(fanouts)
+  return data_lib.BatchMaker(dataset, config.batch_size, fanouts, seed)
+
+
+def _retrain(key: jax.Array, arch: model_lib.Architecture,
+             maker: data_lib.BatchMaker, config: ml_collections.ConfigDict):
+  return train_lib.retrain(
+      key, arch, maker, steps=config.retrain_steps,
+      learning_rate=config.retrain_lr,
+      weight_decay=config.retrain_weight_decay, eval_every=config.eval_every,
+      patience=config.patience)
+
+
+def _test_result(model: str, graph: str, weights, arch, maker, history,
+                 start: float, details: dict[str, Any] | None = None
+                 ) -> ModelResult:
+  _, labels, scores = train_lib.predict_scores(
+      weights, {}, maker.evaluation_batches("test"), arch)
+  best = max(history, key=lambda r: r["val_auc"])
+  return _result(model, graph, labels, scores, best["val_auc"], start,
+                 {"retrain_steps": history[-1]["step"],
+                  "best_step": best["step"], **(details or {})})
+
+
+def train_fixed(name: str, dataset: data_lib.Dataset,
+                config: ml_collections.ConfigDict, seed: int,
+                graph: str) -> ModelResult:
+  """Trains one of the fixed-network baselines from scratch."""
+  start = time.perf_counter()
+  if name == "supernet":
+    arch = dataclasses.replace(pipeline.supernet_for(config, dataset),
+                               searchable=False)
+  else:
+    kind = {"mlp": "self", "gcn": "gcn", "graphsage": "sage"}[name]
+    arch = fixed_architecture(dataset, kind, config.hidden_dim,
+                              config.fixed_width_ratio, config.num_gcn_layers)
+  maker = _maker(dataset, config, seed, graph)
+  key = jax.random.fold_in(jax.random.key(seed), MODELS.index(name))
+  weights, history = _retrain(key, arch, maker, config)
+  return _test_result(name, graph, weights, arch, maker, history, start)
+
+
+def search_and_retrain(name: str, dataset: data_lib.Dataset,
+                       config: ml_collections.ConfigDict, seed: int,
+                       graph: str, log_path: str) -> ModelResult:
+  """Ours: bilevel search, derive, retrain, test."""
+  start = time.perf_counter()
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.search_space = "extended" if name == "searched_extended" else (
+      "patent")
+  arch = pipeline.supernet_for(config, dataset)
+  maker = _maker(dataset, config, seed, graph)
+  init_key, retrain_key = jax.random.split(jax.random.key(seed))
+  state = search_lib.init_search_state(init_key, arch,
+                                       pipeline.hyperparameters_of(config))
+  log = pipeline.RunLog(log_path)
+  try:
+    state, _, timing = pipeline.run_search(state, maker, arch, config, log)
+  finally:
+    log.close()
+  derived, trials = pipeline.derive(state, arch, maker, config)
+  weights, history = _retrain(retrain_key, derived.arch, maker, config)
+  probe = maker.training_batch("test", 0)
+  supernet_ms = pipeline.inference_milliseconds(state.weights, state.alphas,
+                                                arch, probe)
+  derived_ms = pipeline.inference_milliseconds(weights, {}, derived.arch,
+                                               probe)
+  return _test_result(
+      name, graph, weights, derived.arch, maker, history, start,
+      {"feature_gates": derived.feature_gates,
+       "kept_features": list(derived.kept_features),
+       "chosen_ops": list(derived.chosen_ops),
+       "pooled_readout": derived.arch.pooled_readout,
+       "readout_gate": derived.readout_gate,
+       "derive_trials": trials,
+       "search_seconds": timing["search_seconds"],
+       "supernet_inference_ms": supernet_ms,
+       "derived_inference_ms": derived_ms,
+       "inference_speedup": supernet_ms / derived_ms})
+
+
+def default_models(has_relations: bool) -> tuple[str, ...]:
+  """Every model; the isolated variant of ours where the graph is k-NN."""
+  models = [m for m in MODELS if m != "lightgbm" or lightgbm_available()]
+  if has_relations:
+    models.remove("searched_isolated")
+  return tuple(models)
+
+
+def evaluate_seed(dataset: data_lib.Dataset, config: ml_collections.ConfigDict,
+                  seed: int, models: Sequence[str], graph: str,
+                  out_dir: str, done: dict[str, dict] | None = None,
+                  on_result: Callable[[dict], None] | None = None
+                  ) -> list[dict]:
+  """Runs ``models`` on one seed's dataset; ``done`` rows are kept as they
+  are (a resumed evaluation). ``graph`` names the dataset's edges.
+
+  Returns:
+    One row per model: seed, model, graph, test metrics, ROC points,
+    validation AUC, seconds and the model's choices; ``on_result`` gets
+    each new row as it finishes.
+  """
+  unknown = sorted(set(models) - set(MODELS))
+  if unknown:
+    raise ValueError(f"unknown models {unknown}; expected some of "
+                     f"{list(MODELS)}")
+  done = dict(done or {})
+  lonely = None
+  for name in models:
+    if name in done:
+      continue
+    logging.info("seed %d: %s", seed, name)
+    if name == "logistic_regression":
+      result = fit_logistic_regression(dataset)
+    elif name == "lightgbm":
+      result = fit_lightgbm(dataset, seed)
+    elif name in ("mlp", "searched_isolated"):
+      lonely = lonely or isolated(dataset)
+      result = (train_fixed(name, lonely, config, seed, "isolated")
+                if name == "mlp" else search_and_retrain(
+                    name, lonely, config, seed, "isolated",
+                    os.path.join(out_dir, f"search_{name}.jsonl")))
+    elif name.startswith("searched"):
+      result = search_and_retrain(name, dataset, config, seed, graph,
+                                  os.path.join(out_dir,
+                                               f"search_{name}.jsonl"))
+    else:
+      result = train_fixed(name, dataset, config, seed, graph)
+    logging.info("seed %d: %s test AUC %.4f (%.0fs)", seed, name,
+                 result.test["auc"], result.seconds)
+    done[name] = {"seed": seed, **result.to_json()}
+    if on_result:
+      on_result(done[name])
+  return [done[name] for name in models]
+
+
+def results_frame(rows: Sequence[dict]) -> pd.DataFrame:
+  """One row per (seed, model): test AUC/KS/Gini, validation AUC, seconds."""
+  return pd.DataFrame([{
+      "seed": r["seed"], "model": r["model"], "graph": r["graph"],
+      "auc": r["test"]["auc"], "ks": r["test"]["ks"],
+      "gini": r["test"]["gini"], "val_auc": r["validation_auc"],
+      "seconds": r["seconds"]} for r in rows])
+
+
+def summarize(frame: pd.DataFrame, ours: str = OURS) -> pd.DataFrame:
+  """Mean and standard deviation over seeds, and the paired per-seed AUC
+  difference of ``ours`` minus each model (seeds both ran)."""
+  grouped = frame.groupby("model", sort=False)
+  summary = grouped.agg(
+      graph=("graph", "first"), seeds=("seed", "nunique"),
+      auc_mean=("auc", "mean"), auc_std=("auc", "std"),
+      ks_mean=("ks", "mean"), ks_std=("ks", "std"),
+      gini_mean=("gini", "mean"), gini_std=("gini", "std"),
+      seconds=("seconds", "mean"))
+  pivot = frame.pivot(index="seed", columns="model", values="auc")
+  if ours in pivot:
+    differences = pivot[[ours]].to_numpy() - pivot.to_numpy()
+    paired = pd.DataFrame(differences, index=pivot.index,
+                          columns=pivot.columns)
+    summary["delta_auc_mean"] = paired.mean()
+    summary["delta_auc_std"] = paired.std()
+  return summary.fillna(0.0)
+
+
+def markdown_table(summary: pd.DataFrame, ours: str = OURS) -> str:
+  """The summary as a markdown table (mean +- std over seeds)."""
+  lines = [f"| model | graph | test AUC | KS | Gini | {ours} - model "
+           "(paired AUC) | seconds/seed |",
+           "|---|---|---|---|---|---|---|"]
+  for name, row in summary.iterrows():
+    delta = ("" if name == ours or "delta_auc_mean" not in row
+             else f"{row.delta_auc_mean:+.4f} +- {row.delta_auc_std:.4f}")
+    lines.append(
+        f"| {name} | {row.graph} | {row.auc_mean:.4f} +- {row.auc_std:.4f} "
+        f"| {row.ks_mean:.4f} +- {row.ks_std:.4f} "
+        f"| {row.gini_mean:.4f} +- {row.gini_std:.4f} | {delta} "
+        f"| {row.seconds:.0f} |")
+  return "\n".join(lines)
+
+
+def searched_facts(rows: Sequence[dict], model: str = OURS) -> dict[str, Any]:
+  """What our search chose over the seeds: how often each feature was kept,
+  the chosen ops, and the derived model's inference speedup."""
+  ours = [r for r in rows if r["model"] == model]
+  if not ours:
+    return {}
+  kept: dict[str, int] = {}
+  for r in ours:
+    for name in r["details"]["feature_gates"]:
+      kept.setdefault(name, 0)
+    for name in r["details"]["kept_features"]:
+      kept[name] += 1
+  ops: dict[str, int] = {}
+  for r in ours:
+    key = " / ".join(r["details"]["chosen_ops"])
+    ops[key] = ops.get(key, 0) + 1
+  speedups = [r["details"]["inference_speedup"] for r in ours]
+  return {"seeds": len(ours), "kept_feature_counts": kept,
+          "chosen_ops_counts": ops,
+          "inference_speedup_median": float(np.median(speedups)),
+          "supernet_inference_ms_median": float(np.median(
+              [r["details"]["supernet_inference_ms"] for r in ours])),
+          "derived_inference_ms_median": float(np.median(
+              [r["details"]["derived_inference_ms"] for r in ours]))}
+
+
+def write_json(path: str, value: Any) -> None:
+  """Writes JSON atomically (a killed run never leaves half a file)."""
+  staging = path + ".tmp"
+  with open(staging, "w") as f:
+    json.dump(value, f, indent=1)
+  os.replace(staging, path)
