@@ -27,6 +27,7 @@ The neural models share the readout, head, optimizer and early stopping;
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
 import time
@@ -134,11 +135,15 @@ def fit_lightgbm(dataset: data_lib.Dataset, seed: int) -> ModelResult:
       n_estimators=2000, learning_rate=0.03, num_leaves=15,
       min_child_samples=20, subsample=0.8, subsample_freq=1,
       colsample_bytree=0.8, random_state=seed, verbose=-1)
-  classifier.fit(
-      x[splits["train"]], y[splits["train"]],
-      eval_set=[(x[splits["validation"]], y[splits["validation"]])],
-      eval_metric="auc",
-      callbacks=[lightgbm.early_stopping(100, verbose=False)])
+  validation_set = (x[splits["validation"]], y[splits["validation"]])
+  # lightgbm >= 4.6 names the validation set eval_X, eval_y.
+  if "eval_X" in inspect.signature(classifier.fit).parameters:
+    evaluation_args = dict(zip(("eval_X", "eval_y"), validation_set))
+  else:
+    evaluation_args = {"eval_set": [validation_set]}
+  classifier.fit(x[splits["train"]], y[splits["train"]], eval_metric="auc",
+                 callbacks=[lightgbm.early_stopping(100, verbose=False)],
+                 **evaluation_args)
   validation = classifier.predict_proba(x[splits["validation"]])[:, 1]
   scores = classifier.predict_proba(x[splits["test"]])[:, 1]
   return _result("lightgbm", "none", y[splits["test"]], scores,

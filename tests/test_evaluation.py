@@ -1,0 +1,130 @@
+"""The evaluation protocol: baselines, our models, summaries, the launcher."""
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import launch  # pylint: disable=g-bad-import-order
+from credit_nas_jax import evaluation
+from credit_nas_jax import pipeline
+from experiments.configs import evaluate_test
+
+EVAL_CONFIG = os.path.join(launch.ROOT, "experiments", "configs",
+                           "evaluate_test.py")
+
+
+@pytest.fixture(scope="module")
+def config():
+  return evaluate_test.get_config()
+
+
+@pytest.fixture(scope="module")
+def dataset(config):
+  return pipeline.load_dataset(config)
+
+
+def test_isolated_drops_every_edge_and_keeps_the_split(dataset):
+  alone = evaluation.isolated(dataset)
+  assert dataset.graph.indices.size > 0
+  assert alone.graph.indices.size == 0
+  assert alone.graph.num_nodes == dataset.graph.num_nodes
+  for split in dataset.splits:
+    np.testing.assert_array_equal(alone.splits[split], dataset.splits[split])
+
+
+def test_logistic_regression_chooses_its_strength_on_validation(dataset):
+  result = evaluation.fit_logistic_regression(dataset)
+  assert result.details["C"] in evaluation.LR_STRENGTHS
+  assert 0.5 < result.test["auc"] <= 1.0
+  assert result.test["count"] == dataset.splits["test"].size
+  assert result.roc["fpr"][0] == 0.0 and result.roc["tpr"][-1] == 1.0
+
+
+@pytest.mark.skipif(not evaluation.lightgbm_available(),
+                    reason="lightgbm (the baselines extra) not installed")
+def test_lightgbm_stops_on_validation(dataset):
+  result = evaluation.fit_lightgbm(dataset, seed=0)
+  assert 1 <= result.details["rounds"] < 2000
+  assert 0.5 < result.test["auc"] <= 1.0
+
+
+def test_every_network_runs_on_one_seed(dataset, config, tmp_path):
+  models = ("mlp", "gcn", "graphsage", "supernet", "searched",
+            "searched_extended", "searched_isolated")
+  seen = []
+  rows = evaluation.evaluate_seed(dataset, config, 0, models, "relations",
+                                  str(tmp_path), on_result=seen.append)
+  assert [r["model"] for r in rows] == list(models) == [
+      r["model"] for r in seen]
+  by_model = {r["model"]: r for r in rows}
+  assert by_model["mlp"]["graph"] == "isolated"
+  assert by_model["searched_isolated"]["graph"] == "isolated"
+  assert by_model["gcn"]["graph"] == "relations"
+  for row in rows:
+    assert row["seed"] == 0
+    assert 0.0 <= row["test"]["auc"] <= 1.0
+    assert row["test"]["count"] == dataset.splits["test"].size
+  extended = by_model["searched_extended"]["details"]
+  assert set(extended["feature_gates"]) == set(dataset.encoder.features)
+  assert extended["readout_gate"] is not None
+  # Every op combination and feature count was scored on validation.
+  assert len([t for t in extended["derive_trials"] if "ops" in t]) == 25
+  assert by_model["searched"]["details"]["readout_gate"] is None
+  # Finished models are kept as they are when a seed is resumed.
+  again = evaluation.evaluate_seed(dataset, config, 0, models, "relations",
+                                   str(tmp_path), done=by_model,
+                                   on_result=lambda row: pytest.fail("rerun"))
+  assert again == rows
+
+
+def test_unknown_model_is_named(dataset, config, tmp_path):
+  with pytest.raises(ValueError, match="unknown models.*'forest'"):
+    evaluation.evaluate_seed(dataset, config, 0, ("forest",), "relations",
+                             str(tmp_path))
+
+
+def test_summary_pairs_seeds():
+  frame = pd.DataFrame({
+      "seed": [0, 0, 1, 1, 2, 2], "model": ["searched", "gcn"] * 3,
+      "graph": ["relations"] * 6, "auc": [0.80, 0.75, 0.70, 0.69, 0.90, 0.80],
+      "ks": [0.5] * 6, "gini": [0.6] * 6, "val_auc": [0.7] * 6,
+      "seconds": [1.0] * 6})
+  summary = evaluation.summarize(frame)
+  assert summary.loc["gcn", "delta_auc_mean"] == pytest.approx(
+      np.mean([0.05, 0.01, 0.10]))
+  assert summary.loc["gcn", "delta_auc_std"] == pytest.approx(
+      np.std([0.05, 0.01, 0.10], ddof=1))
+  assert summary.loc["searched", "auc_mean"] == pytest.approx(0.8)
+  table = evaluation.markdown_table(summary)
+  assert "| gcn | relations | 0.7467 +- 0.0551" in table
+  assert "+0.0533 +- 0.0451" in table
+
+
+def test_launcher_writes_tables_and_resumes(tmp_path):
+  args = ("--dataset=synthetic", "--seeds=2",
+          "--models=logistic_regression,gcn,searched", f"--config={EVAL_CONFIG}",
+          f"--out_dir={tmp_path}")
+  first = launch.run("evaluate.py", *args)
+  directory = tmp_path / "synthetic"
+  for name in ("seed_0.json", "seed_1.json", "results.md", "summary.json",
+               "roc.png"):
+    assert (directory / name).stat().st_size > 0, name
+  assert "| searched | relations |" in first.stdout
+  summary = json.loads((directory / "summary.json").read_text())
+  assert {r["model"] for r in summary["summary"]} == {
+      "logistic_regression", "gcn", "searched"}
+  assert all(r["seeds"] == 2 for r in summary["summary"])
+  seed0 = (directory / "seed_0.json").read_text()
+  second = launch.run("evaluate.py", *args)
+  assert "seed 0: gcn" not in second.stderr  # resumed, not rerun
+  assert (directory / "seed_0.json").read_text() == seed0
+
+
+def test_launcher_rejects_unknown_dataset(tmp_path):
+  result = launch.run("evaluate.py", "--dataset=mnist",
+                      f"--out_dir={tmp_path}", check=False)
+  assert result.returncode != 0
+  assert "unknown datasets ['mnist']" in result.stderr
