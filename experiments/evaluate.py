@@ -105,11 +105,13 @@ def evaluate_dataset(name: str, base: ml_collections.ConfigDict, seeds: int,
 
     rows += evaluation.evaluate_seed(dataset, seed_config, seed, models,
                                      graph, seed_dir, done, on_result=save)
+  rows = evaluation.select_on_validation(rows)
   frame = evaluation.results_frame(rows)
   summary = evaluation.summarize(frame)
   table = evaluation.markdown_table(summary)
   facts = {ours: evaluation.searched_facts(rows, ours)
-           for ours in models if ours.startswith("searched")}
+           for ours in models + [evaluation.OURS]
+           if ours.startswith("searched")}
   wall = time.perf_counter() - start
   evaluation.write_json(os.path.join(directory, "summary.json"), {
       "dataset": name, "graph": graph, "seeds": seeds, "machine": machine(),
@@ -130,12 +132,17 @@ def evaluate_dataset(name: str, base: ml_collections.ConfigDict, seeds: int,
   lines = [f"### {name} ({graph} graph, {seeds} seeds)", "", table, ""]
   for ours, fact in facts.items():
     if fact:
+      chosen = ("space chosen on validation: " + ", ".join(
+          f"{k} {v}/{fact['seeds']}" for k, v in fact["selected_counts"]
+          .items()) + "; ") if fact["selected_counts"] else ""
       kept = ", ".join(f"{k} {v}/{fact['seeds']}"
                        for k, v in fact["kept_feature_counts"].items())
       ops = ", ".join(f"{k} ({v})" for k, v in
                       fact["chosen_ops_counts"].items())
       lines.append(
-          f"- {ours}: features kept (seeds): {kept}; ops: {ops}; derived "
+          f"- {ours}: {chosen}features kept (seeds): {kept}; ops: {ops}; "
+          f"pooled readout kept: {fact['pooled_readout_count']}/"
+          f"{fact['seeds']}; derived "
           f"inference {fact['derived_inference_ms_median']:.2f} ms against "
           f"the supernet's {fact['supernet_inference_ms_median']:.2f} ms "
           f"per batch ({fact['inference_speedup_median']:.1f}x).")

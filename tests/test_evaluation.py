@@ -92,15 +92,36 @@ def test_summary_pairs_seeds():
       "graph": ["relations"] * 6, "auc": [0.80, 0.75, 0.70, 0.69, 0.90, 0.80],
       "ks": [0.5] * 6, "gini": [0.6] * 6, "val_auc": [0.7] * 6,
       "seconds": [1.0] * 6})
-  summary = evaluation.summarize(frame)
+  summary = evaluation.summarize(frame, ours="searched")
   assert summary.loc["gcn", "delta_auc_mean"] == pytest.approx(
       np.mean([0.05, 0.01, 0.10]))
   assert summary.loc["gcn", "delta_auc_std"] == pytest.approx(
       np.std([0.05, 0.01, 0.10], ddof=1))
   assert summary.loc["searched", "auc_mean"] == pytest.approx(0.8)
-  table = evaluation.markdown_table(summary)
+  table = evaluation.markdown_table(summary, ours="searched")
   assert "| gcn | relations | 0.7467 +- 0.0551" in table
   assert "+0.0533 +- 0.0451" in table
+
+
+def _row(seed, model, val_auc, auc, seconds=1.0):
+  return {"seed": seed, "model": model, "graph": "relations",
+          "validation_auc": val_auc, "seconds": seconds,
+          "test": {"auc": auc, "ks": 0.4, "gini": 2 * auc - 1},
+          "details": {}}
+
+
+def test_selection_uses_validation_not_test():
+  rows = [_row(0, "searched", 0.70, 0.90), _row(0, "searched_extended", 0.75,
+                                                0.60, seconds=2.0),
+          _row(1, "searched", 0.80, 0.70), _row(1, "searched_extended", 0.60,
+                                                0.95),
+          _row(0, "gcn", 0.99, 0.99)]
+  selected = [r for r in evaluation.select_on_validation(rows)
+              if r["model"] == evaluation.OURS]
+  assert [(r["seed"], r["details"]["selected"], r["test"]["auc"])
+          for r in selected] == [(0, "searched_extended", 0.60),
+                                 (1, "searched", 0.70)]
+  assert selected[0]["seconds"] == 3.0  # both searches are its cost
 
 
 def test_launcher_writes_tables_and_resumes(tmp_path):
@@ -115,7 +136,7 @@ def test_launcher_writes_tables_and_resumes(tmp_path):
   assert "| searched | relations |" in first.stdout
   summary = json.loads((directory / "summary.json").read_text())
   assert {r["model"] for r in summary["summary"]} == {
-      "logistic_regression", "gcn", "searched"}
+      "logistic_regression", "gcn", "searched", "searched_selected"}
   assert all(r["seeds"] == 2 for r in summary["summary"])
   seed0 = (directory / "seed_0.json").read_text()
   second = launch.run("evaluate.py", *args)
