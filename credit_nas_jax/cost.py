@@ -48,8 +48,8 @@ def forward_flops(arch: model_lib.Architecture,
       flops += 2 * e * width_in + n * width_in
     if folded:
       flops += 2 * (columns + 1) * d * first  # fold Wg into W1
-    flops += 2 * n * width_in * first  # first products of the fused MLPs
-    flops += 2 * n * hidden * d  # second product of the fused MLPs
+    flops += 2 * n * width_in * first  # first products of the ops' MLPs
+    flops += 2 * n * hidden * d  # second products of the ops' MLPs
     if arch.pooled_readout:
       flops += 2 * n * d + n * d  # readout: sums for the mean, max
   readout = 3 * d if arch.pooled_readout else d
