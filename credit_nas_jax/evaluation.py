@@ -375,6 +375,33 @@ def markdown_table(summary: pd.DataFrame, ours: str = OURS) -> str:
   return "\n".join(lines)
 
 
+def combined_table(summaries: dict[str, pd.DataFrame],
+                   minutes: dict[str, float]) -> str:
+  """Test AUC (mean +- std over seeds) of every model on every dataset,
+  with each dataset's compute minutes."""
+  names = list(summaries)
+  models = [m for m in MODELS + (OURS,)
+            if any(m in summary.index for summary in summaries.values())]
+  lines = ["| model | " + " | ".join(names) + " |",
+           "|---|" + "---|" * len(names)]
+  for model in models:
+    cells = []
+    for name in names:
+      summary = summaries[name]
+      if model not in summary.index:
+        cells.append("-")
+        continue
+      row = summary.loc[model]
+      best = summary.drop(index=[m for m in summary.index
+                                 if m.startswith("searched")]).auc_mean.max()
+      mark = "**" if model == OURS and row.auc_mean >= best else ""
+      cells.append(f"{mark}{row.auc_mean:.4f} +- {row.auc_std:.4f}{mark}")
+    lines.append(f"| {model} | " + " | ".join(cells) + " |")
+  lines.append("| compute (min) | " + " | ".join(
+      f"{minutes[name]:.1f}" for name in names) + " |")
+  return "\n".join(lines)
+
+
 def searched_facts(rows: Sequence[dict], model: str = OURS) -> dict[str, Any]:
   """What our search chose over the seeds: how often each feature was kept,
   the chosen ops, and the derived model's inference speedup."""

@@ -28,6 +28,7 @@ from absl import logging
 import jax
 import ml_collections
 from ml_collections import config_flags
+import pandas as pd
 
 from credit_nas_jax import datasets
 from credit_nas_jax import evaluation
@@ -61,8 +62,10 @@ def graph_name(config: ml_collections.ConfigDict) -> str:
 
 def machine() -> str:
   device = jax.devices()[0]
-  return (f"{device.platform} {device.device_kind}, {os.cpu_count()} cores, "
-          f"{platform.machine()}, jax {jax.__version__}")
+  kind = (device.platform if device.device_kind == device.platform
+          else f"{device.platform} ({device.device_kind})")
+  return (f"{kind}, {os.cpu_count()} cores, {platform.machine()}, "
+          f"jax {jax.__version__}")
 
 
 def evaluate_dataset(name: str, base: ml_collections.ConfigDict, seeds: int,
@@ -169,10 +172,21 @@ def main(argv):
   if "lightgbm" in _MODELS.value and not evaluation.lightgbm_available():
     raise app.UsageError("lightgbm is not installed: pip install -e "
                          "'.[baselines]'")
+  summaries, minutes = {}, {}
   for name in _DATASET.value:
     text = evaluate_dataset(name, _CONFIG.value, _SEEDS.value,
                             list(_MODELS.value), _OUT_DIR.value)
     print(text, flush=True)
+    with open(os.path.join(_OUT_DIR.value, name, "summary.json")) as f:
+      stored = json.load(f)
+    summaries[name] = pd.DataFrame(stored["summary"]).set_index("model")
+    minutes[name] = stored["model_seconds_total"] / 60
+  if len(summaries) > 1:
+    table = evaluation.combined_table(summaries, minutes)
+    with open(os.path.join(_OUT_DIR.value, "all.md"), "w") as f:
+      f.write(f"Test ROC AUC, mean +- std over {_SEEDS.value} seeds; "
+              f"{machine()}.\n\n{table}\n")
+    print(table, flush=True)
 
 
 if __name__ == "__main__":

@@ -149,3 +149,20 @@ def test_launcher_rejects_unknown_dataset(tmp_path):
                       f"--out_dir={tmp_path}", check=False)
   assert result.returncode != 0
   assert "unknown datasets ['mnist']" in result.stderr
+
+
+def test_combined_table_marks_ours_where_it_matches_the_best_baseline():
+  def summary(ours_auc):
+    frame = pd.DataFrame({
+        "seed": [0, 0, 1, 1], "model": ["searched_selected", "gcn"] * 2,
+        "graph": ["relations"] * 4, "auc": [ours_auc, 0.7, ours_auc, 0.72],
+        "ks": [0.4] * 4, "gini": [0.5] * 4, "val_auc": [0.7] * 4,
+        "seconds": [60.0] * 4})
+    return evaluation.summarize(frame)
+  table = evaluation.combined_table({"a": summary(0.8), "b": summary(0.6)},
+                                    {"a": 2.0, "b": 3.0})
+  assert "| model | a | b |" in table
+  assert "| searched_selected | **0.8000 +- 0.0000** | 0.6000 +- 0.0000 |" in (
+      table)
+  assert "| gcn | 0.7100 +- 0.0141 | 0.7100 +- 0.0141 |" in table
+  assert "| compute (min) | 2.0 | 3.0 |" in table
