@@ -108,6 +108,9 @@ def evaluate_dataset(name: str, base: ml_collections.ConfigDict, seeds: int,
 
     rows += evaluation.evaluate_seed(dataset, seed_config, seed, models,
                                      graph, seed_dir, done, on_result=save)
+    # Every seed compiles its own networks; dropping them keeps a long
+    # evaluation within the process's mapped-memory limit.
+    jax.clear_caches()
   rows = evaluation.select_on_validation(rows)
   frame = evaluation.results_frame(rows)
   summary = evaluation.summarize(frame)
