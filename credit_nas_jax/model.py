@@ -305,15 +305,19 @@ def _mix_ops(params: chex.ArrayTree, gates: jax.Array,
 
   Each op's output is its own [nodes, D] product and the gates mix those:
   the gates' gradient is then a cheap inner product with each output,
-  where gating W2's rows would need a full [hidden, D] product for it (the
-  alpha step's FLOPs fall by a fifth).
+  where gating W2's rows needs a full [hidden, D] product for it (the alpha
+  step's FLOPs fall by a fifth). The barrier keeps XLA from folding the
+  scalar gates back into the products' weights, which would bring that
+  product back.
   """
   starts = np.cumsum((0,) + tuple(op_widths))
-  outputs = jnp.stack([jax.nn.relu(p) @ params["w2"][a:b]
-                       for p, a, b in zip(pre, starts[:-1], starts[1:])],
-                      axis=1)  # [nodes, ops, D]
-  return jax.nn.relu(jnp.einsum("j,njd->nd", gates, outputs)
-                     + gates @ params["b2"])
+  outputs = jax.lax.optimization_barrier(
+      [jax.nn.relu(p) @ params["w2"][a:b]
+       for p, a, b in zip(pre, starts[:-1], starts[1:])])
+  mixed = gates @ params["b2"]
+  for gate, output in zip(gates, outputs):
+    mixed = mixed + gate * output
+  return jax.nn.relu(mixed)
 
 
 def gcn_mixop(params: chex.ArrayTree, gates: jax.Array, h: jax.Array,

@@ -111,6 +111,8 @@ def evaluate_dataset(name: str, base: ml_collections.ConfigDict, seeds: int,
     # Every seed compiles its own networks; dropping them keeps a long
     # evaluation within the process's mapped-memory limit.
     jax.clear_caches()
+  # The compute of every model run (the selected row repeats searches).
+  compute_minutes = sum(r["seconds"] for r in rows) / 60
   rows = evaluation.select_on_validation(rows)
   frame = evaluation.results_frame(rows)
   summary = evaluation.summarize(frame)
@@ -122,7 +124,7 @@ def evaluate_dataset(name: str, base: ml_collections.ConfigDict, seeds: int,
   evaluation.write_json(os.path.join(directory, "summary.json"), {
       "dataset": name, "graph": graph, "seeds": seeds, "machine": machine(),
       "wall_seconds_this_run": wall,
-      "model_seconds_total": float(frame.seconds.sum()),
+      "model_seconds_total": 60 * compute_minutes,
       "summary": summary.reset_index().to_dict(orient="records"),
       "searched": facts})
   first = {}
@@ -152,8 +154,8 @@ def evaluate_dataset(name: str, base: ml_collections.ConfigDict, seeds: int,
           f"inference {fact['derived_inference_ms_median']:.2f} ms against "
           f"the supernet's {fact['supernet_inference_ms_median']:.2f} ms "
           f"per batch ({fact['inference_speedup_median']:.1f}x).")
-  lines.append(f"- models' compute: {frame.seconds.sum() / 60:.1f} min in "
-               f"all on {machine()}.")
+  lines.append(f"- models' compute: {compute_minutes:.1f} min in all on "
+               f"{machine()}.")
   text = "\n".join(lines) + "\n"
   with open(os.path.join(directory, "results.md"), "w") as f:
     f.write(text)
