@@ -231,7 +231,8 @@ def search_and_retrain(name: str, dataset: data_lib.Dataset,
   init_key, retrain_key = jax.random.split(jax.random.key(seed))
   state = search_lib.init_search_state(init_key, arch,
                                        pipeline.hyperparameters_of(config))
-  log = pipeline.RunLog(log_path)
+  # A rerun of this model searches from the start: its old records go.
+  log = pipeline.RunLog(log_path, keep=lambda record: False)
   try:
     state, _, timing = pipeline.run_search(state, maker, arch, config, log)
   finally:
