@@ -116,8 +116,6 @@ def op_names(op_ratios: Sequence[float],
   for ratio, kind in zip(op_ratios, op_kinds):
     if kind == "gcn" and len(gcn) == 3:
       names.append(OP_NAMES[gcn_seen])
-    elif kind == "gcn":
-      names.append(f"ratio_{ratio:g}")
     elif list(op_kinds).count(kind) == 1:
       names.append(kind)
     else:

@@ -204,3 +204,40 @@ def test_derive_drops_a_closed_pooled_readout():
   opened = search.derive_architecture(dict(alphas, readout=jnp.array([1.0])),
                                       arch, threshold=0.5)
   assert opened.arch.pooled_readout
+
+
+def test_derive_by_validation_takes_the_best_one_shot_candidate():
+  arch = model.supernet_architecture(
+      (0, 1, 2, 3, 4), tuple("abcde"), hidden_dim=4, op_ratios=(1, 1, 1),
+      op_kinds=("gcn", "sage", "self"), readout_searchable=True)
+  # Gates all below 0.5 (the threshold would keep only the best feature).
+  alphas = {"features": jnp.array([-0.1, -2.0, -0.5, -0.3, -3.0]),
+            "ops": jnp.array([[-1.0, -1.1, -1.2], [-1.0, -1.1, -1.2]]),
+            "readout": jnp.array([-1.0])}
+  seen = []
+
+  def validation_auc(trial):
+    gates = model.gate_values(trial, arch.gate_function)
+    ops = np.asarray(gates["ops"]) > 0
+    features = tuple(np.flatnonzero(np.asarray(gates["features"]) > 1e-6))
+    pooled = float(gates["readout"][0]) > 1e-6
+    seen.append((ops.copy(), features, pooled))
+    # Best: layer 1 "self", layer 2 "gcn", the top three features (a, d, c),
+    # no pooled readout.
+    score = 0.5 + 0.1 * ops[0, 2] + 0.1 * ops[1, 0]
+    score += 0.1 * (features == (0, 2, 3)) + 0.05 * (not pooled)
+    return float(score)
+
+  derived, trials = search.derive_by_validation(alphas, arch, 0.5,
+                                                validation_auc)
+  assert derived.chosen_ops == ("self", "gcn")
+  assert derived.kept_features == ("a", "c", "d")
+  assert not derived.arch.pooled_readout
+  # Op trials keep every feature open; each closes all ops but one a layer.
+  op_trials = [t for t in trials if "ops" in t]
+  assert len(op_trials) == 9
+  assert all(len(f) == 5 and o.sum() == 2 for o, f, _ in seen[:9])
+  counts = sorted({t["num_features"] for t in trials if "num_features" in t})
+  assert counts == [1, 2, 3, 4, 5]  # 20%..100% of 5, and the threshold's 1
+  assert search.derive_architecture(alphas, arch, 0.5).kept_features == (
+      "a",)
