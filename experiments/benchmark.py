@@ -2,6 +2,8 @@ r"""Search cost on standard workloads: compile, step time, FLOPs, throughput.
 
   python experiments/benchmark.py                      # b256, b1024; JAX
   python experiments/benchmark.py --impl=jax,pyg       # with the PyG peer
+  python experiments/benchmark.py --impl=jax,pyg --kinds=search_first_order \
+      --rounds=3                                       # alternating rounds
   python experiments/benchmark.py --workloads=b256,b1024,b4096,g100k \
       --steps=50 --output=bench.json
 
@@ -63,6 +65,10 @@ _WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps first.")
 _HIDDEN = flags.DEFINE_integer("hidden_dim", 100, "D.")
 _PYG_COMPILE = flags.DEFINE_bool("pyg_compile", False,
                                  "Also time the PyG step under torch.compile.")
+_ROUNDS = flags.DEFINE_integer(
+    "rounds", 1, "Time the JAX and PyG first-order steps this many times, "
+    "alternating, so both see the same machine; the ratio is reported per "
+    "round and as the median over rounds.", lower_bound=1)
 _OUTPUT = flags.DEFINE_string("output", None, "JSON rows file.")
 
 
@@ -208,13 +214,34 @@ def time_jax(workload: Workload, kind: str, steps: int, warmup: int,
   }
 
 
+def _time_pyg(workload: Workload, round_index: int) -> list[dict]:
+  """The PyG peer's first-order step, eager (and compiled when asked)."""
+  from experiments import pyg_reference  # pylint: disable=g-import-not-at-top
+  rows = []
+  for compiled in ([False, True] if _PYG_COMPILE.value else [False]):
+    row = pyg_reference.time_first_order_step(
+        workload, _STEPS.value, _WARMUP.value, _HIDDEN.value,
+        torch_compile=compiled)
+    # The PyG model gates, then aggregates and projects over D.
+    row["flops_analytic"] = cost.step_flops(
+        "search_first_order", *architectures(workload, _HIDDEN.value),
+        workload.budget, folded_first_layer=False)
+    row["tflops_per_second"] = (row["flops_analytic"]
+                                / (row["median_ms"] / 1000) / 1e12)
+    row["round"] = round_index
+    rows.append(row)
+    logging.info("%s", json.dumps(row))
+  return rows
+
+
 def _markdown(rows: list[dict]) -> str:
   lines = ["| impl | workload | step | compile s | median ms | graphs/s | "
            "nodes/s | GFLOP (analytic) | GFLOP (XLA) | TFLOP/s |",
            "|---|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
     lines.append(
-        f"| {r['impl']} | {r['workload']} | {r['kind']} | "
+        f"| {r['impl']} | {r['workload']} | {r['kind']}"
+        f"{' (round ' + str(r['round'] + 1) + ')' if r.get('round') else ''} | "
         f"{r.get('compile_seconds', float('nan')):.2f} | "
         f"{r['median_ms']:.1f} | {r['graphs_per_second']:.0f} | "
         f"{r['nodes_per_second']:.0f} | {r['flops_analytic'] / 1e9:.2f} | "
@@ -236,35 +263,33 @@ def main(argv):
     logging.info("workload %s: %d graphs, %d real nodes, budget %s", name,
                  workload.real_graphs, workload.real_nodes, workload.budget)
     for kind in _KINDS.value:
-      if "jax" in _IMPL.value:
-        rows.append(time_jax(workload, kind, _STEPS.value, _WARMUP.value,
-                             _HIDDEN.value))
-        logging.info("%s", json.dumps(rows[-1]))
-      if "pyg" in _IMPL.value and kind == "search_first_order":
-        from experiments import pyg_reference  # pylint: disable=g-import-not-at-top
-        for compiled in ([False, True] if _PYG_COMPILE.value else [False]):
-          row = pyg_reference.time_first_order_step(
-              workload, _STEPS.value, _WARMUP.value, _HIDDEN.value,
-              torch_compile=compiled)
-          # The PyG model gates, then aggregates and projects over D.
-          row["flops_analytic"] = cost.step_flops(
-              kind, *architectures(workload, _HIDDEN.value), workload.budget,
-              folded_first_layer=False)
-          row["tflops_per_second"] = (row["flops_analytic"]
-                                      / (row["median_ms"] / 1000) / 1e12)
-          rows.append(row)
-          logging.info("%s", json.dumps(row))
-  by_key = {(r["impl"], r["workload"], r["kind"]): r for r in rows}
+      with_peer = "pyg" in _IMPL.value and kind == "search_first_order"
+      for round_index in range(_ROUNDS.value if with_peer else 1):
+        if "jax" in _IMPL.value:
+          rows.append({**time_jax(workload, kind, _STEPS.value,
+                                  _WARMUP.value, _HIDDEN.value),
+                       "round": round_index})
+          logging.info("%s", json.dumps(rows[-1]))
+        if with_peer:
+          rows += _time_pyg(workload, round_index)
+  by_key = {}
+  for r in rows:
+    by_key.setdefault((r["impl"], r["workload"], r["kind"]), []).append(r)
   for name in _WORKLOADS.value:
-    jax_row = by_key.get(("jax", name, "search_first_order"))
+    jax_rows = by_key.get(("jax", name, "search_first_order"), [])
     for impl in ("pyg", "pyg_compiled"):
-      peer = by_key.get((impl, name, "search_first_order"))
-      if jax_row and peer:
-        print(f"{name}: JAX first-order step {jax_row['median_ms']:.1f} ms, "
-              f"{impl} {peer['median_ms']:.1f} ms: "
-              f"{peer['median_ms'] / jax_row['median_ms']:.2f}x")
-    derived = by_key.get(("jax", name, "inference"))
-    supernet = by_key.get(("jax", name, "supernet_inference"))
+      peers = by_key.get((impl, name, "search_first_order"), [])
+      if jax_rows and len(peers) == len(jax_rows):
+        ratios = [p["median_ms"] / j["median_ms"]
+                  for p, j in zip(peers, jax_rows)]
+        rounds = (f" (rounds: {', '.join(f'{x:.2f}x' for x in ratios)})"
+                  if len(ratios) > 1 else "")
+        print(f"{name}: JAX first-order step "
+              f"{np.median([j['median_ms'] for j in jax_rows]):.1f} ms, "
+              f"{impl} {np.median([p['median_ms'] for p in peers]):.1f} ms: "
+              f"{np.median(ratios):.2f}x{rounds}")
+    derived = by_key.get(("jax", name, "inference"), [None])[0]
+    supernet = by_key.get(("jax", name, "supernet_inference"), [None])[0]
     if derived and supernet:
       print(f"{name}: derived inference {derived['median_ms']:.1f} ms, "
             f"supernet {supernet['median_ms']:.1f} ms: "
