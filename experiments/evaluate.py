@@ -10,8 +10,9 @@ with its choices made on validation, and the test set scored once. Writes
 into --out_dir/<dataset>/: seed_<k>.json (every model's test metrics, ROC
 curve and choices), results.md (mean +- std over seeds and the paired
 per-seed AUC differences of ours against each model), summary.json and
-roc.png. A seed file already there with the same config is resumed: its
-finished models are kept.
+roc.png; with several datasets also --out_dir/all.md (test AUC of every
+model on every dataset). A seed file already there with the same config is
+resumed: its finished models are kept.
 """
 
 import json
