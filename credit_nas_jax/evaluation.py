@@ -171,15 +171,6 @@ def fixed_architecture(dataset: data_lib.Dataset, kind: str, hidden_dim: int,
       layer_op_kinds=((kind,),) * num_layers)
 
 
-def _maker(dataset: data_lib.Dataset, config: ml_collections.ConfigDict,
-           seed: int, graph: str) -> data_lib.BatchMaker:
-  """Batches; one-node graphs get no neighbour slots (no padding waste)."""
-  fanouts = tuple(config.fanouts)
-  if graph == "isolated":
-    fanouts = (0,) * len(fanouts)
-  return data_lib.BatchMaker(dataset, config.batch_size, fanouts, seed)
-
-
 def _retrain(key: jax.Array, arch: model_lib.Architecture,
              maker: data_lib.BatchMaker, config: ml_collections.ConfigDict):
   return train_lib.retrain(
@@ -212,7 +203,8 @@ def train_fixed(name: str, dataset: data_lib.Dataset,
     kind = {"mlp": "self", "gcn": "gcn", "graphsage": "sage"}[name]
     arch = fixed_architecture(dataset, kind, config.hidden_dim,
                               config.fixed_width_ratio, config.num_gcn_layers)
-  maker = _maker(dataset, config, seed, graph)
+  maker = data_lib.BatchMaker(dataset, config.batch_size,
+                               tuple(config.fanouts), seed)
   key = jax.random.fold_in(jax.random.key(seed), MODELS.index(name))
   weights, history = _retrain(key, arch, maker, config)
   return _test_result(name, graph, weights, arch, maker, history, start)
@@ -227,7 +219,8 @@ def search_and_retrain(name: str, dataset: data_lib.Dataset,
   config.search_space = "extended" if name == "searched_extended" else (
       "patent")
   arch = pipeline.supernet_for(config, dataset)
-  maker = _maker(dataset, config, seed, graph)
+  maker = data_lib.BatchMaker(dataset, config.batch_size,
+                               tuple(config.fanouts), seed)
   init_key, retrain_key = jax.random.split(jax.random.key(seed))
   state = search_lib.init_search_state(init_key, arch,
                                        pipeline.hyperparameters_of(config))
@@ -289,22 +282,20 @@ def evaluate_seed(dataset: data_lib.Dataset, config: ml_collections.ConfigDict,
     if name in done:
       continue
     logging.info("seed %d: %s", seed, name)
-    if name == "logistic_regression":
-      result = fit_logistic_regression(dataset)
-    elif name == "lightgbm":
-      result = fit_lightgbm(dataset, seed)
-    elif name in ("mlp", "searched_isolated"):
+    data, edges = dataset, graph
+    if name in ("mlp", "searched_isolated"):
       lonely = lonely or isolated(dataset)
-      result = (train_fixed(name, lonely, config, seed, "isolated")
-                if name == "mlp" else search_and_retrain(
-                    name, lonely, config, seed, "isolated",
-                    os.path.join(out_dir, f"search_{name}.jsonl")))
-    elif name.startswith("searched"):
-      result = search_and_retrain(name, dataset, config, seed, graph,
-                                  os.path.join(out_dir,
-                                               f"search_{name}.jsonl"))
+      data, edges = lonely, "isolated"
+    if name == "logistic_regression":
+      result = fit_logistic_regression(data)
+    elif name == "lightgbm":
+      result = fit_lightgbm(data, seed)
+    elif name in SEARCHED:
+      result = search_and_retrain(
+          name, data, config, seed, edges,
+          os.path.join(out_dir, f"search_{name}.jsonl"))
     else:
-      result = train_fixed(name, dataset, config, seed, graph)
+      result = train_fixed(name, data, config, seed, edges)
     logging.info("seed %d: %s test AUC %.4f (%.0fs)", seed, name,
                  result.test["auc"], result.seconds)
     done[name] = {"seed": seed, **result.to_json()}

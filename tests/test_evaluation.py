@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 import launch  # pylint: disable=g-bad-import-order
+from credit_nas_jax import data
 from credit_nas_jax import evaluation
 from credit_nas_jax import pipeline
 from experiments.configs import evaluate_test
@@ -33,6 +34,16 @@ def test_isolated_drops_every_edge_and_keeps_the_split(dataset):
   assert alone.graph.num_nodes == dataset.graph.num_nodes
   for split in dataset.splits:
     np.testing.assert_array_equal(alone.splits[split], dataset.splits[split])
+  # Batches of one-node graphs are padded for one node a graph, not for
+  # the fanouts' worst case, and hold the same borrowers.
+  maker = data.BatchMaker(alone, 8, (4, 2), seed=0)
+  assert maker.fanouts == (0, 0)
+  assert maker.budget.n_node == 9 and maker.budget.n_edge == 0
+  batch = maker.training_batch("train", 0)
+  wide = data.BatchMaker(dataset, 8, (4, 2), seed=0).training_batch("train", 0)
+  np.testing.assert_array_equal(batch.globals["borrower"],
+                                wide.globals["borrower"])
+  np.testing.assert_array_equal(batch.n_node[:8], np.ones(8))
 
 
 def test_logistic_regression_chooses_its_strength_on_validation(dataset):

@@ -204,23 +204,26 @@ def test_sampled_batch_runs_through_the_supernet():
   chex.assert_tree_all_finite(logits)
 
 
+@pytest.mark.parametrize("space", ["patent", "extended"])
 @pytest.mark.parametrize("name", sorted(GRAPHS))
-def test_first_layer_on_raw_columns_equals_gate_then_layer(name):
+def test_first_layer_on_raw_columns_equals_gate_then_layer(name, space):
   rng = np.random.default_rng(8)
-  arch = _arch()
+  arch = _arch() if space == "patent" else _extended_arch()
+  num_ops = len(arch.layer_ops[0])
   weights, _ = model.init(jax.random.key(8), arch)
   weights = jax.tree.map(lambda w: w + 0.1 * rng.normal(size=w.shape), weights)
   graph = _pad(GRAPHS[name])
   feature_gates = jnp.asarray(rng.uniform(size=5))
-  op_gates = jnp.asarray(rng.uniform(size=3))
+  op_gates = jnp.asarray(rng.uniform(size=num_ops))
   mixed = model.feature_gate(weights["feature_embed"], feature_gates,
                              jnp.asarray(graph.nodes), GROUPS)
+  kinds = arch.layer_op_kinds[0]
   expected = model.gcn_mixop(weights["gcn"][0], op_gates, mixed, graph,
-                             arch.layer_ops[0])
+                             arch.layer_ops[0], kinds)
   got = model.first_gcn_mixop(weights["feature_embed"], feature_gates, GROUPS,
                               weights["gcn"][0], op_gates,
                               jnp.asarray(graph.nodes), graph,
-                              arch.layer_ops[0])
+                              arch.layer_ops[0], kinds)
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
@@ -290,27 +293,6 @@ def test_self_op_ignores_edges():
   # and max readouts still see every node of the graph.
   np.testing.assert_allclose(model.apply(weights, {}, star, arch),
                              model.apply(weights, {}, cut, arch), rtol=1e-6)
-
-
-@pytest.mark.parametrize("name", sorted(GRAPHS))
-def test_extended_first_layer_fold_equals_gate_then_layer(name):
-  rng = np.random.default_rng(12)
-  arch = _extended_arch()
-  weights, _ = model.init(jax.random.key(8), arch)
-  weights = jax.tree.map(lambda w: w + 0.1 * rng.normal(size=w.shape), weights)
-  graph = _pad(GRAPHS[name])
-  feature_gates = jnp.asarray(rng.uniform(size=5))
-  op_gates = jnp.asarray(rng.uniform(size=5))
-  mixed = model.feature_gate(weights["feature_embed"], feature_gates,
-                             jnp.asarray(graph.nodes), GROUPS)
-  kinds = arch.layer_op_kinds[0]
-  expected = model.gcn_mixop(weights["gcn"][0], op_gates, mixed, graph,
-                             arch.layer_ops[0], kinds)
-  got = model.first_gcn_mixop(weights["feature_embed"], feature_gates, GROUPS,
-                              weights["gcn"][0], op_gates,
-                              jnp.asarray(graph.nodes), graph,
-                              arch.layer_ops[0], kinds)
-  np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_op_kinds_checked():
