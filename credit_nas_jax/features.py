@@ -7,12 +7,32 @@ Three tables describe a lending book:
 * ``loans``: ``loan_id`` (unique), ``borrower_id``, ``source`` in
   {``bestpay``, ``alipay``, ``bank``}, ``periods`` (integer >= 1).
 * ``installments``: ``loan_id``, ``period`` (1..periods, unique per loan),
-  ``due_date``, ``repaid_date`` (ISO dates; an empty ``repaid_date`` means the
+  ``due_date``, ``repaid_date`` (an empty ``repaid_date`` means the
   installment is not repaid).
+
+A fourth, optional table, ``edges`` (``src``, ``dst`` borrower ids), relates
+applicants; :func:`check_edges` checks it like the others.
+
+How values are read (every bad value is refused per row, with its reason;
+one bad row never fails the batch):
+
+* Ids are taken exactly as written. An id with leading or trailing
+  whitespace is refused (``" B1"`` is neither ``B1`` nor silently merged
+  with it), and so is every copy of a repeated id: which copy is right is
+  not ours to guess, and keeping "the first" would make a result depend on
+  row order.
+* Numbers must be finite: ``inf``, ``Infinity``, ``nan`` and overflowing
+  values such as ``1e400`` are refused.
+* Dates are ISO dates (``YYYY-MM-DD``). A value with a time and/or a UTC
+  offset (``2025-03-01T09:00:00+08:00``) is read as the calendar date it was
+  written in (``2025-03-01``): overdue status is counted in whole days, so
+  an installment repaid at any time on its due date is not overdue.
 
 The model features, in order, are ``bestpay_grade``, ``bestpay_overdue``,
 ``sesame_grade``, ``alipay_overdue`` and ``bank_overdue``; the loan counts per
-source follow them in the table :func:`extract_features` returns.
+source follow them in the table :func:`extract_features` returns. Every
+feature of a borrower depends only on that borrower's records, never on the
+row order of the tables (sums run in a canonical order).
 """
 
 from __future__ import annotations
@@ -20,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
+import re
 from typing import Union
 
 import numpy as np
@@ -41,10 +62,19 @@ REQUIRED_COLUMNS = {
     "loans": ("loan_id", "borrower_id", "source", "periods"),
     "installments": ("loan_id", "period", "due_date", "repaid_date"),
 }
+EDGE_COLUMNS = ("src", "dst")
 _ID_COLUMNS = ("borrower_id", "loan_id")
 REJECT_COLUMNS = ("table", "row", "field", "value", "reason", "borrower_id")
+WHITESPACE_REASON = "id has leading or trailing whitespace"
 
 DateLike = Union[str, datetime.date, pd.Timestamp]
+
+# A date, optionally with a time and a UTC offset: the date as written counts.
+_DATETIME = re.compile(
+    r"(\d{4})-(\d{1,2})-(\d{1,2})"
+    r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,]\d{1,9})?)?)?"
+    r"(?:Z|[+-](\d{2})(?::?(\d{2}))?)?")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class RecordError(ValueError):
@@ -73,6 +103,23 @@ class ExtractionResult:
   affected_borrowers: pd.Index
 
 
+@dataclasses.dataclass(frozen=True)
+class EdgeCheck:
+  """The usable relations of an edges table and every dropped edge.
+
+  Attributes:
+    src: borrower ids of the usable edges' first endpoints.
+    dst: borrower ids of their second endpoints.
+    rejects: one row per dropped edge (``REJECT_COLUMNS``), with its reason.
+    dropped: reason -> number of edges dropped for it.
+  """
+
+  src: np.ndarray
+  dst: np.ndarray
+  rejects: pd.DataFrame
+  dropped: dict[str, int]
+
+
 def score_grade(score: pd.Series) -> pd.Series:
   """Grade = floor(score / 100) clipped to 0..10; an empty score stays NaN."""
   return np.floor(score / 100.0).clip(0, 10)
@@ -88,26 +135,59 @@ def read_records(path: str | os.PathLike, table: str) -> pd.DataFrame:
 
   Returns:
     The table, with ``attrs['source']`` set to the path so errors name the file.
+
+  Raises:
+    FileNotFoundError: the file does not exist.
+    ValueError: the file cannot be read as a table (empty, not CSV or
+      Parquet, not UTF-8, a directory), naming the table and the file.
   """
   path = os.fspath(path)
   if not os.path.exists(path):
     raise FileNotFoundError(f"{table} table not found: {path}")
-  if path.endswith(".parquet"):
-    frame = pd.read_parquet(path)
-    for column in _ID_COLUMNS + ("src", "dst"):
-      if column in frame.columns:
-        frame[column] = frame[column].astype("string")
-  elif path.endswith(".csv"):
-    id_types = {c: "string" for c in _ID_COLUMNS + ("src", "dst")}
-    # Everything else is read as text too and parsed by the validator, so that
-    # a bad value is reported with its row instead of failing the whole read.
-    frame = pd.read_csv(path, dtype="string", keep_default_na=False,
-                        na_values=[""])
-    frame = frame.astype({c: t for c, t in id_types.items() if c in frame})
-  else:
-    raise ValueError(f"{path}: expected a .csv or .parquet file")
+  if os.path.isdir(path):
+    raise ValueError(f"{table} table {path}: is a directory, not a file")
+  id_columns = _ID_COLUMNS + EDGE_COLUMNS
+  try:
+    if path.endswith(".parquet"):
+      frame = pd.read_parquet(path)
+      for column in id_columns:
+        if column in frame.columns:
+          frame[column] = frame[column].astype("string")
+    elif path.endswith(".csv"):
+      # Everything is read as text and parsed by the validator, so that a bad
+      # value is reported with its row instead of failing the whole read.
+      frame = pd.read_csv(path, dtype="string", keep_default_na=False,
+                          na_values=[""])
+    else:
+      raise ValueError(f"{table} table {path}: expected a .csv or .parquet "
+                       "file")
+  except pd.errors.EmptyDataError:
+    raise ValueError(f"{table} table {path}: empty file (not even a header "
+                     "line)") from None
+  except UnicodeDecodeError as error:
+    raise ValueError(f"{table} table {path}: not UTF-8 text ({error.reason} "
+                     f"at byte {error.start})") from None
+  except (pd.errors.ParserError, OSError) as error:
+    raise ValueError(f"{table} table {path}: unreadable "
+                     f"({_one_line(error)})") from None
+  except ValueError as error:
+    if str(error).startswith(f"{table} table"):
+      raise
+    raise ValueError(f"{table} table {path}: unreadable "
+                     f"({_one_line(error)})") from None
+  except Exception as error:  # pylint: disable=broad-except
+    # pyarrow's errors for a corrupt Parquet file are of its own types.
+    raise ValueError(f"{table} table {path}: unreadable "
+                     f"({type(error).__name__}: {_one_line(error)})"
+                     ) from None
   frame.attrs["source"] = path
   return frame
+
+
+def _one_line(error: BaseException) -> str:
+  """The first line of an error's message."""
+  text = str(error).strip()
+  return text.splitlines()[0] if text else type(error).__name__
 
 
 class _Problems:
@@ -120,6 +200,7 @@ class _Problems:
     self.parts: list[pd.DataFrame] = []
 
   def add(self, mask, field: str, reason: str, borrower_ids=None) -> None:
+    """Rejects the rows of ``mask`` not already rejected, for ``reason``."""
     mask = np.asarray(mask, dtype=bool) & ~self.bad
     if not mask.any():
       return
@@ -143,38 +224,102 @@ def _describe(frame: pd.DataFrame, table: str) -> str:
   return f"{table} ({source})" if source else table
 
 
-def _check_columns(frames: dict[str, pd.DataFrame]) -> None:
-  for table, columns in REQUIRED_COLUMNS.items():
-    missing = [c for c in columns if c not in frames[table].columns]
-    if missing:
-      raise RecordError(
-          f"{_describe(frames[table], table)}: missing column(s) {missing}; "
-          f"expected {list(columns)}",
-          pd.DataFrame(
-              {"table": table, "row": -1, "field": missing, "value": "",
-               "reason": "missing column", "borrower_id": None}))
+def _check_columns(frame: pd.DataFrame, table: str,
+                   columns: tuple[str, ...]) -> None:
+  """Raises a RecordError naming the table, its file and the missing columns."""
+  missing = [c for c in columns if c not in frame.columns]
+  if missing:
+    raise RecordError(
+        f"{_describe(frame, table)}: missing column(s) {missing}; "
+        f"expected {list(columns)} (found {list(map(str, frame.columns))})",
+        pd.DataFrame(
+            {"table": table, "row": -1, "field": missing, "value": "",
+             "reason": "missing column", "borrower_id": None}))
 
 
-def _parse_numbers(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
-  """Returns (numbers, mask of non-empty values that are not numbers)."""
-  numbers = pd.to_numeric(series, errors="coerce").astype(float)
-  unparsable = series.notna().to_numpy() & numbers.isna().to_numpy()
-  return numbers, unparsable
+def _bool(values) -> np.ndarray:
+  """A boolean mask from a (possibly nullable) boolean array; NA is False."""
+  if isinstance(values, (pd.Series, pd.api.extensions.ExtensionArray)):
+    return np.asarray(pd.array(values, dtype="boolean").fillna(False),
+                      dtype=bool)
+  return np.asarray(values, dtype=bool)
 
 
-def _parse_dates(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
-  """Returns (dates, mask of non-empty values that are not ISO dates)."""
+def _padded_ids(ids: pd.Series) -> np.ndarray:
+  """Mask of ids with leading or trailing whitespace."""
+  if not (pd.api.types.is_string_dtype(ids) or ids.dtype == object):
+    return np.zeros(len(ids), dtype=bool)
+  text = ids.astype("string")
+  return _bool(text.notna() & (text != text.str.strip()))
+
+
+def _repeated(ids: pd.Series) -> np.ndarray:
+  """Mask of every copy of an id that occurs more than once."""
+  return _bool(ids.notna()) & ids.duplicated(keep=False).to_numpy()
+
+
+def _parse_numbers(series: pd.Series
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(numbers, mask of text that is no number, mask of inf/nan values).
+
+  Parsed once per distinct value: a column of millions of rows holds few.
+  """
+  if (pd.api.types.is_numeric_dtype(series)
+      and not pd.api.types.is_bool_dtype(series)):
+    numbers = series.to_numpy(dtype=float, na_value=np.nan)
+    return numbers, np.zeros(len(series), bool), np.isinf(numbers)
+  codes, uniques = pd.factorize(series, use_na_sentinel=True)
+  text = pd.Series(np.asarray(uniques, dtype=object)).astype(str).str.strip()
+  parsed = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float,
+                                                         na_value=np.nan)
+  nan_text = text.str.lower().isin(("nan", "+nan", "-nan")).to_numpy()
+  unparsable = np.append(np.isnan(parsed) & ~nan_text, False)[codes]
+  nonfinite = np.append(np.isinf(parsed) | nan_text, False)[codes]
+  numbers = np.append(parsed, np.nan)[codes]
+  numbers[nonfinite] = np.nan
+  return numbers, unparsable, nonfinite
+
+
+def _date_of_text(text: str) -> np.datetime64:
+  """The calendar date a date or date-time text was written in, or NaT."""
+  match = _DATETIME.fullmatch(text.strip())
+  if not match:
+    return np.datetime64("NaT", "D")
+  year, month, day, hour, minute, second, zone_h, zone_m = (
+      int(g) if g is not None else 0 for g in match.groups())
+  if hour > 23 or minute > 59 or second > 60 or zone_h > 14 or zone_m > 59:
+    return np.datetime64("NaT", "D")
+  try:
+    return np.datetime64(datetime.date(year, month, day), "D")
+  except ValueError:
+    return np.datetime64("NaT", "D")
+
+
+def _parse_dates(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+  """(datetime64[D] dates, mask of non-empty values that are not dates).
+
+  A date-time keeps the date it was written in (time and offset dropped);
+  parsed once per distinct value.
+  """
   if pd.api.types.is_datetime64_any_dtype(series):
-    return series, np.zeros(len(series), dtype=bool)
-  text = series.astype("string")
-  dates = pd.to_datetime(text, format="ISO8601", errors="coerce")
-  unparsable = text.notna().to_numpy() & dates.isna().to_numpy()
+    if getattr(series.dtype, "tz", None) is not None:
+      series = series.dt.tz_localize(None)  # the wall-clock date as written
+    dates = series.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")
+    return dates, np.zeros(len(series), dtype=bool)
+  codes, uniques = pd.factorize(series, use_na_sentinel=True)
+  text = pd.Index(np.asarray(uniques, dtype=object)).astype(str)
+  fast = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
+  parsed = np.asarray(fast.to_numpy(), dtype="datetime64[D]")
+  for k in np.flatnonzero(np.isnat(parsed)):
+    parsed[k] = _date_of_text(text[k])
+  dates = np.append(parsed, np.datetime64("NaT", "D"))[codes]
+  unparsable = (codes >= 0) & np.isnat(dates)
   return dates, unparsable
 
 
 def _first_positions(ids: pd.Series) -> tuple[pd.Index, np.ndarray]:
   """(unique index of the ids' first occurrences, their rows)."""
-  rows = np.flatnonzero(ids.notna().to_numpy()
+  rows = np.flatnonzero(_bool(ids.notna())
                         & ~ids.duplicated(keep="first").to_numpy())
   return pd.Index(ids.to_numpy(dtype=object)[rows]), rows
 
@@ -187,7 +332,7 @@ def _lookup(first: tuple[pd.Index, np.ndarray],
   """
   index, rows = first
   positions = index.get_indexer(values.to_numpy(dtype=object))
-  positions[values.isna().to_numpy()] = -1
+  positions[~_bool(values.notna())] = -1
   return np.where(positions >= 0, rows[np.maximum(positions, 0)], -1)
 
 
@@ -200,19 +345,23 @@ def _at(values: np.ndarray, positions: np.ndarray, fill):
 def _validate(borrowers, loans, installments):
   """Checks every row; returns parsed columns, keep masks and the rejects."""
   frames = {"borrowers": borrowers, "loans": loans, "installments": installments}
-  _check_columns(frames)
+  for table, columns in REQUIRED_COLUMNS.items():
+    _check_columns(frames[table], table, columns)
 
   # Borrowers.
   b = _Problems("borrowers", borrowers)
   borrower_id = borrowers["borrower_id"]
-  b.add(borrower_id.isna(), "borrower_id", "missing borrower id")
-  b.add(borrower_id.duplicated(keep="first") & borrower_id.notna(),
-        "borrower_id", "duplicate borrower id", borrower_id)
+  b.add(~_bool(borrower_id.notna()), "borrower_id", "missing borrower id")
+  b.add(_padded_ids(borrower_id), "borrower_id", WHITESPACE_REASON,
+        borrower_id)
+  b.add(_repeated(borrower_id), "borrower_id", "duplicate borrower id",
+        borrower_id)
   scores = {}
   for field in ("bestpay_score", "sesame_score"):
-    value, unparsable = _parse_numbers(borrowers[field])
+    value, unparsable, nonfinite = _parse_numbers(borrowers[field])
     b.add(unparsable, field, "score is not a number", borrower_id)
-    b.add(value.to_numpy() < 0, field, "negative score", borrower_id)
+    b.add(nonfinite, field, "score is not finite (inf or nan)", borrower_id)
+    b.add(value < 0, field, "negative score", borrower_id)
     scores[field] = value
 
   # Loans: the owner's row, found once.
@@ -220,21 +369,27 @@ def _validate(borrowers, loans, installments):
   loan_owner = loans["borrower_id"]
   loan_id = loans["loan_id"]
   owner_row = _lookup(_first_positions(borrower_id), loan_owner)
-  l.add(loan_id.isna(), "loan_id", "missing loan id", loan_owner)
-  l.add(loan_id.duplicated(keep="first") & loan_id.notna(), "loan_id",
-        "duplicate loan id", loan_owner)
+  l.add(~_bool(loan_id.notna()), "loan_id", "missing loan id", loan_owner)
+  l.add(_padded_ids(loan_id), "loan_id", WHITESPACE_REASON, loan_owner)
+  l.add(_repeated(loan_id), "loan_id", "duplicate loan id", loan_owner)
+  l.add(~_bool(loan_owner.notna()), "borrower_id", "missing borrower id",
+        loan_owner)
+  l.add(_padded_ids(loan_owner), "borrower_id", WHITESPACE_REASON,
+        loan_owner)
   l.add(owner_row < 0, "borrower_id", "loan of an unknown borrower",
         loan_owner)
   source_code = pd.Index(SOURCES).get_indexer(
       loans["source"].to_numpy(dtype=object))
   l.add(source_code < 0, "source",
         f"unknown source; expected one of {list(SOURCES)}", loan_owner)
-  periods, unparsable = _parse_numbers(loans["periods"])
-  l.add(unparsable | periods.isna().to_numpy(), "periods",
+  periods, unparsable, nonfinite = _parse_numbers(loans["periods"])
+  l.add(unparsable | (np.isnan(periods) & ~nonfinite), "periods",
         "periods is not a number", loan_owner)
-  l.add(periods.to_numpy() != np.floor(periods.to_numpy()), "periods",
+  l.add(nonfinite, "periods", "periods is not finite (inf or nan)",
+        loan_owner)
+  l.add(periods != np.floor(periods), "periods",
         "periods is not a whole number", loan_owner)
-  l.add(periods.to_numpy() < 1, "periods", "periods < 1", loan_owner)
+  l.add(periods < 1, "periods", "periods < 1", loan_owner)
   l.add(~_at(~b.bad, owner_row, False), "borrower_id",
         "borrower record rejected", loan_owner)
 
@@ -243,27 +398,31 @@ def _validate(borrowers, loans, installments):
   installment_loan = installments["loan_id"]
   loan_row = _lookup(_first_positions(loan_id), installment_loan)
   installment_owner = _at(loan_owner.to_numpy(dtype=object), loan_row, None)
+  i.add(~_bool(installment_loan.notna()), "loan_id", "missing loan id",
+        installment_owner)
+  i.add(_padded_ids(installment_loan), "loan_id", WHITESPACE_REASON,
+        installment_owner)
   i.add(loan_row < 0, "loan_id", "installment of an unknown loan",
         installment_owner)
-  period, unparsable = _parse_numbers(installments["period"])
-  i.add(unparsable | period.isna().to_numpy(), "period",
+  period, unparsable, nonfinite = _parse_numbers(installments["period"])
+  i.add(unparsable | (np.isnan(period) & ~nonfinite), "period",
         "period is not a number", installment_owner)
-  period_values = period.to_numpy()
-  loan_periods = _at(periods.to_numpy(), loan_row, np.nan)
-  out_of_range = ((period_values < 1) | (period_values > loan_periods)
-                  | (period_values != np.floor(period_values)))
+  i.add(nonfinite, "period", "period is not finite (inf or nan)",
+        installment_owner)
+  loan_periods = _at(periods, loan_row, np.nan)
+  out_of_range = ((period < 1) | (period > loan_periods)
+                  | (period != np.floor(period)))
   i.add(out_of_range, "period", "period outside 1..periods", installment_owner)
-  # (loan row, period) as one integer key; only rows still valid take part.
-  safe_period = np.where(i.bad, 0, np.nan_to_num(period_values)).astype(
-      np.int64)
+  # (loan row, period) as one exact key; only rows still valid take part.
+  period_code = pd.factorize(np.where(i.bad, -1.0, period))[0]
   key = pd.Series(np.where(i.bad, -1 - np.arange(len(installments)),
-                           loan_row.astype(np.int64) * (2**31) + safe_period))
-  i.add(key.duplicated(keep="first").to_numpy(), "period",
+                           loan_row.astype(np.int64) * (len(period_code) + 1)
+                           + period_code))
+  i.add(key.duplicated(keep=False).to_numpy(), "period",
         "duplicate installment", installment_owner)
   due, unparsable = _parse_dates(installments["due_date"])
   i.add(unparsable, "due_date", "unparsable date", installment_owner)
-  i.add(due.isna().to_numpy(), "due_date", "missing due date",
-        installment_owner)
+  i.add(np.isnat(due), "due_date", "missing due date", installment_owner)
   repaid, unparsable = _parse_dates(installments["repaid_date"])
   i.add(unparsable, "repaid_date", "unparsable date", installment_owner)
   i.add(~_at(~l.bad, loan_row, False), "loan_id", "loan record rejected",
@@ -292,11 +451,12 @@ def _first_problem_message(rejects: pd.DataFrame, frames) -> str:
           f"{first['field']!r} = {first['value']!r}: {first['reason']}{tail}")
 
 
-def _compute(borrowers, parsed, keep, as_of):
+def _compute(borrowers, parsed, keep, as_of: np.datetime64):
   """Features of the kept rows; every kept borrower gets a row.
 
   Sums run over integer rows found in validation (``np.bincount``), not over
-  string ids.
+  string ids, and in a canonical order (by value within each borrower and
+  source), so a borrower's features do not depend on the tables' row order.
   """
   kept = keep["borrowers"]
   index = pd.Index(borrowers.loc[kept, "borrower_id"].to_numpy(),
@@ -305,22 +465,25 @@ def _compute(borrowers, parsed, keep, as_of):
   for source, field in (("bestpay", "bestpay_score"),
                         ("sesame", "sesame_score")):
     features[f"{source}_grade"] = score_grade(
-        parsed["scores"][field][kept]).to_numpy()
+        pd.Series(parsed["scores"][field][kept])).to_numpy()
 
   num_loans = len(parsed["periods"])
   inst = keep["installments"]
-  due = parsed["due"].to_numpy()[inst]
-  repaid = parsed["repaid"].to_numpy()[inst]
-  overdue = np.where(pd.isna(repaid), due < np.datetime64(as_of), repaid > due)
+  due = parsed["due"][inst]
+  repaid = parsed["repaid"][inst]
+  # Whole days: a repayment on the due date (at any time) is on time.
+  overdue = np.where(np.isnat(repaid), due < as_of, repaid > due)
   overdue_count = np.bincount(parsed["loan_row"][inst],
                               weights=overdue.astype(float),
                               minlength=num_loans)
   loans_kept = keep["loans"]
-  degree = overdue_count[loans_kept] / parsed["periods"].to_numpy()[loans_kept]
+  degree = overdue_count[loans_kept] / parsed["periods"][loans_kept]
   # Kept loans belong to kept borrowers, whose rows renumber 0..n-1.
   borrower_number = np.cumsum(kept) - 1
   cell = (borrower_number[parsed["owner_row"][loans_kept]] * len(SOURCES)
           + parsed["source_code"][loans_kept])
+  order = np.lexsort((degree, cell))  # a canonical order of summation
+  cell, degree = cell[order], degree[order]
   size = len(index) * len(SOURCES)
   overdue_sum = np.bincount(cell, weights=degree, minlength=size).reshape(
       len(index), len(SOURCES))
@@ -332,14 +495,29 @@ def _compute(borrowers, parsed, keep, as_of):
   return features[list(FEATURE_COLUMNS + COUNT_COLUMNS)]
 
 
-def _as_timestamp(as_of: DateLike) -> pd.Timestamp:
-  try:
+def parse_as_of(as_of: DateLike) -> np.datetime64:
+  """The snapshot date as a day: a date object, or a ``YYYY-MM-DD`` string.
+
+  A date-time keeps its calendar date, like the records' dates.
+
+  Raises:
+    ValueError: ``as_of`` is not a date (``"today"``, ``"01/02/2026"``).
+  """
+  if isinstance(as_of, str):
+    text = as_of.strip()
+    try:
+      if not _ISO_DATE.fullmatch(text):
+        raise ValueError(text)
+      return np.datetime64(datetime.date.fromisoformat(text), "D")
+    except ValueError:
+      raise ValueError(f"as_of={as_of!r} is not a date; expected YYYY-MM-DD, "
+                       "e.g. 2026-01-01") from None
+  if isinstance(as_of, (datetime.date, np.datetime64)):
     stamp = pd.Timestamp(as_of)
-  except (ValueError, TypeError) as error:
-    raise ValueError(f"as_of={as_of!r} is not a date") from error
-  if pd.isna(stamp):
-    raise ValueError(f"as_of={as_of!r} is not a date")
-  return stamp
+    if not pd.isna(stamp):
+      return np.datetime64(stamp.date(), "D")
+  raise ValueError(f"as_of={as_of!r} is not a date; expected YYYY-MM-DD, "
+                   "e.g. 2026-01-01")
 
 
 def extract_features_with_rejects(
@@ -367,9 +545,9 @@ def extract_features_with_rejects(
   Returns:
     An :class:`ExtractionResult`.
   """
-  stamp = _as_timestamp(as_of)
+  day = parse_as_of(as_of)
   parsed, keep, rejects, _ = _validate(borrowers, loans, installments)
-  features = _compute(borrowers, parsed, keep, stamp)
+  features = _compute(borrowers, parsed, keep, day)
   affected = pd.Index(rejects["borrower_id"].dropna().unique())
   affected = affected[affected.isin(features.index)]
   if not keep_partial:
@@ -390,8 +568,8 @@ def extract_features(
     borrowers: ``borrower_id``, ``bestpay_score``, ``sesame_score``.
     loans: ``loan_id``, ``borrower_id``, ``source``, ``periods``.
     installments: ``loan_id``, ``period``, ``due_date``, ``repaid_date``.
-    as_of: a date or ISO date string; an unpaid installment due before it is
-      overdue.
+    as_of: a date or ``YYYY-MM-DD`` string; an unpaid installment due before
+      it is overdue.
 
   Returns:
     A DataFrame indexed by ``borrower_id`` with ``FEATURE_COLUMNS`` then
@@ -400,11 +578,11 @@ def extract_features(
   Raises:
     RecordError: on the first bad record, naming its table, row and field.
   """
-  stamp = _as_timestamp(as_of)
+  day = parse_as_of(as_of)
   parsed, keep, rejects, frames = _validate(borrowers, loans, installments)
   if len(rejects):
     raise RecordError(_first_problem_message(rejects, frames), rejects)
-  return _compute(borrowers, parsed, keep, stamp)
+  return _compute(borrowers, parsed, keep, day)
 
 
 def extract_features_from_files(borrowers_path, loans_path, installments_path,
@@ -415,3 +593,66 @@ def extract_features_from_files(borrowers_path, loans_path, installments_path,
       read_records(loans_path, "loans"),
       read_records(installments_path, "installments"),
       as_of=as_of)
+
+
+def check_edges(edges: pd.DataFrame, applicants: pd.Index,
+                unscored: pd.Index = pd.Index([])) -> EdgeCheck:
+  """Checks a relations table like the record tables; drops nothing silently.
+
+  An edge is dropped, with its reason, when an endpoint is missing, has
+  whitespace around it, is not an applicant, or is an applicant left
+  unscored (its records were rejected); a self-loop is dropped, and so is
+  every repeat of an unordered pair (``a,b`` after ``b,a`` or ``a,b``)
+  after its first occurrence. Other columns (``relation``) are ignored.
+
+  Args:
+    edges: ``src``, ``dst`` borrower ids.
+    applicants: every applicant id of the borrowers table.
+    unscored: applicants that will not be scored.
+
+  Returns:
+    An :class:`EdgeCheck`.
+
+  Raises:
+    RecordError: a required column is missing, naming the table's file.
+  """
+  _check_columns(edges, "edges", EDGE_COLUMNS)
+  e = _Problems("edges", edges.assign(**{"src,dst": _pairs(edges)}))
+  src, dst = edges["src"], edges["dst"]
+  field = "src,dst"
+  e.add(~_bool(src.notna()) | ~_bool(dst.notna()), field, "missing endpoint")
+  e.add(_padded_ids(src) | _padded_ids(dst), field, WHITESPACE_REASON)
+  src_values = src.to_numpy(dtype=object)
+  dst_values = dst.to_numpy(dtype=object)
+  e.add(_bool(src == dst), field, "self-loop")
+  known = (pd.Index(applicants).get_indexer(src_values) >= 0) & (
+      pd.Index(applicants).get_indexer(dst_values) >= 0)
+  e.add(~known, field, "endpoint is not an applicant")
+  # Repeats, both directions: the unordered pair as a (low, high) key.
+  text_src = src.astype("string").fillna("")
+  text_dst = dst.astype("string").fillna("")
+  swap = _bool(text_src > text_dst)
+  low = np.where(swap, text_dst.to_numpy(object), text_src.to_numpy(object))
+  high = np.where(swap, text_src.to_numpy(object), text_dst.to_numpy(object))
+  pairs = pd.DataFrame({"low": low, "high": high})
+  # A repeat counts against an earlier usable edge only: the pair check runs
+  # over the rows still usable, so one of every pair is kept.
+  still = ~e.bad
+  repeated = np.zeros(len(edges), bool)
+  repeated[still] = pairs[still].duplicated(keep="first").to_numpy()
+  e.add(repeated, field, "duplicate edge")
+  if len(unscored):
+    e.add(src.isin(unscored).to_numpy() | dst.isin(unscored).to_numpy(),
+          field, "endpoint's records rejected")
+  rejects = (pd.concat(e.parts, ignore_index=True) if e.parts else
+             pd.DataFrame({c: [] for c in REJECT_COLUMNS}))
+  usable = ~e.bad
+  dropped = rejects["reason"].value_counts().to_dict() if len(rejects) else {}
+  return EdgeCheck(src_values[usable], dst_values[usable], rejects,
+                   {str(k): int(v) for k, v in dropped.items()})
+
+
+def _pairs(edges: pd.DataFrame) -> list[str]:
+  """``"src,dst"`` of every edge, for the rejects' value column."""
+  return [f"{a},{b}" for a, b in zip(edges["src"].astype(object),
+                                     edges["dst"].astype(object))]
