@@ -1,5 +1,6 @@
 """The saved-model format: round trip and every way it can be wrong."""
 
+import hashlib
 import json
 import os
 
@@ -16,7 +17,7 @@ from credit_nas_jax import model_io
 @pytest.fixture()
 def saved(tmp_path):
   arch = model.Architecture(
-      column_groups=(0, 0, 1), input_columns=(0, 1, 3),
+      column_groups=(0, 0, 1), input_columns=(0, 1, 2),
       group_names=("bestpay_grade", "alipay_overdue"),
       layer_ops=((8,), (4,)), layer_op_names=(("medium",), ("small",)),
       hidden_dim=4, searchable=False)
@@ -25,8 +26,25 @@ def saved(tmp_path):
                                (1.5, 0.2), (False, True), (True, False))
   directory = str(tmp_path / "model")
   model_io.save_model(directory, arch, weights, encoder, (10, 5),
-                      {"note": "test"})
+                      {"note": "test", "config": {"seed": 7}})
   return directory, arch, weights, encoder
+
+
+def _reseal(directory):
+  """Rewrites the checksums after a deliberate edit (to reach later checks)."""
+  digests = {name: hashlib.sha256(open(os.path.join(directory, name),
+                                       "rb").read()).hexdigest()
+             for name in ("model.json", "weights.npz")}
+  with open(os.path.join(directory, "checksums.sha256"), "w") as f:
+    f.write(model_io._checksum_text(digests))  # pylint: disable=protected-access
+
+
+def _edit_description(directory, edit):
+  path = os.path.join(directory, "model.json")
+  description = json.load(open(path))
+  edit(description)
+  json.dump(description, open(path, "w"))
+  _reseal(directory)
 
 
 def test_round_trip(saved):
@@ -35,8 +53,19 @@ def test_round_trip(saved):
   assert loaded.arch == arch
   assert loaded.encoder == encoder
   assert loaded.fanouts == (10, 5)
-  assert loaded.metadata == {"note": "test"}
+  assert loaded.metadata == {"note": "test", "config": {"seed": 7}}
+  assert loaded.sampling_seed == 7  # the run's seed by default
   chex.assert_trees_all_equal(loaded.weights, weights)
+  assert sorted(os.listdir(directory)) == ["checksums.sha256", "model.json",
+                                           "weights.npz"]
+
+
+def test_explicit_sampling_seed(saved, tmp_path):
+  _, arch, weights, encoder = saved
+  directory = str(tmp_path / "other")
+  model_io.save_model(directory, arch, weights, encoder, (3,), {},
+                      sampling_seed=12)
+  assert model_io.load_model(directory).sampling_seed == 12
 
 
 def test_missing_file(saved):
@@ -46,12 +75,44 @@ def test_missing_file(saved):
     model_io.load_model(directory)
 
 
-def test_corrupt_weights(saved):
+@pytest.mark.parametrize("name", ["model.json", "weights.npz",
+                                  "checksums.sha256"])
+@pytest.mark.parametrize("where", [0, 0.5, -1])
+def test_any_changed_byte_is_refused_naming_the_file(saved, name, where):
   directory = saved[0]
-  with open(os.path.join(directory, "weights.npz"), "r+b") as f:
-    f.seek(40)
-    f.write(b"\x00garbage\x00")
-  with pytest.raises(model_io.ModelFormatError, match="checksum"):
+  path = os.path.join(directory, name)
+  data = bytearray(open(path, "rb").read())
+  position = int(where * (len(data) - 1)) if where != -1 else len(data) - 1
+  data[position] ^= 0x01
+  open(path, "wb").write(bytes(data))
+  with pytest.raises(model_io.ModelFormatError, match=name):
+    model_io.load_model(directory)
+
+
+def test_edited_statistics_are_refused(saved):
+  """The report's case: normalisation statistics edited in model.json."""
+  directory = saved[0]
+  path = os.path.join(directory, "model.json")
+  description = json.load(open(path))
+  description["encoder"]["mean"][0] = 0.0
+  json.dump(description, open(path, "w"), indent=2)
+  with pytest.raises(model_io.ModelFormatError,
+                     match=r"model.json: checksum .* does not match"):
+    model_io.load_model(directory)
+
+
+def test_a_byte_appended_to_the_checksums_is_refused(saved):
+  directory = saved[0]
+  with open(os.path.join(directory, "checksums.sha256"), "a") as f:
+    f.write("\n")
+  with pytest.raises(model_io.ModelFormatError, match="checksums.sha256"):
+    model_io.load_model(directory)
+
+
+def test_files_outside_the_checksums_are_refused(saved):
+  directory = saved[0]
+  open(os.path.join(directory, "notes.txt"), "w").write("hi")
+  with pytest.raises(model_io.ModelFormatError, match="notes.txt"):
     model_io.load_model(directory)
 
 
@@ -59,6 +120,7 @@ def test_corrupt_description(saved):
   directory = saved[0]
   with open(os.path.join(directory, "model.json"), "w") as f:
     f.write("{not json")
+  _reseal(directory)
   with pytest.raises(model_io.ModelFormatError, match="not valid JSON"):
     model_io.load_model(directory)
 
@@ -66,32 +128,77 @@ def test_corrupt_description(saved):
 @pytest.mark.parametrize("field,value,message", [
     ("format", "something.else", "not a credit_nas_jax.model file"),
     ("format_version", 99, "format version 99"),
+    ("fanouts", [10, -1], "fanouts"),
+    ("sampling_seed", "x", "sampling_seed"),
 ])
 def test_foreign_or_newer_model(saved, field, value, message):
   directory = saved[0]
-  path = os.path.join(directory, "model.json")
-  description = json.load(open(path))
-  description[field] = value
-  json.dump(description, open(path, "w"))
+  _edit_description(directory, lambda d: d.__setitem__(field, value))
   with pytest.raises(model_io.ModelFormatError, match=message):
     model_io.load_model(directory)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("std", [0.0, 0.2], "std > 0"),
+    ("mean", [5.0], "mean has 1 entries"),
+])
+def test_bad_statistics_are_refused(saved, field, value, message):
+  directory = saved[0]
+  _edit_description(directory,
+                    lambda d: d["encoder"].__setitem__(field, value))
+  with pytest.raises(model_io.ModelFormatError, match=message):
+    model_io.load_model(directory)
+
+
+def test_architecture_that_reads_another_feature_is_refused(saved):
+  directory = saved[0]
+  _edit_description(directory, lambda d: d["architecture"].__setitem__(
+      "group_names", ["alipay_overdue", "bestpay_grade"]))
+  with pytest.raises(model_io.ModelFormatError, match="reads column 0"):
+    model_io.load_model(directory)
+
+
+def _rewrite_weights(directory, flat):
+  path = os.path.join(directory, "weights.npz")
+  np.savez(path, **flat)
+  _edit_description(directory, lambda d: d.__setitem__(
+      "weights_sha256", hashlib.sha256(open(path, "rb").read()).hexdigest()))
 
 
 def test_weights_that_do_not_fit_the_architecture(saved):
   directory, _, weights, _ = saved
   flat = model_io.flatten_tree(weights)
   flat["gcn/0/w1"] = np.zeros((3, 3), np.float32)
-  path = os.path.join(directory, "weights.npz")
-  np.savez(path, **flat)
-  description_path = os.path.join(directory, "model.json")
-  description = json.load(open(description_path))
-  import hashlib  # pylint: disable=g-import-not-at-top
-  description["weights_sha256"] = hashlib.sha256(
-      open(path, "rb").read()).hexdigest()
-  json.dump(description, open(description_path, "w"))
+  _rewrite_weights(directory, flat)
   with pytest.raises(model_io.ModelFormatError,
-                     match=r"'gcn/0/w1' has shape \(3, 3\)"):
+                     match=r"weights.npz: weight 'gcn/0/w1' has shape \(3, 3\)"):
     model_io.load_model(directory)
+
+
+def test_non_finite_weights_are_refused(saved):
+  directory, _, weights, _ = saved
+  flat = model_io.flatten_tree(weights)
+  flat["head/b2"] = np.array([np.nan], np.float32)
+  _rewrite_weights(directory, flat)
+  with pytest.raises(model_io.ModelFormatError, match="non-finite"):
+    model_io.load_model(directory)
+
+
+def test_version_1_is_refused_and_can_be_upgraded(saved):
+  directory, arch, weights, _ = saved
+  os.remove(os.path.join(directory, "checksums.sha256"))
+  path = os.path.join(directory, "model.json")
+  description = json.load(open(path))
+  description["format_version"] = 1
+  del description["sampling_seed"]
+  json.dump(description, open(path, "w"))
+  with pytest.raises(model_io.ModelFormatError,
+                     match="format version 1.*upgrade_model"):
+    model_io.load_model(directory)
+  model_io.upgrade_model(directory)
+  loaded = model_io.load_model(directory)
+  assert loaded.arch == arch and loaded.sampling_seed == 7
+  chex.assert_trees_all_equal(loaded.weights, weights)
 
 
 def test_saving_replaces_atomically(saved, tmp_path):
@@ -100,3 +207,10 @@ def test_saving_replaces_atomically(saved, tmp_path):
   assert model_io.load_model(directory).fanouts == (3,)
   leftovers = [n for n in os.listdir(tmp_path) if n.startswith(".model-")]
   assert not leftovers
+
+
+def test_not_a_directory(tmp_path):
+  path = tmp_path / "file"
+  path.write_text("x")
+  with pytest.raises(model_io.ModelFormatError, match="not a directory"):
+    model_io.load_model(str(path))
