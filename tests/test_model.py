@@ -67,6 +67,7 @@ def test_unknown_gate_function_is_named():
     _arch(gate_function="relu")
 
 
+@pytest.mark.highest_matmul_precision
 def test_feature_gate_equals_per_feature_linear_layers():
   rng = np.random.default_rng(0)
   weights, _ = model.init(jax.random.key(1), _arch())
@@ -96,6 +97,7 @@ def test_gcn_aggregate_equals_dense_normalised_adjacency(name):
   np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.highest_matmul_precision
 def test_fused_mixop_equals_separate_ops():
   rng = np.random.default_rng(1)
   weights, _ = model.init(jax.random.key(2), _arch())
@@ -131,6 +133,7 @@ def test_readout_is_own_mean_max_and_ignores_padding():
   np.testing.assert_array_equal(readout[2], np.zeros(9))  # empty graph
 
 
+@pytest.mark.highest_matmul_precision
 @pytest.mark.parametrize("use_jit", [True, False])
 @pytest.mark.parametrize("gate_function", ["sigmoid", "softmax"])
 def test_score_does_not_depend_on_batch_mates_or_padding(gate_function,
@@ -152,6 +155,7 @@ def test_score_does_not_depend_on_batch_mates_or_padding(gate_function,
     assert np.isfinite(batched).all()
 
 
+@pytest.mark.highest_matmul_precision
 def test_jit_equals_no_jit():
   arch = _arch()
   weights, alphas = model.init(jax.random.key(4), arch)
@@ -174,6 +178,7 @@ def test_all_padding_but_one_graph():
   assert float(loss) == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.highest_matmul_precision
 def test_derived_network_reads_only_kept_columns():
   arch = model.Architecture(
       column_groups=(0, 1), input_columns=(2, 5), group_names=("f1", "f3"),
@@ -204,6 +209,7 @@ def test_sampled_batch_runs_through_the_supernet():
   chex.assert_tree_all_finite(logits)
 
 
+@pytest.mark.highest_matmul_precision
 @pytest.mark.parametrize("space", ["patent", "extended"])
 @pytest.mark.parametrize("name", sorted(GRAPHS))
 def test_first_layer_on_raw_columns_equals_gate_then_layer(name, space):
@@ -242,6 +248,7 @@ def test_extended_ops_names_and_root_weight():
   assert "w1_root" not in model.init(jax.random.key(0), _arch())[0]["gcn"][0]
 
 
+@pytest.mark.highest_matmul_precision
 @pytest.mark.parametrize("name", sorted(GRAPHS))
 def test_sage_and_self_ops_against_numpy(name):
   rng = np.random.default_rng(11)
@@ -279,6 +286,7 @@ def test_sage_and_self_ops_against_numpy(name):
                              atol=1e-4)
 
 
+@pytest.mark.highest_matmul_precision
 def test_self_op_ignores_edges():
   arch = model.Architecture(
       column_groups=GROUPS, input_columns=tuple(range(len(GROUPS))),
@@ -304,6 +312,7 @@ def test_op_kinds_checked():
                                 op_ratios=(1, 1), op_kinds=("self", "self"))
 
 
+@pytest.mark.highest_matmul_precision
 def test_network_without_pooled_readout_or_neighbours_is_an_mlp():
   arch = model.Architecture(
       column_groups=GROUPS, input_columns=tuple(range(len(GROUPS))),
@@ -338,3 +347,11 @@ def test_readout_gate_scales_the_pooled_readout(gate_function):
   half = model.graph_readout(h, graph, pooled_gate=jnp.array(0.5))
   np.testing.assert_allclose(half[:, 8:], 0.5 * model.graph_readout(
       h, graph)[:, 8:], rtol=1e-6)
+
+
+@pytest.mark.highest_matmul_precision
+def test_marked_tests_run_their_dots_at_full_precision():
+  assert jax.config.jax_default_matmul_precision == "highest"
+  x = jnp.asarray(np.random.default_rng(9).normal(size=(16, 16)), jnp.float32)
+  exact = np.asarray(x, np.float64) @ np.asarray(x, np.float64)
+  np.testing.assert_allclose(x @ x, exact, rtol=1e-5, atol=1e-5)

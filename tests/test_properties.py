@@ -169,6 +169,7 @@ def test_every_sampled_node_and_edge_appears_once(case, seed):
     assert v in graph.indices[graph.indptr[u]:graph.indptr[u + 1]]
 
 
+@pytest.mark.highest_matmul_precision
 @SETTINGS
 @given(graph_cases(), st.integers(1, 40), st.integers(1, 5))
 def test_padding_never_changes_a_score(case, extra_nodes, extra_graphs):

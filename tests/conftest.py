@@ -1,0 +1,85 @@
+"""Matmul precision for exactness tests, and a CPU check that they pin it.
+
+XLA on a GPU runs float32 dots left at the default precision in TF32 (10
+mantissa bits), so a test that compares two orders of the same products at
+1e-5 fails there unless it pins the precision. Mark such a test
+``@pytest.mark.highest_matmul_precision``: its dots then run at full float32
+on every backend (``jax.default_matmul_precision("highest")``).
+
+XLA:CPU ignores the matmul precision (``jax_default_matmul_precision`` and
+``precision=`` change nothing there), so to check the marks on a CPU:
+
+  python -m pytest -q --matmul-precision=tensorfloat32 tests/test_model.py
+
+emulates a GPU's default: every float32 operand of a dot left at the default
+precision is rounded to TF32 (or ``bfloat16``: 7 mantissa bits) before the
+dot, which still accumulates in float32. Dots at an explicit higher
+precision ("highest", "float32", "tensorfloat32"), non-float32 dots and
+every other op are left as they are. An unmarked exactness test then fails,
+a marked one passes. It does not emulate a GPU's accumulation order, its
+kernel choices or its reductions (segment sums), nor anything a test runs in
+a subprocess.
+"""
+
+import jax
+import numpy as np
+import pytest
+
+_MANTISSA_BITS = {"tensorfloat32": 10, "bfloat16": 7}
+
+
+def pytest_addoption(parser):
+  """Adds --matmul-precision."""
+  parser.addoption(
+      "--matmul-precision", choices=sorted(_MANTISSA_BITS), default=None,
+      help="Emulate on XLA:CPU a backend whose default float32 matmul "
+      "precision is this: dots at the default precision round their float32 "
+      "operands to it (see tests/conftest.py).")
+
+
+def pytest_configure(config):
+  """Registers the marker; installs the emulation when asked."""
+  config.addinivalue_line(
+      "markers", "highest_matmul_precision: run the test's dots at full "
+      "float32 precision (it checks an identity at float32 tolerances)")
+  name = config.getoption("--matmul-precision")
+  if name is not None:
+    _round_default_precision_dot_operands(_MANTISSA_BITS[name])
+
+
+@pytest.fixture(autouse=True)
+def _pinned_matmul_precision(request):
+  """Runs a test marked highest_matmul_precision under "highest"."""
+  if request.node.get_closest_marker("highest_matmul_precision") is None:
+    yield
+    return
+  with jax.default_matmul_precision("highest"):
+    yield
+
+
+def _round_default_precision_dot_operands(mantissa_bits: int) -> None:
+  """Lowers every default-precision float32 dot on CPU with its operands
+  rounded to ``mantissa_bits`` (8 exponent bits, round to nearest even)."""
+  if jax.default_backend() != "cpu":
+    raise pytest.UsageError(
+        "--matmul-precision emulates a reduced default precision on XLA:CPU; "
+        f"on {jax.default_backend()} run the suite as it is")
+  # Internal APIs: the only hook that sees the precision every dot (jnp,
+  # lax, einsum, and the dots of every gradient) was bound with.
+  from jax._src.interpreters import mlir  # pylint: disable=g-import-not-at-top
+  from jax._src.lax import lax as lax_internal  # pylint: disable=g-import-not-at-top
+  from jax._src.lib.mlir.dialects import hlo  # pylint: disable=g-import-not-at-top
+
+  default = jax.lax.Precision.DEFAULT
+
+  def lower(ctx, lhs, rhs, *, precision, **params):
+    if precision is None or precision == (default, default):
+      lhs, rhs = [
+          hlo.reduce_precision(x, mlir.i32_attr(8),
+                               mlir.i32_attr(mantissa_bits))
+          if aval.dtype == np.float32 else x
+          for x, aval in zip((lhs, rhs), ctx.avals_in)]
+    return lax_internal._dot_general_lower(  # pylint: disable=protected-access
+        ctx, lhs, rhs, precision=precision, platform="cpu", **params)
+
+  mlir.register_lowering(lax_internal.dot_general_p, lower, platform="cpu")
