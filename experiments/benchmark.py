@@ -65,6 +65,9 @@ _WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps first.")
 _HIDDEN = flags.DEFINE_integer("hidden_dim", 100, "D.")
 _PYG_COMPILE = flags.DEFINE_bool("pyg_compile", False,
                                  "Also time the PyG step under torch.compile.")
+_PYG_DEVICE = flags.DEFINE_string(
+    "pyg_device", None, "Device of the PyG peer's model and batches (cuda, "
+    "cpu); default: cuda when torch sees a GPU, else cpu.")
 _ROUNDS = flags.DEFINE_integer(
     "rounds", 1, "Time the JAX and PyG first-order steps this many times, "
     "alternating, so both see the same machine; the ratio is reported per "
@@ -217,11 +220,15 @@ def time_jax(workload: Workload, kind: str, steps: int, warmup: int,
 def _time_pyg(workload: Workload, round_index: int) -> list[dict]:
   """The PyG peer's first-order step, eager (and compiled when asked)."""
   from experiments import pyg_reference  # pylint: disable=g-import-not-at-top
+  device = _PYG_DEVICE.value or pyg_reference.default_device().type
+  if (device == "cuda") != (jax.default_backend() == "gpu"):
+    logging.warning("PyG runs on %s, JAX on %s: not the same device", device,
+                    jax.default_backend())
   rows = []
   for compiled in ([False, True] if _PYG_COMPILE.value else [False]):
     row = pyg_reference.time_first_order_step(
         workload, _STEPS.value, _WARMUP.value, _HIDDEN.value,
-        torch_compile=compiled)
+        torch_compile=compiled, device=device)
     # The PyG model gates, then aggregates and projects over D.
     row["flops_analytic"] = cost.step_flops(
         "search_first_order", *architectures(workload, _HIDDEN.value),
