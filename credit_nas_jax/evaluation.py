@@ -45,6 +45,7 @@ from sklearn import linear_model
 from sklearn import metrics as sk_metrics
 
 from credit_nas_jax import data as data_lib
+from credit_nas_jax import experiment
 from credit_nas_jax import graphs as graphs_lib
 from credit_nas_jax import metrics as metrics_lib
 from credit_nas_jax import model as model_lib
@@ -171,20 +172,23 @@ def fixed_architecture(dataset: data_lib.Dataset, kind: str, hidden_dim: int,
       layer_op_kinds=((kind,),) * num_layers)
 
 
-def _retrain(key: jax.Array, arch: model_lib.Architecture,
-             maker: data_lib.BatchMaker, config: ml_collections.ConfigDict):
-  return train_lib.retrain(
-      key, arch, maker, steps=config.retrain_steps,
-      learning_rate=config.retrain_lr,
-      weight_decay=config.retrain_weight_decay, eval_every=config.eval_every,
-      patience=config.patience)
+def _seed_experiment(dataset: data_lib.Dataset,
+                     config: ml_collections.ConfigDict, seed: int,
+                     search_space: str = "patent") -> experiment.Experiment:
+  """The experiment core over one seed's dataset."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.seed = seed
+  config.search_space = search_space
+  return experiment.prepare(config, dataset)
 
 
-def _test_result(model: str, graph: str, weights, arch, maker, history,
-                 start: float, details: dict[str, Any] | None = None
-                 ) -> ModelResult:
-  _, labels, scores = train_lib.predict_scores(
-      weights, {}, maker.evaluation_batches("test"), arch)
+def _test_result(model: str, graph: str, exp: experiment.Experiment,
+                 state: train_lib.TrainState, arch: model_lib.Architecture,
+                 history: list[dict], start: float,
+                 details: dict[str, Any] | None = None) -> ModelResult:
+  """Scores the best weights of a retrain once on test."""
+  _, scores = experiment.evaluate(exp, state.best_weights, {}, arch, "test")
+  labels = exp.dataset.labels[exp.dataset.splits["test"]]
   best = max(history, key=lambda r: r["val_auc"])
   return _result(model, graph, labels, scores, best["val_auc"], start,
                  {"retrain_steps": history[-1]["step"],
@@ -196,18 +200,18 @@ def train_fixed(name: str, dataset: data_lib.Dataset,
                 graph: str) -> ModelResult:
   """Trains one of the fixed-network baselines from scratch."""
   start = time.perf_counter()
+  exp = _seed_experiment(dataset, config, seed)
   if name == "supernet":
-    arch = dataclasses.replace(pipeline.supernet_for(config, dataset),
-                               searchable=False)
+    arch = dataclasses.replace(exp.supernet, searchable=False)
   else:
     kind = {"mlp": "self", "gcn": "gcn", "graphsage": "sage"}[name]
     arch = fixed_architecture(dataset, kind, config.hidden_dim,
                               config.fixed_width_ratio, config.num_gcn_layers)
-  maker = data_lib.BatchMaker(dataset, config.batch_size,
-                               tuple(config.fanouts), seed)
   key = jax.random.fold_in(jax.random.key(seed), MODELS.index(name))
-  weights, history = _retrain(key, arch, maker, config)
-  return _test_result(name, graph, weights, arch, maker, history, start)
+  state = train_lib.init_train_state(key, arch,
+                                     experiment.retrain_optimizer(config))
+  state, history = experiment.retrain(exp, state, arch)
+  return _test_result(name, graph, exp, state, arch, history, start)
 
 
 def search_and_retrain(name: str, dataset: data_lib.Dataset,
@@ -215,30 +219,32 @@ def search_and_retrain(name: str, dataset: data_lib.Dataset,
                        graph: str, log_path: str) -> ModelResult:
   """Ours: bilevel search, derive, retrain, test."""
   start = time.perf_counter()
-  config = ml_collections.ConfigDict(config.to_dict())
-  config.search_space = "extended" if name == "searched_extended" else (
-      "patent")
-  arch = pipeline.supernet_for(config, dataset)
-  maker = data_lib.BatchMaker(dataset, config.batch_size,
-                               tuple(config.fanouts), seed)
-  init_key, retrain_key = jax.random.split(jax.random.key(seed))
-  state = search_lib.init_search_state(init_key, arch,
-                                       pipeline.hyperparameters_of(config))
+  exp = _seed_experiment(
+      dataset, config, seed,
+      "extended" if name == "searched_extended" else "patent")
+  arch = exp.supernet
+  keys = experiment.run_keys(seed)
+  state = search_lib.init_search_state(
+      keys["init"], arch, experiment.hyperparameters_of(exp.config))
   # A rerun of this model searches from the start: its old records go.
   log = pipeline.RunLog(log_path, keep=lambda record: False)
   try:
-    state, _, timing = pipeline.run_search(state, maker, arch, config, log)
+    state, timing = experiment.search(
+        exp, state, keys=keys, on_block=lambda s, metrics, step: log.write(
+            {"phase": "search", "step": step, **metrics}))
   finally:
     log.close()
-  derived, trials = pipeline.derive(state, arch, maker, config)
-  weights, history = _retrain(retrain_key, derived.arch, maker, config)
-  probe = maker.training_batch("test", 0)
-  supernet_ms = pipeline.inference_milliseconds(state.weights, state.alphas,
-                                                arch, probe)
-  derived_ms = pipeline.inference_milliseconds(weights, {}, derived.arch,
-                                               probe)
+  derived, trials = experiment.derive(exp, state, keys=keys)
+  train_state, history = experiment.retrain(
+      exp, experiment.retrain_state(exp, derived, keys), derived.arch,
+      keys=keys)
+  probe = exp.maker.training_batch("test", 0)
+  supernet_ms = experiment.inference_milliseconds(state.weights, state.alphas,
+                                                  arch, probe)
+  derived_ms = experiment.inference_milliseconds(train_state.best_weights, {},
+                                                 derived.arch, probe)
   return _test_result(
-      name, graph, weights, derived.arch, maker, history, start,
+      name, graph, exp, train_state, derived.arch, history, start,
       {"feature_gates": derived.feature_gates,
        "kept_features": list(derived.kept_features),
        "chosen_ops": list(derived.chosen_ops),

@@ -254,43 +254,52 @@ def pad_batch(graphs: jraph.GraphsTuple,
   return padded
 
 
-def sample_unpadded(graph: BorrowerGraph, node_features: np.ndarray,
-                    labels: np.ndarray, seeds: np.ndarray,
-                    fanouts: Sequence[int],
-                    rng: np.random.Generator) -> jraph.GraphsTuple:
-  """Samples the neighbourhood graph of every seed, without padding.
+def slot_parents(fanouts: Sequence[int]) -> np.ndarray:
+  """Slot of every slot's parent in a sampled graph (-1 for the root)."""
+  parents, width, offset = [np.full(1, -1)], 1, 0
+  for fanout in fanouts:
+    parents.append(offset + np.repeat(np.arange(width), fanout))
+    offset += width
+    width *= fanout
+  return np.concatenate(parents).astype(np.int32)
 
-  Args:
-    graph: the relation graph over all borrowers.
-    node_features: [num_borrowers, columns] encoded features.
-    labels: [num_borrowers] float labels (1 = good credit).
-    seeds: [B] borrowers to score, each the node 0 of its graph.
-    fanouts: neighbours sampled per hop.
-    rng: numpy generator for the sampling.
+
+def sample_slots(graph: BorrowerGraph, seeds: np.ndarray,
+                 fanouts: Sequence[int],
+                 rng: np.random.Generator) -> np.ndarray:
+  """Borrower in every slot of every seed's sampled tree, -1 where empty.
+
+  Slot 0 is the seed, then its ``fanouts[0]`` sampled neighbours, then
+  ``fanouts[1]`` of each of those, and so on (see :func:`slot_parents`).
 
   Returns:
-    A GraphsTuple; ``globals`` holds ``label`` and ``borrower`` (the seed's
-    row).
+    [B, graph_slots(fanouts)] int64 borrower rows.
   """
   seeds = np.asarray(seeds, dtype=np.int64)
   batch = seeds.shape[0]
-  levels, parents = [seeds[:, None]], [np.full((batch, 1), -1)]
-  width, offset = 1, 0
+  levels, width = [seeds[:, None]], 1
   for fanout in fanouts:
-    frontier = levels[-1].reshape(-1)
-    sampled = sample_neighbours(graph, frontier, fanout, rng)
+    sampled = sample_neighbours(graph, levels[-1].reshape(-1), fanout, rng)
     levels.append(sampled.reshape(batch, width * fanout))
-    # Slot index (inside the graph) of every sampled node's parent.
-    parent_slot = offset + np.repeat(np.arange(width), fanout)
-    parents.append(np.broadcast_to(parent_slot, (batch, width * fanout)))
-    offset += width
     width *= fanout
-  node_id = np.concatenate(levels, axis=1)  # [B, S]
-  parent = np.concatenate(parents, axis=1)  # [B, S]
+  return np.concatenate(levels, axis=1)
+
+
+def assemble_slots(node_id: np.ndarray, fanouts: Sequence[int],
+                   node_features: np.ndarray,
+                   labels: np.ndarray) -> jraph.GraphsTuple:
+  """The unpadded batch of sampled trees: empty slots dropped, every tree
+  edge in both directions, grouped by graph in slot order.
+
+  ``globals`` holds ``label`` and ``borrower`` (the seed's row). Seeds are
+  ``node_id[:, 0]`` and must all be real borrowers.
+  """
+  batch, slots = node_id.shape
+  seeds = node_id[:, 0]
+  parent = np.broadcast_to(slot_parents(fanouts), (batch, slots))
   valid = node_id >= 0
-  slots = node_id.shape[1]
-  compact = np.cumsum(valid.reshape(-1)) - 1  # new index of every valid slot
   flat_valid = valid.reshape(-1)
+  compact = np.cumsum(flat_valid) - 1  # new index of every valid slot
   slot_base = np.arange(batch)[:, None] * slots
   child = np.flatnonzero(flat_valid & (parent.reshape(-1) >= 0))
   parent_flat = (slot_base + np.maximum(parent, 0)).reshape(-1)[child]
@@ -310,3 +319,25 @@ def sample_unpadded(graph: BorrowerGraph, node_features: np.ndarray,
       globals={"label": labels[seeds].astype(np.float32),
                "borrower": seeds.astype(np.int32)},
   )
+
+
+def sample_unpadded(graph: BorrowerGraph, node_features: np.ndarray,
+                    labels: np.ndarray, seeds: np.ndarray,
+                    fanouts: Sequence[int],
+                    rng: np.random.Generator) -> jraph.GraphsTuple:
+  """Samples the neighbourhood graph of every seed, without padding.
+
+  Args:
+    graph: the relation graph over all borrowers.
+    node_features: [num_borrowers, columns] encoded features.
+    labels: [num_borrowers] float labels (1 = good credit).
+    seeds: [B] borrowers to score, each the node 0 of its graph.
+    fanouts: neighbours sampled per hop.
+    rng: numpy generator for the sampling.
+
+  Returns:
+    A GraphsTuple; ``globals`` holds ``label`` and ``borrower`` (the seed's
+    row).
+  """
+  return assemble_slots(sample_slots(graph, seeds, fanouts, rng), fanouts,
+                        node_features, labels)

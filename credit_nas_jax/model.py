@@ -389,13 +389,14 @@ def network_gates(alphas: chex.ArrayTree,
 
 
 def _pooled_gate(gates: dict[str, jax.Array], arch: Architecture):
-  if arch.searchable and arch.readout_searchable:
+  if "readout" in gates:
     return gates["readout"][0]
   return None
 
 
 def apply(weights: chex.ArrayTree, alphas: chex.ArrayTree,
-          graphs: jraph.GraphsTuple, arch: Architecture) -> jax.Array:
+          graphs: jraph.GraphsTuple, arch: Architecture,
+          gates: dict[str, jax.Array] | None = None) -> jax.Array:
   """Logits of good credit, one per graph in the batch.
 
   Args:
@@ -403,11 +404,15 @@ def apply(weights: chex.ArrayTree, alphas: chex.ArrayTree,
     alphas: architecture weights (``{}`` for a derived network).
     graphs: a padded batch; ``nodes`` is [N, columns].
     arch: the static architecture.
+    gates: fixed gate values that replace the alphas' (a derived network
+      as a masked supernet: 0/1 feature gates, one-hot op gates); the
+      structure of :func:`network_gates` of a searchable ``arch``.
 
   Returns:
     [n_graph] logits; padding graphs get finite values to be masked.
   """
-  gates = network_gates(alphas, arch)
+  if gates is None:
+    gates = network_gates(alphas, arch)
   nodes = graphs.nodes
   if len(arch.input_columns) != nodes.shape[1]:
     nodes = nodes[:, np.asarray(arch.input_columns)]

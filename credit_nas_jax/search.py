@@ -127,8 +127,8 @@ def init_search_state(key: jax.Array, arch: model_lib.Architecture,
 
 
 def batch_loss(weights: chex.ArrayTree, alphas: chex.ArrayTree,
-               graphs: jraph.GraphsTuple,
-               arch: model_lib.Architecture) -> jax.Array:
+               graphs: jraph.GraphsTuple, arch: model_lib.Architecture,
+               gates: dict[str, jax.Array] | None = None) -> jax.Array:
   """Mean cross-entropy over the real graphs of a padded batch.
 
   ``graphs`` may carry a leading shard axis (``nodes`` [shards, N, C]): the
@@ -139,10 +139,10 @@ def batch_loss(weights: chex.ArrayTree, alphas: chex.ArrayTree,
   if graphs.nodes.ndim == 3:
     sums, counts = jax.vmap(
         lambda g: model_lib.masked_bce_sum(
-            model_lib.apply(weights, alphas, g, arch), g))(graphs)
+            model_lib.apply(weights, alphas, g, arch, gates), g))(graphs)
     return jnp.sum(sums) / jnp.maximum(jnp.sum(counts), 1.0)
-  return model_lib.masked_bce(model_lib.apply(weights, alphas, graphs, arch),
-                              graphs)
+  return model_lib.masked_bce(
+      model_lib.apply(weights, alphas, graphs, arch, gates), graphs)
 
 
 def zero_one_penalty(alphas: chex.ArrayTree,
@@ -431,3 +431,69 @@ def derive_by_validation(alphas: chex.ArrayTree,
            for t in op_trials]
   return derived, [{"ops": n, "validation_auc": t["validation_auc"]}
                    for n, t in zip(names, op_trials)] + trials
+
+
+def derived_gates(derived: DerivedArchitecture,
+                  supernet: model_lib.Architecture) -> dict[str, jax.Array]:
+  """The derived network as fixed gates of its supernet: 1 on the kept
+  features, one-hot on the chosen ops, the readout gate 1 or 0."""
+  kept = set(derived.kept_features)
+  gates = {
+      "features": jnp.asarray([float(n in kept)
+                               for n in supernet.group_names]),
+      "ops": [jnp.asarray([float(n == chosen) for n in names])
+              for names, chosen in zip(supernet.layer_op_names,
+                                       derived.chosen_ops)]}
+  if supernet.readout_searchable:
+    gates["readout"] = jnp.asarray([float(derived.arch.pooled_readout)])
+  return gates
+
+
+def threshold_gates(alphas: chex.ArrayTree, supernet: model_lib.Architecture,
+                    threshold: jax.Array) -> dict[str, jax.Array]:
+  """:func:`derive_architecture`'s threshold rule as fixed gates, traceable
+  (a sweep derives every member inside one program)."""
+  gates = model_lib.gate_values(alphas, supernet.gate_function)
+  features = gates["features"]
+  keep = features >= threshold
+  keep = keep | ((~jnp.any(keep)) & (jnp.arange(features.shape[0])
+                                     == jnp.argmax(features)))
+  ops = jax.nn.one_hot(jnp.argmax(gates["ops"], axis=-1),
+                       gates["ops"].shape[-1])
+  fixed = {"features": keep.astype(jnp.float32),
+           "ops": [ops[layer] for layer in range(ops.shape[0])]}
+  if supernet.readout_searchable:
+    fixed["readout"] = (gates["readout"] >= threshold).astype(jnp.float32)
+  return fixed
+
+
+def slice_weights(weights: chex.ArrayTree, supernet: model_lib.Architecture,
+                  derived: DerivedArchitecture) -> chex.ArrayTree:
+  """The derived network's weights cut out of supernet-shaped weights.
+
+  The derived network with these weights computes what the supernet
+  computes under :func:`derived_gates`: the closed gates multiply their
+  parts by zero.
+  """
+  kept_groups = [supernet.group_names.index(n) for n in derived.kept_features]
+  columns = np.asarray(derived.arch.input_columns)
+  layers = []
+  for layer, (params, names, widths, kinds) in enumerate(zip(
+      weights["gcn"], supernet.layer_op_names, supernet.layer_ops,
+      supernet.layer_op_kinds)):
+    j = names.index(derived.chosen_ops[layer])
+    start = sum(widths[:j])
+    block = slice(start, start + widths[j])
+    cut = {"w1": params["w1"][:, block], "b1": params["b1"][block],
+           "w2": params["w2"][block], "b2": params["b2"][j:j + 1]}
+    if kinds[j] == "sage":
+      root = sum(w for w, k in zip(widths[:j], kinds[:j]) if k == "sage")
+      cut["w1_root"] = params["w1_root"][:, root:root + widths[j]]
+    layers.append(cut)
+  head = dict(weights["head"])
+  if not derived.arch.pooled_readout:
+    head["w1"] = head["w1"][:supernet.hidden_dim]
+  return {"feature_embed": {"w": weights["feature_embed"]["w"][columns],
+                            "b": weights["feature_embed"]["b"][
+                                np.asarray(kept_groups)]},
+          "gcn": layers, "head": head}

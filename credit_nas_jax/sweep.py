@@ -33,10 +33,11 @@ import numpy as np
 import pandas as pd
 from absl import logging
 
-from credit_nas_jax import data as data_lib
+from credit_nas_jax import experiment
 from credit_nas_jax import metrics as metrics_lib
 from credit_nas_jax import model as model_lib
 from credit_nas_jax import pipeline
+from credit_nas_jax import sampling
 from credit_nas_jax import search as search_lib
 from credit_nas_jax import train as train_lib
 
@@ -76,29 +77,51 @@ def grid_members(config: ml_collections.ConfigDict) -> list[Member]:
   return members
 
 
-def _sweep_step_fn(states, train_batches, val_batches, seed_slot, *, arch,
-                   second_order, arch_warmup_steps, vmap_width):
-  """The search step over stacked members, each with its seed's batches.
+def _sweep_block_fn(states, arrays, seed_keys, seed_slot, stop, *, arch,
+                    plan, length, vmap_width):
+  """``length`` search steps of every member as one scan.
 
-  ``jax.lax.map`` runs the members ``vmap_width`` at a time, vmapped, and the
-  groups one after another inside the same program; a narrower width lowers
-  the peak activation memory of the step.
+  Every step samples the batches of each distinct seed once, on the device
+  (the keys of a lone run of that seed), and each member picks its own
+  inside the program; ``jax.lax.map`` runs the members ``vmap_width`` at a
+  time, vmapped, one group after another.
   """
+  def batches(split, step):
+    return jax.vmap(lambda key: sampling.training_batch(
+        arrays, split, step, key, batch_size=plan.batch_size,
+        fanouts=plan.fanouts))(seed_keys)
 
-  def member(args):
-    state, slot = args
-    pick = lambda tree: jax.tree.map(lambda x: x[slot], tree)
-    return search_lib.search_step_fn(
-        state, pick(train_batches), pick(val_batches), arch=arch,
-        second_order=second_order, arch_warmup_steps=arch_warmup_steps)
+  def step_fn(states):
+    step = states.step[0]
+    train, val = batches("train", step), batches("validation", step)
 
-  return jax.lax.map(member, (states, seed_slot), batch_size=vmap_width)
+    def member(args):
+      state, slot = args
+      pick = lambda tree: jax.tree.map(lambda x: x[slot], tree)
+      return search_lib.search_step_fn(
+          state, pick(train), pick(val), arch=arch,
+          second_order=plan.second_order,
+          arch_warmup_steps=plan.arch_warmup_steps)
+
+    return jax.lax.map(member, (states, seed_slot), batch_size=vmap_width)
+
+  shapes = jax.eval_shape(step_fn, states)[1]
+  zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
+
+  def body(carry, _):
+    states, last = carry
+    states, last = jax.lax.cond(states.step[0] < stop, step_fn,
+                                lambda s: (s, last), states)
+    return (states, last), None
+
+  (states, metrics), _ = jax.lax.scan(body, (states, zeros), None,
+                                      length=length)
+  return states, metrics
 
 
-sweep_step = jax.jit(
-    _sweep_step_fn,
-    static_argnames=("arch", "second_order", "arch_warmup_steps",
-                     "vmap_width"),
+sweep_block = jax.jit(
+    _sweep_block_fn,
+    static_argnames=("arch", "plan", "length", "vmap_width"),
     donate_argnums=0)
 
 
@@ -109,10 +132,8 @@ def vmap_width_for(config: ml_collections.ConfigDict, members: int) -> int:
   return members
 
 
-@functools.partial(jax.jit, static_argnames=("arch",))
-def _sweep_logits(weights, alphas, batch, arch):
-  return jax.vmap(lambda w, a: model_lib.apply(w, a, batch, arch))(weights,
-                                                                   alphas)
+def _stack(trees):
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
 
 @functools.partial(jax.jit, static_argnames=("arch",))
@@ -123,23 +144,10 @@ def _init_stacked(keys, hyperparameters, arch):
 
 def _init_states(members: list[Member], arch: model_lib.Architecture):
   """Stacked search states; member i starts exactly as a lone run would."""
-  keys = jnp.stack([jax.random.split(jax.random.key(m.seed))[0]
-                    for m in members])
+  keys = _stack([experiment.run_keys(m.seed)["init"] for m in members])
   hyper = {name: jnp.asarray([m.settings[name] for m in members], jnp.float32)
            for name in search_lib.HYPERPARAMETERS}
   return _init_stacked(keys, hyper, arch)
-
-
-def _stack(trees):
-  return jax.tree.map(lambda *xs: np.stack(xs), *trees)
-
-
-def _available_bytes() -> int:
-  device = jax.devices()[0]
-  stats = device.memory_stats() if hasattr(device, "memory_stats") else None
-  if stats and "bytes_limit" in stats:
-    return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
-  return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
 def chunk_size(num_members: int, bytes_per_member: int, available: int,
@@ -149,85 +157,120 @@ def chunk_size(num_members: int, bytes_per_member: int, available: int,
   return max(1, min(num_members, cap, fits))
 
 
-def _bytes_per_member(arch, maker, config) -> int:
-  """Memory of one member's step, from XLA's analysis of the compiled step."""
-  state = _init_states([Member(0, config.seed, {n: float(config[n]) for n in
-                                                SWEPT_FLOATS})], arch)
-  batch = _stack([maker.training_batch("train", 0)])
-  compiled = sweep_step.lower(
-      state, batch, batch, jnp.zeros(1, jnp.int32), arch=arch,
-      second_order=config.second_order,
-      arch_warmup_steps=config.arch_warmup_steps, vmap_width=1).compile()
-  analysis = compiled.memory_analysis()
-  if analysis is None:
-    return sum(x.nbytes for x in jax.tree.leaves(state)) * 8
-  return int(analysis.temp_size_in_bytes + analysis.argument_size_in_bytes
-             + analysis.output_size_in_bytes)
+def _bytes_per_member(exp: experiment.Experiment) -> int:
+  """Memory of one member: its state (weights, alphas, two Adam moments
+  each) and its step's activations."""
+  weights, alphas = model_lib.init_shapes(exp.supernet)
+  state = sum(int(np.prod(x.shape)) * 4
+              for x in jax.tree.leaves((weights, alphas)))
+  return 3 * state + experiment.step_bytes(
+      exp.supernet, exp.plan.batch_size, exp.plan.fanouts,
+      exp.dataset.node_features.shape[1])
 
 
-def _run_chunk(members, arch, config, makers, seeds, compiled=None):
-  """Searches one chunk of members; returns their final states (numpy).
+def _search_chunk(members, exp, seeds, compiled=None):
+  """Searches one chunk of members; returns their final states.
 
   ``seeds`` lists the distinct seeds of the whole grid, so every chunk has
   the same shapes and reuses the program compiled for the first one.
   """
-  states = _init_states(members, arch)
+  config = exp.config
+  states = _init_states(members, exp.supernet)
   slot = jnp.asarray([seeds.index(m.seed) for m in members], jnp.int32)
-
-  def batches(step):
-    return (_stack([makers[s].training_batch("train", step) for s in seeds]),
-            _stack([makers[s].training_batch("validation", step)
-                    for s in seeds]))
-
-  train_batches, val_batches = batches(0)
+  seed_keys = _stack([experiment.run_keys(s)["search_batches"]
+                      for s in seeds])
+  length = experiment.block_length(config)
+  total = int(config.search_steps)
   compile_seconds = 0.0
   if compiled is None:
     compile_start = time.perf_counter()
-    compiled = sweep_step.lower(
-        states, train_batches, val_batches, slot, arch=arch,
-        second_order=config.second_order,
-        arch_warmup_steps=config.arch_warmup_steps,
+    compiled = sweep_block.lower(
+        states, exp.arrays, seed_keys, slot, jnp.int32(total),
+        arch=exp.supernet, plan=exp.plan, length=length,
         vmap_width=vmap_width_for(config, len(members))).compile()
     compile_seconds = time.perf_counter() - compile_start
   start = time.perf_counter()
-  for step in range(config.search_steps):
-    states, metrics = compiled(states, train_batches, val_batches, slot)
-    if step + 1 < config.search_steps:
-      train_batches, val_batches = batches(step + 1)
-    if (step + 1) % config.log_every == 0 or step + 1 == config.search_steps:
+  for step in range(0, total, length):
+    stop = min(step + length, total)
+    states, metrics = compiled(states, exp.arrays, seed_keys, slot,
+                               jnp.int32(stop))
+    if stop % config.log_every == 0 or stop == total:
       loss = np.asarray(metrics["val_loss"])
       logging.info("sweep step %d/%d: validation loss median %.4f "
-                   "(min %.4f, max %.4f) over %d members", step + 1,
-                   config.search_steps, np.nanmedian(loss), np.nanmin(loss),
-                   np.nanmax(loss), len(members))
+                   "(min %.4f, max %.4f) over %d members", stop, total,
+                   np.nanmedian(loss), np.nanmin(loss), np.nanmax(loss),
+                   len(members))
   states = jax.block_until_ready(states)
-  return (jax.tree.map(np.asarray, states), compiled, compile_seconds,
-          time.perf_counter() - start)
+  return states, compiled, compile_seconds, time.perf_counter() - start
 
 
 def _member_state(states, i):
   return jax.tree.map(lambda x: x[i], states)
 
 
-def _supernet_validation_auc(states, members, arch, makers):
-  """Validation AUC of every member's supernet, seed groups vmapped."""
-  aucs = np.full(len(members), np.nan)
-  for seed in sorted({m.seed for m in members}):
-    idx = [i for i, m in enumerate(members) if m.seed == seed]
-    weights = jax.tree.map(lambda x: x[np.array(idx)], states.weights)
-    alphas = jax.tree.map(lambda x: x[np.array(idx)], states.alphas)
-    logits, labels = [], []
-    for batch in makers[seed].evaluation_batches("validation"):
-      real = batch.globals["borrower"] >= 0
-      logits.append(np.asarray(_sweep_logits(weights, alphas, batch,
-                                             arch))[:, real])
-      labels.append(batch.globals["label"][real])
-    logits, labels = np.concatenate(logits, 1), np.concatenate(labels)
-    for row, i in enumerate(idx):
-      if np.isfinite(logits[row]).all():
-        aucs[i] = metrics_lib.classification_metrics(
-            labels, 1 / (1 + np.exp(-logits[row].astype(np.float64))))["auc"]
-  return aucs
+@functools.partial(jax.jit, static_argnames=("arch", "plan"))
+def _validation_aucs(weights, alphas, gates, arrays, eval_keys, *, arch,
+                     plan):
+  """Validation AUC of every member's network, vmapped on the device."""
+  rows = arrays.splits["validation"]
+  labels = arrays.labels[rows]
+
+  def one(w, a, g, key):
+    logits = experiment._split_logits_fn(  # pylint: disable=protected-access
+        w, a, g, arrays, rows, sampling.SPLIT_STREAMS["validation"], key,
+        arch=arch, plan=plan)
+    return metrics_lib.roc_auc_from_logits(logits, labels)
+
+  return jax.vmap(one)(weights, alphas, gates, eval_keys)
+
+
+def _supernet_validation_auc(states, members, exp):
+  """Validation AUC of every member's supernet (NaN where it diverged)."""
+  keys = _stack([experiment.run_keys(m.seed)["evaluation"] for m in members])
+  aucs = np.asarray(_validation_aucs(states.weights, states.alphas, None,
+                                     exp.arrays, keys, arch=exp.supernet,
+                                     plan=exp.plan), np.float64)
+  diverged = np.asarray(states.nonfinite_step) >= 0
+  return np.where(diverged, np.nan, aucs)
+
+
+def retrain_members(exp: experiment.Experiment, members: list[Member],
+                    states: search_lib.SearchState
+                    ) -> tuple[np.ndarray, train_lib.TrainState]:
+  """Derives and retrains members as one vmapped program.
+
+  Each member's derived network is its supernet with fixed gates (the
+  threshold rule, :func:`search.threshold_gates`), so members of different
+  architectures share shapes; weights start from the supernet initialised
+  with the member's retrain key, as a lone run's derived network does.
+
+  Returns:
+    (validation AUC of each member's best weights, the stacked states,
+    whose ``best_weights`` are the members' retrained weights).
+  """
+  config, arch = exp.config, exp.supernet
+  keys = _stack([experiment.run_keys(m.seed) for m in members])
+  thresholds = jnp.asarray([m.settings["gate_threshold"] for m in members])
+  gates = jax.vmap(lambda a, t: search_lib.threshold_gates(a, arch, t))(
+      states.alphas, thresholds)
+  tx = experiment.retrain_optimizer(config)
+  train_states = jax.vmap(lambda key: train_lib.init_train_state(
+      key, arch, tx, model_lib.init(key, arch)[0]))(keys["retrain"])
+  block = jax.jit(jax.vmap(
+      functools.partial(experiment._retrain_block_fn,  # pylint: disable=protected-access
+                        arch=arch, plan=exp.plan,
+                        length=int(config.eval_every),
+                        patience=int(config.patience)),
+      in_axes=(0, None, 0, 0, None)), donate_argnums=0)
+  total = int(config.retrain_steps)
+  step = 0
+  while step < total and not bool(np.all(train_states.stopped)):
+    step = min(step + int(config.eval_every), total)
+    train_states, record = block(train_states, exp.arrays, keys, gates,
+                                 jnp.int32(step))
+    logging.info("sweep retrain step %d/%d: validation AUC %s", step, total,
+                 np.round(np.asarray(record["val_auc"]), 4).tolist())
+  return np.asarray(train_states.best_auc, np.float64), train_states
 
 
 def _write_markdown(frame: pd.DataFrame, path: str) -> None:
@@ -302,25 +345,27 @@ def run_sweep(config: ml_collections.ConfigDict,
     json.dump(config.to_dict(), f, indent=2)
   members = grid_members(config)
   dataset = pipeline.load_dataset(config)
-  arch = pipeline.supernet_for(config, dataset)
-  makers = {seed: data_lib.BatchMaker(dataset, config.batch_size,
-                                      tuple(config.fanouts), seed)
-            for seed in {m.seed for m in members}}
+  exp = experiment.prepare(config, dataset)
+  if exp.plan.sampler != "device":
+    raise ValueError("a sweep samples on the device; this graph does not "
+                     "fit there (config.sampler)")
+  arch = exp.supernet
   start = time.perf_counter()
-  per_member = _bytes_per_member(arch, makers[members[0].seed], config)
-  size = chunk_size(len(members), per_member, _available_bytes(),
+  per_member = _bytes_per_member(exp)
+  size = chunk_size(len(members), per_member,
+                    experiment.available_device_bytes(),
                     config.sweep_max_chunk)
   chunks = [members[i:i + size] for i in range(0, len(members), size)]
   logging.info("sweep: %d members in %d chunk(s) of %d (about %.1f MiB per "
                "member; cap %d), %d vmapped at a time", len(members),
                len(chunks), size, per_member / 2**20, config.sweep_max_chunk,
                vmap_width_for(config, size))
-  seeds = sorted(makers)
+  seeds = sorted({m.seed for m in members})
   states_parts, compile_seconds, run_seconds, compiled = [], 0.0, 0.0, None
   for number, chunk in enumerate(chunks):
     padded = chunk + [chunk[-1]] * (size - len(chunk))
-    states, compiled, compiled_in, ran_in = _run_chunk(
-        padded, arch, config, makers, seeds, compiled)
+    states, compiled, compiled_in, ran_in = _search_chunk(
+        padded, exp, seeds, compiled)
     states_parts.append(jax.tree.map(lambda x, n=len(chunk): x[:n], states))
     compile_seconds += compiled_in
     run_seconds += ran_in
@@ -328,7 +373,7 @@ def run_sweep(config: ml_collections.ConfigDict,
   states = jax.tree.map(lambda *xs: np.concatenate(xs), *states_parts)
   search_wall = time.perf_counter() - start
 
-  aucs = _supernet_validation_auc(states, members, arch, makers)
+  aucs = _supernet_validation_auc(states, members, exp)
   rows = []
   for i, member in enumerate(members):
     state = _member_state(states, i)
@@ -348,20 +393,16 @@ def run_sweep(config: ml_collections.ConfigDict,
   order = leaderboard.sort_values("supernet_val_auc", ascending=False,
                                   na_position="last")
   leaderboard["retrained_val_auc"] = np.nan
-  for i in order["member"].head(config.sweep_top_k):
-    member, state = members[i], _member_state(states, i)
-    derived = search_lib.derive_architecture(
-        state.alphas, arch, member.settings["gate_threshold"])
-    retrain_key = jax.random.split(jax.random.key(member.seed))[1]
-    weights, _ = train_lib.retrain(
-        retrain_key, derived.arch, makers[member.seed],
-        steps=config.retrain_steps, learning_rate=config.retrain_lr,
-        weight_decay=config.retrain_weight_decay,
-        eval_every=config.eval_every, patience=config.patience)
-    leaderboard.loc[i, "retrained_val_auc"] = train_lib.evaluate_split(
-        weights, {}, makers[member.seed], "validation", derived.arch)["auc"]
-    logging.info("member %d retrained: validation AUC %.4f", i,
-                 leaderboard.loc[i, "retrained_val_auc"])
+  top = [int(i) for i in order["member"].head(config.sweep_top_k)]
+  if top:
+    retrain_start = time.perf_counter()
+    top_states = jax.tree.map(lambda x: x[np.asarray(top)], states)
+    retrained, _ = retrain_members(exp, [members[i] for i in top], top_states)
+    leaderboard.loc[top, "retrained_val_auc"] = retrained
+    logging.info("top %d members retrained in one program (%.1fs): "
+                 "validation AUC %s", len(top),
+                 time.perf_counter() - retrain_start,
+                 np.round(retrained, 4).tolist())
 
   leaderboard = leaderboard.sort_values("supernet_val_auc", ascending=False,
                                         na_position="last")

@@ -8,10 +8,9 @@ import pandas as pd
 import pytest
 
 import launch  # pylint: disable=g-bad-import-order
-from credit_nas_jax import data
+from credit_nas_jax import experiment
 from credit_nas_jax import model_io
 from credit_nas_jax import pipeline
-from credit_nas_jax import train
 
 OUTPUTS = ("config.json", "metrics.jsonl", "alphas.csv", "alphas.png",
            "architecture.json", "test_metrics.json", "search_cost.json",
@@ -63,6 +62,11 @@ def test_outputs_are_consistent(run_dir):
   for key in ("device_kind", "jax_version", "compile_seconds",
               "search_seconds", "search_steps_per_second"):
     assert key in cost
+  # The loop's figures: its time per step against the bare step's.
+  assert cost["sampler"] == "device"
+  assert cost["loop_over_bare_step"] == pytest.approx(
+      cost["search_loop_seconds_per_step"]
+      / cost["bare_search_step_seconds"])
 
 
 def test_saved_model_reproduces_the_test_metrics(run_dir):
@@ -71,8 +75,7 @@ def test_saved_model_reproduces_the_test_metrics(run_dir):
   config = pipeline.get_config_from_json(os.path.join(workdir, "config.json"))
   dataset = pipeline.load_dataset(config)
   assert saved.encoder == dataset.encoder
-  maker = data.BatchMaker(dataset, config.batch_size, saved.fanouts,
-                          config.seed)
-  test = train.evaluate_split(saved.weights, {}, maker, "test", saved.arch)
+  exp = experiment.prepare(config, dataset)
+  test, _ = experiment.evaluate(exp, saved.weights, {}, saved.arch, "test")
   expected = json.load(open(os.path.join(workdir, "test_metrics.json")))
   assert test["auc"] == pytest.approx(expected["test"]["auc"], abs=1e-6)

@@ -151,6 +151,7 @@ def test_hyperparameters_live_in_the_state(small):
 
 def test_short_search_gives_the_planted_noise_feature_the_lowest_gate():
   from experiments.configs import test as test_config  # pylint: disable=g-import-not-at-top
+  from credit_nas_jax import experiment  # pylint: disable=g-import-not-at-top
   from credit_nas_jax import pipeline  # pylint: disable=g-import-not-at-top
   config = test_config.get_config()
   config.num_borrowers = 5000
@@ -160,18 +161,11 @@ def test_short_search_gives_the_planted_noise_feature_the_lowest_gate():
   config.search_steps = 300
   config.arch_warmup_steps = 100
   config.log_every = 100
-  dataset = pipeline.load_dataset(config)
-  arch = pipeline.supernet_for(config, dataset)
-  maker = data.BatchMaker(dataset, config.batch_size, config.fanouts,
-                          config.seed)
+  exp = experiment.prepare(config, pipeline.load_dataset(config))
+  arch = exp.supernet
   state = search.init_search_state(jax.random.key(config.seed), arch,
-                                   pipeline.hyperparameters_of(config))
-
-  class _Discard:
-    def write(self, record):
-      del record
-
-  state, _, _ = pipeline.run_search(state, maker, arch, config, _Discard())
+                                   experiment.hyperparameters_of(config))
+  state, _ = experiment.search(exp, state)
   gates = dict(zip(arch.group_names,
                    np.asarray(jax.nn.sigmoid(state.alphas["features"]))))
   assert min(gates, key=gates.get) == synthetic.NOISE_FEATURE, gates

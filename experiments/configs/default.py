@@ -29,6 +29,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.split_seed = 0
   config.fanouts = (10, 5)
   config.batch_size = 128
+  # Where neighbourhoods are sampled: "device" (inside the compiled step;
+  # the graph lives in device memory), "host" (numpy, for graphs too large
+  # for the device) or "auto" (the device where the graph fits in half of
+  # its free memory).
+  config.sampler = "auto"
 
   # Supernet.
   config.hidden_dim = 100

@@ -1,0 +1,626 @@
+"""The experiment core: search, derive, retrain and evaluate on the device.
+
+A run is a function of a config, a dataset and a seed. The search and the
+retrain are ``lax.scan`` over blocks of steps: each step samples its own
+batches on the device (:mod:`credit_nas_jax.sampling`), keyed by
+``fold_in(key, step)``; optimizer states, the early-stopping bests and the
+non-finite guard ride in the carry. The host touches a run only between
+blocks, through an optional callback (logging, checkpoints): nothing here
+reads or writes a file. ``pipeline``, the evaluation protocol and the sweep
+compose these functions and write the outputs.
+
+Every key of a run comes from :func:`run_keys`.
+
+Where a graph does not fit on the device (``sampler="host"``), the same
+blocks scan over batches that the host sampler built for the block.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from typing import Any, Callable
+
+import chex
+import jax
+import jax.numpy as jnp
+import jraph
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+
+from credit_nas_jax import data as data_lib
+from credit_nas_jax import graphs as graphs_lib
+from credit_nas_jax import metrics as metrics_lib
+from credit_nas_jax import model as model_lib
+from credit_nas_jax import sampling
+from credit_nas_jax import search as search_lib
+from credit_nas_jax import train as train_lib
+
+SAMPLERS = ("auto", "device", "host")
+SEARCH_SPACES = ("patent", "extended")
+DERIVE_RULES = ("threshold", "validation")
+# Share of the device's free memory the graph arrays may take before the
+# run falls back to the host sampler.
+DEVICE_GRAPH_SHARE = 0.5
+
+
+def run_keys(seed: int) -> dict[str, jax.Array]:
+  """Every key of a run, named by use, from its seed."""
+  root = jax.random.key(seed)
+  init, retrain = jax.random.split(root)
+  return {"init": init, "retrain": retrain,
+          "search_batches": jax.random.fold_in(root, 1),
+          "retrain_batches": jax.random.fold_in(root, 2),
+          "evaluation": jax.random.fold_in(root, 3)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """Static settings of a run's compiled programs (hashable).
+
+  Attributes:
+    batch_size: graphs per step (per shard).
+    fanouts: neighbours sampled per hop (zeros for a graph without edges).
+    sampler: "device" or "host".
+    num_shards: shards of a data-parallel batch (1: an unstacked batch).
+    sharding: the data-axis sharding of stacked shards, or None.
+    second_order: the exact second-order alpha gradient.
+    arch_warmup_steps: search steps before the alphas move.
+  """
+
+  batch_size: int
+  fanouts: tuple[int, ...]
+  sampler: str = "device"
+  num_shards: int = 1
+  sharding: Any = None
+  second_order: bool = False
+  arch_warmup_steps: int = 0
+
+
+@dataclasses.dataclass
+class Experiment:
+  """A config's dataset and programs' settings, ready to run.
+
+  Attributes:
+    config: the run's config.
+    dataset: the host dataset.
+    supernet: the search space.
+    plan: static settings.
+    arrays: the dataset on the device (the device sampler's input), or None.
+    maker: the host sampler (always: tests, benchmarks, host runs).
+  """
+
+  config: ml_collections.ConfigDict
+  dataset: data_lib.Dataset
+  supernet: model_lib.Architecture
+  plan: Plan
+  arrays: sampling.GraphArrays | None
+  maker: data_lib.BatchMaker
+
+
+def candidate_ops(config: ml_collections.ConfigDict
+                  ) -> tuple[tuple[float, ...], tuple[str, ...]]:
+  """(expansion ratios, kinds) of the candidate ops of a config's space."""
+  ratios = tuple(float(r) for r in config.op_ratios)
+  kinds = ("gcn",) * len(ratios)
+  if config.search_space == "extended":
+    extra = float(config.extra_op_ratio)
+    return ratios + (extra, extra), kinds + ("sage", "self")
+  if config.search_space != "patent":
+    raise ValueError(f"unknown search space {config.search_space!r}; "
+                     f"expected one of {list(SEARCH_SPACES)}")
+  return ratios, kinds
+
+
+def supernet_for(config: ml_collections.ConfigDict,
+                 dataset: data_lib.Dataset) -> model_lib.Architecture:
+  """The supernet architecture of a config over a dataset's features."""
+  ratios, kinds = candidate_ops(config)
+  return model_lib.supernet_architecture(
+      dataset.encoder.column_groups, dataset.encoder.features,
+      hidden_dim=config.hidden_dim, op_ratios=ratios,
+      num_layers=config.num_gcn_layers, gate_function=config.gate_function,
+      op_kinds=kinds, readout_searchable=config.search_space == "extended")
+
+
+def hyperparameters_of(config: ml_collections.ConfigDict) -> dict[str, float]:
+  """The float hyperparameters a sweep may vary, read from a config."""
+  return {name: float(config[name]) for name in search_lib.HYPERPARAMETERS}
+
+
+def available_device_bytes(device: jax.Device | None = None) -> int:
+  """Free memory of a device (the host's free memory for a CPU)."""
+  device = device or jax.devices()[0]
+  stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+  if stats and "bytes_limit" in stats:
+    return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+  return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def step_bytes(arch: model_lib.Architecture, batch_size: int,
+               fanouts: tuple[int, ...], num_columns: int) -> int:
+  """A rough upper bound of one search step's activation memory."""
+  budget = graphs_lib.BatchBudget.for_batch(batch_size, fanouts)
+  widest = max(sum(widths) for widths in arch.layer_ops) + arch.hidden_dim
+  per_node = 4 * (num_columns + 1 + widest * len(arch.layer_ops))
+  # Forward and backward of two batches (training and validation), twice
+  # over for the second-order gradient: a factor of eight is generous.
+  return 8 * budget.n_node * per_node
+
+
+def choose_sampler(config: ml_collections.ConfigDict,
+                   dataset: data_lib.Dataset, arch: model_lib.Architecture,
+                   fanouts: tuple[int, ...], available: int) -> str:
+  """The sampler a config gets; fails before any compile where even one
+  step's batch cannot fit the device.
+
+  Raises:
+    ValueError: an unknown sampler, a step larger than the device, or a
+      graph too large for ``sampler="device"``.
+  """
+  if config.sampler not in SAMPLERS:
+    raise ValueError(f"unknown sampler {config.sampler!r}; expected one of "
+                     f"{list(SAMPLERS)}")
+  columns = dataset.node_features.shape[1]
+  needed = step_bytes(arch, config.batch_size, fanouts, columns)
+  if needed > available:
+    raise ValueError(
+        f"one search step needs about {needed / 2**30:.1f} GiB with "
+        f"batch_size={config.batch_size} and fanouts={tuple(fanouts)}, more "
+        f"than the device's {available / 2**30:.1f} GiB free; lower "
+        "config.batch_size or config.fanouts")
+  graph = sampling.graph_bytes(dataset.labels.shape[0],
+                               dataset.graph.indices.size, columns)
+  fits = graph + needed <= DEVICE_GRAPH_SHARE * available
+  if config.sampler == "device" and not fits:
+    raise ValueError(
+        f"the graph takes {graph / 2**30:.1f} GiB on the device, over "
+        f"{DEVICE_GRAPH_SHARE:.0%} of its {available / 2**30:.1f} GiB free; "
+        "set config.sampler='host' (or 'auto')")
+  if config.sampler == "auto":
+    return "device" if fits else "host"
+  return config.sampler
+
+
+def prepare(config: ml_collections.ConfigDict, dataset: data_lib.Dataset, *,
+            mesh: jax.sharding.Mesh | None = None,
+            seed: int | None = None) -> Experiment:
+  """The supernet, plan and device arrays of a config over a dataset.
+
+  ``mesh`` shards every step's batch over its data axis (stacked shards, one
+  per device); ``seed`` overrides ``config.seed`` for the host sampler.
+  """
+  arch = supernet_for(config, dataset)
+  has_edges = dataset.graph.indices.size > 0
+  fanouts = tuple(int(f) for f in config.fanouts)
+  if not has_edges:  # one-node graphs: pad for one node, not the worst case
+    fanouts = (0,) * len(fanouts)
+  sampler = choose_sampler(config, dataset, arch, fanouts,
+                           available_device_bytes())
+  sharding, shards = None, 1
+  if mesh is not None:
+    from credit_nas_jax import parallel  # pylint: disable=g-import-not-at-top
+    sharding = jax.sharding.NamedSharding(
+        mesh, jax.sharding.PartitionSpec(parallel.DATA_AXIS))
+    shards = mesh.size
+  plan = Plan(batch_size=config.batch_size, fanouts=fanouts, sampler=sampler,
+              num_shards=shards, sharding=sharding,
+              second_order=config.second_order,
+              arch_warmup_steps=config.arch_warmup_steps)
+  arrays = None
+  if sampler == "device":
+    arrays = sampling.graph_arrays(dataset)
+    if mesh is not None:
+      arrays = jax.device_put(arrays, jax.sharding.NamedSharding(
+          mesh, jax.sharding.PartitionSpec()))
+    else:
+      arrays = jax.device_put(arrays)
+  maker = data_lib.BatchMaker(dataset, config.batch_size, tuple(fanouts),
+                              config.seed if seed is None else seed)
+  return Experiment(config, dataset, arch, plan, arrays, maker)
+
+
+def block_length(config: ml_collections.ConfigDict) -> int:
+  """Search steps per block: the logging and checkpoint intervals' gcd."""
+  return math.gcd(int(config.log_every), int(config.checkpoint_every))
+
+
+# The search ------------------------------------------------------------------
+
+
+def _training_batch(arrays, split, step, key, plan):
+  batch = sampling.training_batch(arrays, split, step, key,
+                                  batch_size=plan.batch_size,
+                                  fanouts=plan.fanouts,
+                                  num_shards=plan.num_shards)
+  if plan.sharding is not None:
+    batch = jax.lax.with_sharding_constraint(batch, plan.sharding)
+  return batch
+
+
+def _zero_metrics(fn, *args):
+  shapes = jax.eval_shape(fn, *args)[1]
+  return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
+def _search_block_fn(state: search_lib.SearchState,
+                     arrays: sampling.GraphArrays | None, key: jax.Array,
+                     stop: jax.Array, host_batches: Any = None, *,
+                     arch: model_lib.Architecture, plan: Plan, length: int
+                     ) -> tuple[search_lib.SearchState, dict[str, jax.Array]]:
+  """``length`` search steps (those before ``stop``) as one scan.
+
+  Returns the state and the metrics of the last step taken.
+  """
+  def step_fn(state, batches):
+    if batches is None:
+      batches = (_training_batch(arrays, "train", state.step, key, plan),
+                 _training_batch(arrays, "validation", state.step, key,
+                                 plan))
+    return search_lib.search_step_fn(
+        state, *batches, arch=arch, second_order=plan.second_order,
+        arch_warmup_steps=plan.arch_warmup_steps)
+
+  first = None if host_batches is None else jax.tree.map(lambda x: x[0],
+                                                         host_batches)
+  zeros = _zero_metrics(step_fn, state, first)
+
+  def body(carry, batches):
+    state, last = carry
+    state, last = jax.lax.cond(state.step < stop,
+                               lambda s: step_fn(s, batches),
+                               lambda s: (s, last), state)
+    return (state, last), None
+
+  (state, metrics), _ = jax.lax.scan(body, (state, zeros), host_batches,
+                                     length=length)
+  return state, metrics
+
+
+search_block = jax.jit(_search_block_fn,
+                       static_argnames=("arch", "plan", "length"),
+                       donate_argnums=0)
+
+
+def host_search_batches(exp: Experiment, start: int, length: int) -> Any:
+  """A block's training and validation batches from the host sampler,
+  stacked on a leading step axis."""
+  def one(split, step):
+    if exp.plan.num_shards > 1:
+      return exp.maker.sharded_training_batch(split, step,
+                                              exp.plan.num_shards)
+    return exp.maker.training_batch(split, step)
+
+  steps = range(start, start + length)
+  stack = lambda trees: jax.tree.map(lambda *xs: np.stack(xs), *trees)
+  return (stack([one("train", s) for s in steps]),
+          stack([one("validation", s) for s in steps]))
+
+
+BlockCallback = Callable[[Any, dict[str, float], int], None]
+
+
+def search(exp: Experiment, state: search_lib.SearchState, *,
+           on_block: BlockCallback | None = None,
+           keys: dict[str, jax.Array] | None = None
+           ) -> tuple[search_lib.SearchState, dict[str, float]]:
+  """Runs the bilevel search from ``state.step`` to ``search_steps``.
+
+  Blocks of :func:`block_length` steps run on the device; after each,
+  ``on_block(state, metrics, step)`` may log or checkpoint; ``metrics`` are
+  the last step's, with the block's wall seconds as ``block_seconds``. A block whose
+  state went non-finite stops the run (the callback is not called for it).
+
+  Returns:
+    (final state, timing: compile and run seconds, steps per second).
+
+  Raises:
+    train.NonFiniteError: naming the first non-finite step and quantities.
+  """
+  config, plan = exp.config, exp.plan
+  keys = keys or run_keys(config.seed)
+  length = block_length(config)
+  step = int(state.step)
+  total = int(config.search_steps)
+
+  def batches_for(start):
+    if plan.sampler == "host":
+      return host_search_batches(exp, start, length)
+    return None
+
+  if step >= total:
+    return state, {"compile_seconds": 0.0, "search_seconds": 0.0,
+                   "host_callback_seconds": 0.0,
+                   "search_steps_per_second": float("nan")}
+  compile_start = time.perf_counter()
+  compiled = search_block.lower(
+      state, exp.arrays, keys["search_batches"], jnp.int32(total),
+      batches_for(step), arch=exp.supernet, plan=plan,
+      length=length).compile()
+  compile_seconds = time.perf_counter() - compile_start
+  run_start = time.perf_counter()
+  first_step = step
+  block_start, host_seconds = run_start, 0.0
+  while step < total:
+    stop = min(step + length, total)
+    state, metrics = compiled(state, exp.arrays, keys["search_batches"],
+                              jnp.int32(stop), batches_for(step))
+    step = stop
+    metrics = jax.tree.map(float, metrics)
+    now = time.perf_counter()
+    metrics["block_seconds"], block_start = now - block_start, now
+    report = search_lib.nonfinite_report(state)
+    if report:
+      raise train_lib.NonFiniteError(
+          f"{report}; stopping. The last good checkpoint is kept; lower the "
+          "learning rates or check the data.")
+    if on_block:
+      on_block(state, metrics, step)
+      block_start = time.perf_counter()
+      host_seconds += block_start - now
+  jax.block_until_ready(state)
+  seconds = time.perf_counter() - run_start - host_seconds
+  return state, {"compile_seconds": compile_seconds,
+                 "search_seconds": seconds,
+                 "host_callback_seconds": host_seconds,
+                 "search_steps_per_second": (step - first_step) / max(
+                     seconds, 1e-9)}
+
+
+# Scoring ---------------------------------------------------------------------
+
+
+def _split_logits_fn(weights, alphas, gates, arrays, rows, stream, key, *,
+                     arch, plan):
+  """Logits of every borrower of ``rows``, in order."""
+  batch = plan.batch_size
+  logits = sampling.map_split(
+      lambda graphs: model_lib.apply(weights, alphas, graphs, arch,
+                                     gates)[:batch],
+      arrays, rows, stream, key, batch_size=batch, fanouts=plan.fanouts)
+  return logits.reshape(-1)[:rows.shape[0]]
+
+
+split_logits_device = jax.jit(_split_logits_fn,
+                              static_argnames=("arch", "plan"))
+
+
+def split_logits(exp: Experiment, weights: chex.ArrayTree,
+                 alphas: chex.ArrayTree, arch: model_lib.Architecture,
+                 split: str, *, gates: Any = None,
+                 keys: dict[str, jax.Array] | None = None) -> np.ndarray:
+  """Logits of every borrower of ``split`` in split order (float64)."""
+  if exp.plan.sampler == "device":
+    keys = keys or run_keys(exp.config.seed)
+    plan = dataclasses.replace(exp.plan, num_shards=1, sharding=None)
+    return np.asarray(split_logits_device(
+        weights, alphas, gates, exp.arrays, exp.arrays.splits[split],
+        jnp.int32(sampling.SPLIT_STREAMS[split]), keys["evaluation"],
+        arch=arch, plan=plan), np.float64)
+  out = []
+  for batch in exp.maker.evaluation_batches(split):
+    logits = search_lib.predict_step(weights, alphas, batch, arch)
+    out.append(np.asarray(logits)[batch.globals["borrower"] >= 0])
+  return np.concatenate(out).astype(np.float64)
+
+
+def evaluate(exp: Experiment, weights: chex.ArrayTree,
+             alphas: chex.ArrayTree, arch: model_lib.Architecture,
+             split: str, *, gates: Any = None,
+             keys: dict[str, jax.Array] | None = None
+             ) -> tuple[dict[str, float], np.ndarray]:
+  """(metrics, scores) of a network on every borrower of ``split``."""
+  logits = split_logits(exp, weights, alphas, arch, split, gates=gates,
+                        keys=keys)
+  scores = 1 / (1 + np.exp(-logits))
+  labels = exp.dataset.labels[exp.dataset.splits[split]]
+  return metrics_lib.classification_metrics(labels, scores), scores
+
+
+# Derive ----------------------------------------------------------------------
+
+
+def derive(exp: Experiment, state: search_lib.SearchState, *,
+           keys: dict[str, jax.Array] | None = None
+           ) -> tuple[search_lib.DerivedArchitecture, list[dict]]:
+  """The derived network by the config's rule: gates over the threshold,
+  or ops, number of features and readout chosen on validation."""
+  config = exp.config
+  if config.derive == "threshold":
+    return search_lib.derive_architecture(state.alphas, exp.supernet,
+                                          config.gate_threshold), []
+  if config.derive != "validation":
+    raise ValueError(f"unknown derive rule {config.derive!r}; expected one "
+                     f"of {list(DERIVE_RULES)}")
+  derived, trials = search_lib.derive_by_validation(
+      state.alphas, exp.supernet, config.gate_threshold,
+      lambda alphas: evaluate(exp, state.weights, alphas, exp.supernet,
+                              "validation", keys=keys)[0]["auc"])
+  best_ops = max((t for t in trials if "ops" in t),
+                 key=lambda t: t["validation_auc"])
+  logging.info("derive on validation: ops %s (AUC %.4f)",
+               "/".join(best_ops["ops"]), best_ops["validation_auc"])
+  return derived, trials
+
+
+# Retrain ---------------------------------------------------------------------
+
+
+def retrain_optimizer(config: ml_collections.ConfigDict
+                      ) -> optax.GradientTransformation:
+  """AdamW with the config's retrain learning rate and weight decay."""
+  return optax.adamw(config.retrain_lr,
+                     weight_decay=config.retrain_weight_decay)
+
+
+def _retrain_block_fn(state: train_lib.TrainState, arrays, keys, gates,
+                      stop: jax.Array, host_batches: Any = None, *,
+                      arch: model_lib.Architecture, plan: Plan, length: int,
+                      patience: int
+                      ) -> tuple[train_lib.TrainState, dict[str, jax.Array]]:
+  """Up to ``length`` retrain steps, then (device sampler) the validation
+  AUC and the early-stopping update; all inside one program."""
+  def step_fn(state, batch):
+    if batch is None:
+      batch = _training_batch(arrays, "train", state.step,
+                              keys["retrain_batches"], plan)
+    return train_lib.train_step_fn(state, batch, arch=arch, gates=gates)
+
+  first = None if host_batches is None else jax.tree.map(lambda x: x[0],
+                                                         host_batches)
+  zeros = _zero_metrics(step_fn, state, first)
+
+  def body(carry, batch):
+    state, last = carry
+    run = (state.step < stop) & ~state.stopped
+    state, last = jax.lax.cond(run, lambda s: step_fn(s, batch),
+                               lambda s: (s, last), state)
+    return (state, last), None
+
+  (state, metrics), _ = jax.lax.scan(body, (state, zeros), host_batches,
+                                     length=length)
+  if arrays is None:
+    return state, metrics
+  eval_plan = dataclasses.replace(plan, num_shards=1, sharding=None)
+  logits = _split_logits_fn(
+      state.weights, {}, gates, arrays, arrays.splits["validation"],
+      sampling.SPLIT_STREAMS["validation"], keys["evaluation"], arch=arch,
+      plan=eval_plan)
+  labels = arrays.labels[arrays.splits["validation"]]
+  auc = metrics_lib.roc_auc_from_logits(logits, labels)
+  state = train_lib.early_stopping_update(state, auc, patience)
+  return state, {**metrics, "val_auc": auc,
+                 "val_log_loss": metrics_lib.log_loss_from_logits(logits,
+                                                                  labels)}
+
+
+retrain_block = jax.jit(
+    _retrain_block_fn,
+    static_argnames=("arch", "plan", "length", "patience"),
+    donate_argnums=0)
+
+
+def _host_retrain_batches(exp, start, length):
+  steps = range(start, start + length)
+  trees = [exp.maker.sharded_training_batch("train", s, exp.plan.num_shards)
+           if exp.plan.num_shards > 1 else exp.maker.training_batch("train",
+                                                                    s)
+           for s in steps]
+  return jax.tree.map(lambda *xs: np.stack(xs), *trees)
+
+
+def retrain(exp: Experiment, state: train_lib.TrainState,
+            arch: model_lib.Architecture, *, gates: Any = None,
+            keys: dict[str, jax.Array] | None = None,
+            on_block: BlockCallback | None = None
+            ) -> tuple[train_lib.TrainState, list[dict]]:
+  """Trains a fixed network from ``state`` with early stopping on
+  validation AUC, in blocks of ``eval_every`` steps.
+
+  ``gates`` fixes a supernet-shaped network's gates (a derived network as
+  a masked supernet). After every block, ``on_block(state, record, step)``
+  may log or checkpoint.
+
+  Returns:
+    (final state: ``best_weights`` are the weights to keep, the history of
+    evaluations).
+
+  Raises:
+    train.NonFiniteError: a non-finite loss or gradient.
+  """
+  config, plan = exp.config, exp.plan
+  keys = keys or run_keys(config.seed)
+  length, total = int(config.eval_every), int(config.retrain_steps)
+  start = time.perf_counter()
+  history = []
+  step = int(state.step)
+  host = plan.sampler == "host"
+  while step < total and not bool(state.stopped):
+    stop = min(step + length, total)
+    state, metrics = retrain_block(
+        state, exp.arrays, keys, gates, jnp.int32(stop),
+        _host_retrain_batches(exp, step, length) if host else None,
+        arch=arch, plan=plan, length=length, patience=int(config.patience))
+    step = stop
+    if int(state.nonfinite_step) >= 0:
+      raise train_lib.NonFiniteError(
+          f"retrain step {int(state.nonfinite_step)}: training loss or "
+          "weight gradient not finite")
+    if host:
+      validation, _ = evaluate(exp, state.weights, {}, arch, "validation",
+                               gates=gates, keys=keys)
+      state = train_lib.early_stopping_update(
+          state, jnp.float32(validation["auc"]), int(config.patience))
+      metrics = {**metrics, "val_auc": validation["auc"],
+                 "val_log_loss": validation["log_loss"]}
+    record = {"step": step, **jax.tree.map(float, metrics),
+              "seconds": time.perf_counter() - start}
+    history.append(record)
+    logging.info("retrain step %d/%d: train loss %.4f, validation AUC %.4f",
+                 step, total, record["train_loss"], record["val_auc"])
+    if bool(state.stopped):
+      logging.info("early stop at step %d (best validation AUC %.4f)", step,
+                   float(state.best_auc))
+    if on_block:
+      on_block(state, record, step)
+  return state, history
+
+
+def retrain_state(exp: Experiment, derived: search_lib.DerivedArchitecture,
+                  keys: dict[str, jax.Array]) -> train_lib.TrainState:
+  """The derived network's fresh retrain state: its weights cut from a
+  supernet initialised with the retrain key, so a sweep that retrains the
+  masked supernet from the same key starts from the same weights."""
+  weights, _ = model_lib.init(keys["retrain"], exp.supernet)
+  return train_lib.init_train_state(
+      keys["retrain"], derived.arch, retrain_optimizer(exp.config),
+      search_lib.slice_weights(weights, exp.supernet, derived))
+
+
+# Cost ------------------------------------------------------------------------
+
+
+def bare_search_step_seconds(exp: Experiment, state: search_lib.SearchState,
+                             repeats: int = 20) -> float:
+  """Median seconds of the compiled search step on one fixed batch pair
+  (no sampling): the floor the search loop is compared with."""
+  keys = run_keys(exp.config.seed)
+  if exp.plan.sampler == "device":
+    fetch = jax.jit(_training_batch, static_argnames=("split", "plan"))
+    train, val = (fetch(exp.arrays, split=split, step=jnp.int32(0),
+                        key=keys["search_batches"], plan=exp.plan)
+                  for split in ("train", "validation"))
+  else:
+    train, val = jax.tree.map(lambda x: x[0],
+                              host_search_batches(exp, 0, 1))
+  step = jax.jit(search_lib.search_step_fn,
+                 static_argnames=("arch", "second_order",
+                                  "arch_warmup_steps"))
+  kwargs = dict(arch=exp.supernet, second_order=exp.plan.second_order,
+                arch_warmup_steps=exp.plan.arch_warmup_steps)
+  jax.block_until_ready(step(state, train, val, **kwargs))
+  times = []
+  for _ in range(repeats):
+    begin = time.perf_counter()
+    jax.block_until_ready(step(state, train, val, **kwargs))
+    times.append(time.perf_counter() - begin)
+  return float(np.median(times))
+
+
+def inference_milliseconds(weights: chex.ArrayTree, alphas: chex.ArrayTree,
+                           arch: model_lib.Architecture,
+                           batch: jraph.GraphsTuple,
+                           repeats: int = 20) -> float:
+  """Median milliseconds of one jitted forward pass over ``batch``."""
+  jax.block_until_ready(search_lib.predict_step(weights, alphas, batch, arch))
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(search_lib.predict_step(weights, alphas, batch,
+                                                  arch))
+    times.append(time.perf_counter() - start)
+  return 1000 * float(np.median(times))
