@@ -1,6 +1,7 @@
 """The PyG peer computes the JAX supernet's logits, loss and both gradients."""
 
 import os
+import shutil
 import sys
 import types
 
@@ -127,6 +128,27 @@ def test_same_logits_loss_and_gradients_as_jax(small, gate_function, device):
                               atol=1e-6)
   # Not vacuous: the alphas' gradient is far from zero.
   assert min(np.abs(g).max() for g in jax.tree.leaves(alpha_grads)) > 1e-4
+
+
+@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
+                    reason="torch.compile on the CPU needs a C++ compiler")
+def test_compiled_peer_equals_eager(small):
+  dataset, train, _ = small
+  arch = _arch(dataset)
+  weights, alphas = _perturbed(arch, 2)
+  module = pyg_reference.load_jax_weights(pyg_reference.supernet_for(arch),
+                                          weights, alphas, arch)
+  batch, labels, mask = pyg_reference.to_torch(train, torch.device("cpu"))
+  results = []
+  for forward in (module, torch.compile(module)):
+    module.zero_grad(set_to_none=True)
+    loss = pyg_reference.masked_bce(forward(batch), labels, mask)
+    loss.backward()
+    results.append((loss.item(), pyg_reference.jax_layout(module, arch,
+                                                          gradients=True)))
+  assert results[1][0] == pytest.approx(results[0][0], rel=1e-5)
+  chex.assert_trees_all_close(results[1][1], results[0][1], rtol=1e-4,
+                              atol=1e-6)
 
 
 def test_other_search_spaces_are_refused(small):
