@@ -154,34 +154,37 @@ def read_records(path: str | os.PathLike, table: str) -> pd.DataFrame:
         if column in frame.columns:
           frame[column] = frame[column].astype("string")
     elif path.endswith(".csv"):
+      if os.path.getsize(path) == 0:
+        raise pd.errors.EmptyDataError(path)
       # Everything is read as text and parsed by the validator, so that a bad
       # value is reported with its row instead of failing the whole read.
+      # pyarrow's parser reads the same text 3-4x faster than pandas' own.
       frame = pd.read_csv(path, dtype="string", keep_default_na=False,
-                          na_values=[""])
+                          na_values=[""], engine="pyarrow")
     else:
       raise ValueError(f"{table} table {path}: expected a .csv or .parquet "
                        "file")
-  except pd.errors.EmptyDataError:
-    raise ValueError(f"{table} table {path}: empty file (not even a header "
-                     "line)") from None
-  except UnicodeDecodeError as error:
-    raise ValueError(f"{table} table {path}: not UTF-8 text ({error.reason} "
-                     f"at byte {error.start})") from None
-  except (pd.errors.ParserError, OSError) as error:
-    raise ValueError(f"{table} table {path}: unreadable "
-                     f"({_one_line(error)})") from None
-  except ValueError as error:
-    if str(error).startswith(f"{table} table"):
-      raise
-    raise ValueError(f"{table} table {path}: unreadable "
-                     f"({_one_line(error)})") from None
   except Exception as error:  # pylint: disable=broad-except
-    # pyarrow's errors for a corrupt Parquet file are of its own types.
-    raise ValueError(f"{table} table {path}: unreadable "
-                     f"({type(error).__name__}: {_one_line(error)})"
-                     ) from None
+    # pandas' and pyarrow's errors (an empty or corrupt file, a ragged row)
+    # come in many types; each becomes one line naming the table and file.
+    raise ValueError(_read_error(table, path, error)) from None
   frame.attrs["source"] = path
   return frame
+
+
+def _read_error(table: str, path: str, error: Exception) -> str:
+  """One line saying why a table's file could not be read."""
+  text = _one_line(error)
+  if str(error).startswith(f"{table} table"):
+    return str(error)
+  if isinstance(error, UnicodeDecodeError) or "utf8" in text.lower().replace(
+      "-", ""):
+    return f"{table} table {path}: not UTF-8 text ({text})"
+  if isinstance(error, pd.errors.EmptyDataError):
+    if os.path.getsize(path) == 0:
+      return f"{table} table {path}: empty file (0 bytes, not even a header)"
+    return f"{table} table {path}: no header line (no columns)"
+  return f"{table} table {path}: unreadable ({type(error).__name__}: {text})"
 
 
 def _one_line(error: BaseException) -> str:

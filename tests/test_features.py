@@ -297,7 +297,9 @@ def test_features_do_not_depend_on_row_order():
 
 @pytest.mark.parametrize("content,message", [
     (b"", "empty file"),
-    (b"\xff\xfe\x00b\x00o", "not UTF-8"),
+    (b"\n\n", "no header line"),
+    (b"loan_id,period\n\xff\xfe,1\n", "not UTF-8"),
+    (b"loan_id,period\nl1,1\nl2,1,3\n", "unreadable"),
 ])
 def test_unreadable_files_are_named(tmp_path, content, message):
   path = tmp_path / "installments.csv"
