@@ -50,12 +50,10 @@ DEVICE_GRAPH_SHARE = 0.5
 
 def run_keys(seed: int) -> dict[str, jax.Array]:
   """Every key of a run, named by use, from its seed."""
-  root = jax.random.key(seed)
-  init, retrain = jax.random.split(root)
-  return {"init": init, "retrain": retrain,
-          "search_batches": jax.random.fold_in(root, 1),
-          "retrain_batches": jax.random.fold_in(root, 2),
-          "evaluation": jax.random.fold_in(root, 3)}
+  names = ("init", "retrain", "search_batches", "retrain_batches",
+           "evaluation")
+  return dict(zip(names, jax.random.split(jax.random.key(seed),
+                                          len(names))))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,213 @@
+"""The experiment core: device metrics, derived networks as masked
+supernets, sampler choice, the scanned search and retrain."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from sklearn import metrics as sk_metrics
+
+from credit_nas_jax import data
+from credit_nas_jax import experiment
+from credit_nas_jax import metrics
+from credit_nas_jax import model
+from credit_nas_jax import search
+from credit_nas_jax import synthetic
+from credit_nas_jax import train
+from experiments.configs import test as test_config
+
+
+@pytest.fixture(scope="module")
+def dataset():
+  return data.dataset_from_book(synthetic.generate_lending_book(0, 600),
+                                split_seed=0)
+
+
+@pytest.mark.parametrize("size,decimals", [(2000, 1), (501, 3), (40, 0)])
+def test_device_auc_and_log_loss_equal_sklearn(size, decimals):
+  rng = np.random.default_rng(size)
+  logits = np.round(rng.normal(size=size), decimals).astype(np.float32)
+  labels = (rng.random(size) < 1 / (1 + np.exp(-logits))).astype(np.float32)
+  labels[:2] = [0, 1]
+  scores = 1 / (1 + np.exp(-logits.astype(np.float64)))
+  auc = metrics.roc_auc_from_logits(jnp.asarray(logits), jnp.asarray(labels))
+  assert float(auc) == pytest.approx(
+      sk_metrics.roc_auc_score(labels, scores), abs=1e-6)
+  loss = metrics.log_loss_from_logits(jnp.asarray(logits),
+                                      jnp.asarray(labels))
+  assert float(loss) == pytest.approx(sk_metrics.log_loss(
+      labels, np.clip(scores, 1e-7, 1 - 1e-7)), abs=1e-5)
+
+
+def _supernet(dataset, extended):
+  kinds = ("gcn", "gcn", "gcn", "sage", "self") if extended else None
+  ratios = (2, 1, 0.5, 2, 2) if extended else (2, 1, 0.5)
+  return model.supernet_architecture(
+      dataset.encoder.column_groups, dataset.encoder.features, hidden_dim=16,
+      op_ratios=ratios, op_kinds=kinds, readout_searchable=extended)
+
+
+@pytest.mark.highest_matmul_precision
+@pytest.mark.parametrize("extended,ops,pooled", [
+    (False, (0, 1), None), (False, (2, 2), None), (True, (3, 4), False),
+    (True, (4, 3), True), (True, (1, 3), False)])
+def test_derived_network_equals_its_masked_supernet(dataset, extended, ops,
+                                                    pooled):
+  arch = _supernet(dataset, extended)
+  weights, alphas = model.init(jax.random.key(0), arch)
+  alphas = jax.tree.map(
+      lambda a: jax.random.normal(jax.random.key(3), a.shape), alphas)
+  batch = data.BatchMaker(dataset, 16, (4, 2), 0).training_batch("train", 0)
+  derived = search.derive_architecture(alphas, arch, 0.5, ops=ops,
+                                       pooled_readout=pooled)
+  masked = model.apply(weights, {}, batch, arch,
+                       search.derived_gates(derived, arch))
+  compact = model.apply(search.slice_weights(weights, arch, derived), {},
+                        batch, derived.arch)
+  chex.assert_trees_all_close(masked, compact, atol=1e-5)
+
+
+@pytest.mark.parametrize("extended", [False, True])
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.9])
+def test_threshold_gates_follow_derive_architecture(dataset, extended,
+                                                    threshold):
+  arch = _supernet(dataset, extended)
+  _, alphas = model.init(jax.random.key(0), arch)
+  alphas = jax.tree.map(
+      lambda a: jax.random.normal(jax.random.key(5), a.shape), alphas)
+  derived = search.derive_architecture(alphas, arch, threshold)
+  chex.assert_trees_all_equal(
+      search.threshold_gates(alphas, arch, jnp.float32(threshold)),
+      search.derived_gates(derived, arch))
+
+
+def _config(**overrides):
+  config = test_config.get_config()
+  for name, value in overrides.items():
+    config[name] = value
+  return config
+
+
+def test_sampler_choice_and_its_errors(dataset):
+  config = _config()
+  arch = experiment.supernet_for(config, dataset)
+  plenty = 2**34
+  assert experiment.choose_sampler(config, dataset, arch, (4, 2),
+                                   plenty) == "device"
+  config.sampler = "host"
+  assert experiment.choose_sampler(config, dataset, arch, (4, 2),
+                                   plenty) == "host"
+  graph = experiment.sampling.graph_bytes(
+      600, dataset.graph.indices.size, dataset.node_features.shape[1])
+  step = experiment.step_bytes(arch, config.batch_size, (4, 2),
+                               dataset.node_features.shape[1])
+  tight = int((graph + step) / experiment.DEVICE_GRAPH_SHARE) - 1
+  config.sampler = "auto"
+  assert experiment.choose_sampler(config, dataset, arch, (4, 2),
+                                   tight) == "host"
+  config.sampler = "device"
+  with pytest.raises(ValueError, match="config.sampler='host'"):
+    experiment.choose_sampler(config, dataset, arch, (4, 2), tight)
+  with pytest.raises(ValueError, match="lower config.batch_size or "
+                     "config.fanouts"):
+    experiment.choose_sampler(config, dataset, arch, (4, 2), step - 1)
+  config.sampler = "gpu"
+  with pytest.raises(ValueError, match="unknown sampler 'gpu'"):
+    experiment.choose_sampler(config, dataset, arch, (4, 2), plenty)
+
+
+def test_run_keys_are_named_and_distinct():
+  keys = experiment.run_keys(7)
+  data_of = {name: tuple(np.asarray(jax.random.key_data(k)).ravel())
+             for name, k in keys.items()}
+  assert len(set(data_of.values())) == len(keys)
+  again = experiment.run_keys(7)
+  for name in keys:
+    np.testing.assert_array_equal(jax.random.key_data(keys[name]),
+                                  jax.random.key_data(again[name]))
+
+
+def _search(config, dataset, blocks=None):
+  exp = experiment.prepare(config, dataset)
+  keys = experiment.run_keys(config.seed)
+  state = search.init_search_state(keys["init"], exp.supernet,
+                                   experiment.hyperparameters_of(config))
+  seen = []
+  state, timing = experiment.search(
+      exp, state, keys=keys,
+      on_block=lambda s, metrics, step: seen.append((step, metrics)))
+  return exp, state, timing, seen
+
+
+def test_search_blocks_end_at_every_log_and_checkpoint_step(dataset):
+  config = _config(search_steps=17, log_every=6, checkpoint_every=4)
+  exp, state, timing, seen = _search(config, dataset)
+  assert experiment.block_length(config) == 2
+  assert [step for step, _ in seen] == list(range(2, 17, 2)) + [17]
+  assert int(state.step) == 17
+  assert all(np.isfinite(m["train_loss"]) for _, m in seen)
+  assert timing["search_steps_per_second"] > 0
+  # A search resumed from a block's state ends where the whole one does.
+  keys = experiment.run_keys(config.seed)
+  half = search.init_search_state(keys["init"], exp.supernet,
+                                  experiment.hyperparameters_of(config))
+  short = ml_collections.ConfigDict(config.to_dict())
+  short.search_steps = 8
+  half, _ = experiment.search(experiment.prepare(short, dataset), half,
+                              keys=keys)
+  resumed, _ = experiment.search(exp, half, keys=keys)
+  chex.assert_trees_all_equal(jax.device_get(resumed.alphas),
+                              jax.device_get(state.alphas))
+
+
+def test_host_sampler_runs_the_same_blocks(dataset):
+  config = _config(sampler="host", search_steps=6)
+  exp, state, _, seen = _search(config, dataset)
+  assert exp.plan.sampler == "host" and exp.arrays is None
+  assert int(state.step) == 6 and len(seen) == 2
+  derived, _ = experiment.derive(exp, state)
+  trained, history = experiment.retrain(
+      exp, experiment.retrain_state(exp, derived, experiment.run_keys(0)),
+      derived.arch)
+  assert [r["step"] for r in history] == [10, 20]
+  assert 0.0 <= history[-1]["val_auc"] <= 1.0
+  assert float(trained.best_auc) == pytest.approx(
+      max(r["val_auc"] for r in history), abs=1e-6)
+
+
+def test_retrain_keeps_the_best_weights_and_stops_early(dataset):
+  config = _config(retrain_steps=200, eval_every=5, patience=2,
+                   retrain_lr=0.3)
+  exp = experiment.prepare(config, dataset)
+  arch = experiment.supernet_for(config, dataset)
+  fixed = search.derive_architecture(
+      model.init(jax.random.key(0), arch)[1], arch, 0.5)
+  state = experiment.retrain_state(exp, fixed, experiment.run_keys(0))
+  state, history = experiment.retrain(exp, state, fixed.arch)
+  aucs = [r["val_auc"] for r in history]
+  best = int(np.argmax(aucs))
+  assert bool(state.stopped)
+  assert len(history) == best + 1 + config.patience  # waited, then stopped
+  assert float(state.best_auc) == pytest.approx(aucs[best])
+  validation, _ = experiment.evaluate(exp, state.best_weights, {}, fixed.arch,
+                                      "validation")
+  assert validation["auc"] == pytest.approx(aucs[best], abs=1e-5)
+
+
+def test_early_stopping_update_counts_patience():
+  weights = {"w": jnp.zeros(2)}
+  state = train.TrainState(
+      step=jnp.int32(0), weights=weights, opt_state=(),
+      nonfinite_step=jnp.int32(-1), best_weights={"w": jnp.ones(2)},
+      best_auc=jnp.float32(0.7), waited=jnp.int32(0),
+      stopped=jnp.bool_(False), tx=None)
+  worse = train.early_stopping_update(state, jnp.float32(0.6), 2)
+  assert int(worse.waited) == 1 and not bool(worse.stopped)
+  np.testing.assert_array_equal(worse.best_weights["w"], jnp.ones(2))
+  stop = train.early_stopping_update(worse, jnp.float32(0.7), 2)
+  assert bool(stop.stopped)
+  better = train.early_stopping_update(worse, jnp.float32(0.8), 2)
+  assert int(better.waited) == 0
+  np.testing.assert_array_equal(better.best_weights["w"], jnp.zeros(2))
