@@ -1,22 +1,43 @@
 """From raw applicant records to lending decisions (patent section 4).
 
-Per applicant: the features are extracted by the package's own extractor,
-the applicant is scored by the saved model from a graph around it (its
-relations among the applicants; none gives a one-node graph), and the score
-is turned into scorecard points, a decision and reasons.
+Scoring runs as named steps a team can reuse or test alone:
 
+1. :func:`extract_applicants`: features of every applicant from its own
+   records (``features.extract_features_with_rejects``) and the checked
+   relations (``features.check_edges``); every bad record is listed.
+2. :func:`encode_applicants`: model input columns, with the model's
+   training statistics.
+3. :func:`sample_neighbourhoods`: the graph each applicant is scored on.
+4. :func:`make_batches`: padded ``jraph.GraphsTuple`` batches.
+5. :func:`score_batches`: scores, and gradient x input where reasons are
+   asked for.
+6. :func:`explain`: points, decisions and reasons.
+
+:func:`score_applicants` composes them; :func:`score_files` adds reading,
+checked output paths and atomic writes for ``experiments/score.py``.
+
+* Determinism: an applicant's score, points, decision and reasons depend
+  only on the model and that applicant's records and neighbourhood, never on
+  batch size, batch mates, row order or a seed. Neighbours are chosen by a
+  keyed hash: at every hop, a node's ``fanout`` neighbours with the smallest
+  SipHash-derived keys of (model's sampling seed, path from the applicant,
+  neighbour id) are taken, in key order (a uniform-looking sample without
+  replacement, like the training sampler, that is the same in every run).
+  Each graph is computed by row-wise kernels that do not mix graphs, and
+  every batch is padded to a fixed number of graphs.
 * Points: points = offset + factor * ln(odds), odds = score / (1 - score)
   (good:bad), factor = points_to_double / ln 2, offset = base_points -
   factor * ln(base_odds). Default: 600 points at 50:1, 20 points to double.
 * Decision: the first band (highest minimum score first) whose minimum the
   score reaches names the loan plan; below every band the loan is refused.
-* Reasons: gradient x input on the applicant's own node. For each kept
-  feature, the contribution is sum_c d score / d x_c * (x_c - baseline_c)
-  over the feature's encoded columns, baseline = an average borrower of the
-  training data (every standardised column 0, not missing): a first-order
-  account of how the applicant's own value moved the score from the
-  average borrower's. The features with the most negative contributions are
-  the reasons, most negative first.
+* Reasons: for each kept feature, gradient x input on the applicant's own
+  node, sum_c d score / d x_c * (x_c - baseline_c) over the feature's
+  encoded columns, baseline = an average borrower of the training data
+  (every standardised column 0, not missing); and ``related_borrowers``, the
+  score with the applicant's neighbourhood minus its score alone. The most
+  negative contributions are the reasons, most negative first. A refused
+  applicant always has at least one reason: when nothing pulled its score
+  below the average borrower's, the reason is ``score_below_lowest_band``.
 """
 
 from __future__ import annotations
@@ -24,15 +45,18 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
+import tempfile
 import time
-from typing import Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
+import jraph
+import ml_collections
 import numpy as np
 import pandas as pd
 
-from credit_nas_jax import data as data_lib
 from credit_nas_jax import features as features_lib
 from credit_nas_jax import graphs as graphs_lib
 from credit_nas_jax import model as model_lib
@@ -40,6 +64,23 @@ from credit_nas_jax import model_io
 
 REFUSE = "refuse"
 OUTPUT_COLUMNS = ("borrower_id", "score", "points", "decision", "reasons")
+NEIGHBOURHOOD_REASON = "related_borrowers"
+LOW_SCORE_REASON = "score_below_lowest_band"
+DEFAULT_BANDS = (("plan_a", 0.9), ("plan_b", 0.8), ("plan_c", 0.7))
+TABLE_SUFFIXES = (".csv", ".parquet")
+# Every model call is padded to at least this many graphs and nodes: XLA:CPU
+# takes another kernel path for very small products (seen below 64), whose
+# results differ from the usual path's in the last bit; at and above it a
+# graph's result does not depend on its batch, position or padding (tested).
+MIN_GRAPHS_PER_CALL = 128
+MIN_NODES_PER_CALL = 1024
+# SipHash key of the neighbourhood rule (16 bytes); changing it changes every
+# neighbourhood, so it is part of the scoring contract.
+_HASH_KEY = "credit_nas_jax.s"
+
+
+class ScoringError(ValueError):
+  """A scoring setting or an input or output path that cannot be used."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +93,10 @@ class Scorecard:
   points_to_double: float = 20.0
 
   def __post_init__(self):
+    values = (self.base_points, self.base_odds, self.points_to_double)
+    if not all(isinstance(v, (int, float)) and math.isfinite(v)
+               for v in values):
+      raise ValueError(f"scorecard values {values} must be finite numbers")
     if self.base_odds <= 0 or self.points_to_double <= 0:
       raise ValueError("base_odds and points_to_double must be positive")
 
@@ -61,6 +106,36 @@ class Scorecard:
     offset = self.base_points - factor * math.log(self.base_odds)
     clipped = np.clip(np.asarray(scores, float), 1e-9, 1 - 1e-9)
     return offset + factor * np.log(clipped / (1 - clipped))
+
+
+def check_bands(bands: Sequence[Sequence[Any]]
+                ) -> tuple[tuple[str, float], ...]:
+  """Validated bands (name, minimum score), highest minimum first.
+
+  Raises:
+    ValueError: a band is not (name, minimum in [0, 1]), a name repeats or
+      is ``refuse``, or there is none.
+  """
+  checked = []
+  for band in bands:
+    if isinstance(band, str) or len(band) != 2:
+      raise ValueError(f"bad band {band!r}; expected (name, minimum score)")
+    name, minimum = band
+    if (not isinstance(name, str) or not name or isinstance(minimum, bool)
+        or not isinstance(minimum, (int, float))
+        or not 0 <= minimum <= 1):
+      raise ValueError(f"bad band {tuple(band)!r}; expected a name and a "
+                       "minimum score in [0, 1], e.g. ('plan_a', 0.9)")
+    if name == REFUSE:
+      raise ValueError(f"{REFUSE!r} is the decision below every band")
+    if any(c in name for c in ",;:\n"):
+      raise ValueError(f"band name {name!r} may not hold , ; : or a newline")
+    checked.append((name, float(minimum)))
+  if not checked:
+    raise ValueError("no bands given")
+  if len({n for n, _ in checked}) != len(checked):
+    raise ValueError(f"band names repeat in {bands!r}")
+  return tuple(sorted(checked, key=lambda b: -b[1]))
 
 
 def parse_bands(text: str) -> tuple[tuple[str, float], ...]:
@@ -75,14 +150,10 @@ def parse_bands(text: str) -> tuple[tuple[str, float], ...]:
     if not sep or not name or not 0 <= value <= 1:
       raise ValueError(f"bad band {part!r}; expected NAME:MIN_SCORE with "
                        "MIN_SCORE in [0, 1], e.g. plan_a:0.9,plan_b:0.8")
-    if name == REFUSE:
-      raise ValueError(f"{REFUSE!r} is the decision below every band")
     bands.append((name, value))
-  if not bands:
-    raise ValueError("no bands given")
   if len({n for n, _ in bands}) != len(bands):
     raise ValueError(f"band names repeat in {text!r}")
-  return tuple(sorted(bands, key=lambda b: -b[1]))
+  return check_bands(bands)
 
 
 def decide(scores: np.ndarray, bands: Sequence[tuple[str, float]]
@@ -97,6 +168,345 @@ def decide(scores: np.ndarray, bands: Sequence[tuple[str, float]]
   return decisions
 
 
+@dataclasses.dataclass(frozen=True)
+class ScoringSettings:
+  """Everything about scoring that is policy, not data (validated).
+
+  Attributes:
+    bands: (plan, minimum score) pairs; below every band the loan is refused.
+    scorecard: the points scale.
+    num_reasons: reasons per applicant; 0 explains refused applicants only
+      (each gets one reason) and skips the ``contribution/`` columns.
+    batch_size: graphs per model call (speed and memory only: it never
+      changes a result).
+    score_partial: score applicants who lost records from what is left.
+  """
+
+  bands: tuple[tuple[str, float], ...] = DEFAULT_BANDS
+  scorecard: Scorecard = Scorecard()
+  num_reasons: int = 3
+  batch_size: int = 1024
+  score_partial: bool = False
+
+  def __post_init__(self):
+    object.__setattr__(self, "bands", check_bands(self.bands))
+    for name in ("num_reasons", "batch_size"):
+      value = getattr(self, name)
+      if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+        raise ValueError(f"{name}={value!r} must be an integer")
+    if self.num_reasons < 0:
+      raise ValueError(f"num_reasons={self.num_reasons} must be >= 0 (0: "
+                       "reasons for refused applicants only)")
+    if self.batch_size < 1:
+      raise ValueError(f"batch_size={self.batch_size} must be >= 1")
+    if not isinstance(self.score_partial, bool):
+      raise ValueError(f"score_partial={self.score_partial!r} must be a bool")
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict) -> "ScoringSettings":
+    """Settings from a config like ``experiments/configs/score.py``.
+
+    Raises:
+      ValueError: a field is missing, unknown or out of range.
+    """
+    expected = {"bands", "base_points", "base_odds", "points_to_double",
+                "num_reasons", "batch_size", "score_partial"}
+    given = set(config.keys())
+    if given != expected:
+      raise ValueError(f"config fields {sorted(given)} differ from "
+                       f"{sorted(expected)} (missing "
+                       f"{sorted(expected - given)}, unknown "
+                       f"{sorted(given - expected)})")
+    return cls(
+        bands=tuple(tuple(b) for b in config.bands),
+        scorecard=Scorecard(config.base_points, config.base_odds,
+                            config.points_to_double),
+        num_reasons=config.num_reasons, batch_size=config.batch_size,
+        score_partial=config.score_partial)
+
+
+# Step 1: extract.
+
+
+@dataclasses.dataclass(frozen=True)
+class Applicants:
+  """The applicants that can be scored, their relations and what was refused.
+
+  Attributes:
+    features: one row per scorable applicant, indexed by ``borrower_id``, in
+      the borrowers table's order.
+    src: borrower ids of the usable relations' first endpoints.
+    dst: their second endpoints.
+    rejects: every rejected record (``features.REJECT_COLUMNS``), edges
+      included.
+    unscored: applicants (ids of the borrowers table) that will not be
+      scored.
+    summary: counts.
+  """
+
+  features: pd.DataFrame
+  src: np.ndarray
+  dst: np.ndarray
+  rejects: pd.DataFrame
+  unscored: pd.Index
+  summary: dict[str, Any]
+
+
+def extract_applicants(borrowers: pd.DataFrame, loans: pd.DataFrame,
+                       installments: pd.DataFrame,
+                       edges: pd.DataFrame | None, *, as_of,
+                       score_partial: bool = False) -> Applicants:
+  """Step 1: features of every applicant and its checked relations.
+
+  Args:
+    borrowers: applicants' borrowers table.
+    loans: their loans.
+    installments: their installments.
+    edges: optional relations (``src``, ``dst`` borrower ids).
+    as_of: the snapshot date of the records (``YYYY-MM-DD`` or a date).
+    score_partial: score applicants who lost records from what is left.
+
+  Returns:
+    An :class:`Applicants`.
+  """
+  extracted = features_lib.extract_features_with_rejects(
+      borrowers, loans, installments, as_of=as_of,
+      keep_partial=score_partial)
+  known = pd.Index(borrowers["borrower_id"].dropna().unique())
+  unscored = known.difference(extracted.features.index, sort=False)
+  rejects = [extracted.rejects]
+  src = dst = np.zeros(0, dtype=object)
+  dropped: dict[str, int] = {}
+  if edges is not None:
+    checked = features_lib.check_edges(edges, known, unscored)
+    src, dst, dropped = checked.src, checked.dst, checked.dropped
+    rejects.append(checked.rejects)
+  rejects = pd.concat([r for r in rejects if len(r)] or [rejects[0]],
+                      ignore_index=True)
+  summary = {
+      "applicants": int(known.size),
+      "scored_partially": int(extracted.affected_borrowers.size
+                              if score_partial else 0),
+      "rejected_records": int(len(rejects)),
+      "edges": 0 if edges is None else int(len(edges)),
+      "edges_used": int(len(src)),
+      "edges_dropped": dropped,
+  }
+  return Applicants(extracted.features, src, dst, rejects, unscored, summary)
+
+
+# Step 2: encode.
+
+
+def encode_applicants(saved: model_io.SavedModel,
+                      table: pd.DataFrame) -> np.ndarray:
+  """Step 2: the model's input columns of every applicant (float32).
+
+  Args:
+    saved: the model (its encoder holds the training statistics).
+    table: features indexed by ``borrower_id``.
+
+  Returns:
+    [applicants, columns] float32.
+  """
+  return saved.encoder.encode(table)
+
+
+# Step 3: graph.
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+  """SplitMix64's finaliser: a bijection of uint64 that scrambles every bit."""
+  x = np.asarray(x, dtype=np.uint64)
+  with np.errstate(over="ignore"):
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def id_hashes(ids: Sequence[Any]) -> np.ndarray:
+  """A 64-bit SipHash of every id's text (stable across runs and machines)."""
+  text = np.asarray([str(i) for i in ids], dtype=object)
+  if not text.size:
+    return np.zeros(0, dtype=np.uint64)
+  return pd.util.hash_array(text, hash_key=_HASH_KEY, categorize=False)
+
+
+def _order_within_owners(owner: np.ndarray, keys: np.ndarray) -> np.ndarray:
+  """The permutation sorting by (owner, key).
+
+  One sort of a single uint64: the owner in the high bits, the key's top
+  bits below it; only if two keys of an owner share those bits (about
+  2^-40 per pair) does it fall back to the exact two-key sort.
+  """
+  owner_bits = max(1, int(owner[-1]).bit_length())
+  combined = (owner.astype(np.uint64) << np.uint64(64 - owner_bits)) | (
+      keys >> np.uint64(owner_bits))
+  order = np.argsort(combined)
+  ordered = combined[order]
+  if np.any(ordered[1:] == ordered[:-1]):
+    return np.lexsort((keys, owner))
+  return order
+
+
+def _choose(graph: graphs_lib.BorrowerGraph, rows: np.ndarray,
+            path_keys: np.ndarray, fanout: int, hashes: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+  """The ``fanout`` neighbours of every row with the smallest keys.
+
+  A candidate's key is mix(its parent's path key + mix(its id hash)); it is
+  also the path key of the chosen node for the next hop. Rows of -1 get no
+  neighbours.
+
+  Returns:
+    ([R, fanout] chosen rows, -1 where fewer; their [R, fanout] keys).
+  """
+  rows = np.asarray(rows, dtype=np.int64)
+  valid = rows >= 0
+  safe = np.where(valid, rows, 0)
+  starts = graph.indptr[safe]
+  lengths = np.where(valid, graph.indptr[safe + 1] - starts, 0)
+  chosen = np.full((rows.shape[0], fanout), -1, dtype=np.int64)
+  keys = np.zeros((rows.shape[0], fanout), dtype=np.uint64)
+  total = int(lengths.sum())
+  if total == 0 or fanout == 0:
+    return chosen, keys
+  owner = np.repeat(np.arange(rows.shape[0]), lengths)
+  first = np.repeat(np.cumsum(lengths) - lengths, lengths)
+  candidates = graph.indices[np.repeat(starts, lengths) + np.arange(total)
+                             - first]
+  with np.errstate(over="ignore"):
+    candidate_keys = _mix(path_keys[owner] + _mix(hashes[candidates]))
+  order = _order_within_owners(owner, candidate_keys)
+  candidates, candidate_keys = candidates[order], candidate_keys[order]
+  rank = np.arange(total) - first
+  take = rank < fanout
+  chosen[owner[take], rank[take]] = candidates[take]
+  keys[owner[take], rank[take]] = candidate_keys[take]
+  return chosen, keys
+
+
+def sample_neighbourhoods(graph: graphs_lib.BorrowerGraph,
+                          hashes: np.ndarray, fanouts: Sequence[int],
+                          seed: int) -> np.ndarray:
+  """Step 3: the nodes of every applicant's graph, by the keyed-hash rule.
+
+  Slot layout per applicant (as ``graphs.sample_unpadded``): the applicant,
+  then ``fanouts[0]`` neighbours, then ``fanouts[1]`` neighbours of each of
+  those, and so on; every node's children are in key order.
+
+  Args:
+    graph: relations among the applicants (rows of ``hashes``).
+    hashes: [applicants] :func:`id_hashes` of the applicants' ids.
+    fanouts: neighbours taken per hop.
+    seed: the model's sampling seed.
+
+  Returns:
+    [applicants, graphs.graph_slots(fanouts)] applicant rows, -1 for an
+    empty slot.
+  """
+  count = graph.num_nodes
+  seed_key = _mix(np.uint64(seed % (1 << 64)) ^ np.uint64(0x9E3779B97F4A7C15))
+  with np.errstate(over="ignore"):
+    keys = _mix(seed_key + _mix(hashes))[:, None]
+  levels = [np.arange(count, dtype=np.int64)[:, None]]
+  for fanout in fanouts:
+    chosen, keys = _choose(graph, levels[-1].reshape(-1), keys.reshape(-1),
+                           fanout, hashes)
+    levels.append(chosen.reshape(count, levels[-1].shape[1] * fanout))
+  return np.concatenate(levels, axis=1)
+
+
+# Step 4: batch.
+
+
+def _parent_slots(fanouts: Sequence[int]) -> np.ndarray:
+  """Slot of every slot's parent (-1 for the applicant's own slot)."""
+  parents, width, offset = [np.array([-1])], 1, 0
+  for fanout in fanouts:
+    parents.append(offset + np.repeat(np.arange(width), fanout))
+    offset += width
+    width *= fanout
+  return np.concatenate(parents)
+
+
+def _graphs(slots: np.ndarray, parent: np.ndarray,
+            node_features: np.ndarray) -> jraph.GraphsTuple:
+  """One GraphsTuple of the applicants' slot rows (unpadded)."""
+  batch, width = slots.shape
+  valid = slots >= 0
+  flat_valid = valid.reshape(-1)
+  compact = np.cumsum(flat_valid) - 1
+  parent_flat = (np.arange(batch)[:, None] * width
+                 + np.maximum(parent, 0)[None, :]).reshape(-1)
+  child = np.flatnonzero(flat_valid & np.tile(parent >= 0, batch))
+  child_new, parent_new = compact[child], compact[parent_flat[child]]
+  senders = np.stack([child_new, parent_new], 1).reshape(-1)
+  receivers = np.stack([parent_new, child_new], 1).reshape(-1)
+  n_node = valid.sum(1).astype(np.int32)
+  return jraph.GraphsTuple(
+      nodes=node_features[slots.reshape(-1)[flat_valid]], edges=None,
+      senders=senders.astype(np.int32), receivers=receivers.astype(np.int32),
+      n_node=n_node, n_edge=(2 * (n_node - 1)).astype(np.int32),
+      globals={"label": np.zeros(batch, np.float32),
+               "borrower": slots[:, 0].astype(np.int32)})
+
+
+def make_batches(neighbourhoods: np.ndarray, node_features: np.ndarray,
+                 fanouts: Sequence[int], batch_size: int,
+                 rows: np.ndarray | None = None
+                 ) -> Iterator[tuple[np.ndarray, jraph.GraphsTuple]]:
+  """Step 4: padded batches of ``batch_size`` graphs, one per applicant.
+
+  Every batch has the same budget (``max(batch_size, MIN_GRAPHS_PER_CALL)
+  + 1`` graphs and the node and edge counts of the fullest batch, at least
+  ``MIN_NODES_PER_CALL``), so the model compiles once; the graphs' results
+  do not depend on it.
+
+  Args:
+    neighbourhoods: :func:`sample_neighbourhoods`' slot rows.
+    node_features: [applicants, columns] encoded features.
+    fanouts: the fanouts the slots were sampled with.
+    batch_size: graphs per batch.
+    rows: the applicants to batch (default: all, in order).
+
+  Yields:
+    (applicant rows of the batch, padded GraphsTuple).
+  """
+  rows = np.arange(neighbourhoods.shape[0]) if rows is None else rows
+  if not rows.size:
+    return
+  nodes = (neighbourhoods[rows] >= 0).sum(1)
+  starts = range(0, rows.size, batch_size)
+  most_nodes = max(int(nodes[s:s + batch_size].sum()) for s in starts)
+  most_nodes = max(most_nodes, MIN_NODES_PER_CALL)
+  budget = graphs_lib.BatchBudget(n_node=most_nodes + 1,
+                                  n_edge=2 * (most_nodes - 1) + 2,
+                                  n_graph=max(batch_size,
+                                              MIN_GRAPHS_PER_CALL) + 1)
+  parent = _parent_slots(fanouts)
+  for start in starts:
+    batch_rows = rows[start:start + batch_size]
+    unpadded = _graphs(neighbourhoods[batch_rows], parent, node_features)
+    yield batch_rows, graphs_lib.pad_batch(unpadded, budget)
+
+
+# Step 5: score.
+
+
+def _alone(graphs: jraph.GraphsTuple) -> jraph.GraphsTuple:
+  """Every graph's own node alone: one node, no edges."""
+  first = jnp.cumsum(graphs.n_node) - graphs.n_node
+  first = jnp.clip(first, 0, graphs.nodes.shape[0] - 1)
+  count = graphs.n_node.shape[0]
+  return graphs._replace(
+      nodes=graphs.nodes[first], senders=jnp.zeros(0, jnp.int32),
+      receivers=jnp.zeros(0, jnp.int32), n_node=jnp.ones(count, jnp.int32),
+      n_edge=jnp.zeros(count, jnp.int32))
+
+
 @functools.partial(jax.jit, static_argnames=("arch",))
 def _scores_only(weights, graphs, arch):
   """Scores of every graph (no attribution: about 2.3x cheaper)."""
@@ -105,7 +515,7 @@ def _scores_only(weights, graphs, arch):
 
 @functools.partial(jax.jit, static_argnames=("arch",))
 def _scores_and_attributions(weights, graphs, baseline, arch):
-  """Scores of every graph and gradient x input on every node-0 column."""
+  """Scores, gradient x input on every node-0 column, and scores alone."""
   first = jnp.cumsum(graphs.n_node) - graphs.n_node
   first = jnp.clip(first, 0, graphs.nodes.shape[0] - 1)
 
@@ -116,7 +526,75 @@ def _scores_and_attributions(weights, graphs, baseline, arch):
 
   gradient, scores = jax.grad(total_score, has_aux=True)(graphs.nodes)
   own = graphs.nodes[first]
-  return scores, gradient[first] * (own - baseline)
+  alone = jax.nn.sigmoid(model_lib.apply(weights, {}, _alone(graphs), arch))
+  return scores, gradient[first] * (own - baseline), alone
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelOutputs:
+  """What the model said about each applicant.
+
+  Attributes:
+    scores: [applicants] probability of good credit.
+    contributions: [applicants, columns] gradient x input on the own node,
+      or None without attributions.
+    neighbourhood: [applicants] score minus score alone, or None.
+  """
+
+  scores: np.ndarray
+  contributions: np.ndarray | None
+  neighbourhood: np.ndarray | None
+
+
+def score_batches(saved: model_io.SavedModel,
+                  batches: Iterator[tuple[np.ndarray, jraph.GraphsTuple]],
+                  num_applicants: int, *, attributions: bool
+                  ) -> ModelOutputs:
+  """Step 5: runs the model over the batches.
+
+  Every batch is dispatched before any result is read back, so building
+  the next batch overlaps the model's work on the last.
+
+  Args:
+    saved: the model.
+    batches: :func:`make_batches`' output.
+    num_applicants: rows of the outputs.
+    attributions: also compute gradient x input and scores alone.
+
+  Returns:
+    A :class:`ModelOutputs`; rows not in any batch stay NaN.
+  """
+  arch = saved.arch
+  pending = []
+  baseline = None
+  for rows, graphs in batches:
+    if attributions:
+      if baseline is None:
+        baseline = jnp.zeros(graphs.nodes.shape[1], jnp.float32)
+      pending.append((rows, graphs.n_node[:rows.size],
+                      _scores_and_attributions(saved.weights, graphs,
+                                               baseline, arch)))
+    else:
+      pending.append((rows, None, (_scores_only(saved.weights, graphs,
+                                                arch),)))
+  scores = np.full(num_applicants, np.nan)
+  contributions = neighbourhood = None
+  if attributions:
+    contributions = np.zeros((num_applicants,
+                              len(saved.encoder.column_names)))
+    neighbourhood = np.zeros(num_applicants)
+  for rows, n_node, outputs in pending:
+    count = rows.size
+    scores[rows] = np.asarray(outputs[0])[:count]
+    if attributions:
+      contributions[rows] = np.asarray(outputs[1])[:count]
+      alone = np.asarray(outputs[2])[:count]
+      # One node: the neighbourhood is empty, its effect exactly 0.
+      neighbourhood[rows] = np.where(n_node > 1, scores[rows] - alone, 0.0)
+  return ModelOutputs(scores, contributions, neighbourhood)
+
+
+# Step 6: explain.
 
 
 def _reason_strings(contributions: np.ndarray, names: Sequence[str],
@@ -134,13 +612,80 @@ def _reason_strings(contributions: np.ndarray, names: Sequence[str],
   return reasons
 
 
+def reason_names(saved: model_io.SavedModel) -> tuple[str, ...]:
+  """The reason codes of a model: its kept features, then the neighbourhood."""
+  return tuple(saved.arch.group_names) + (NEIGHBOURHOOD_REASON,)
+
+
+def feature_contributions(saved: model_io.SavedModel,
+                          outputs: ModelOutputs) -> np.ndarray:
+  """[applicants, reasons] contributions in :func:`reason_names` order."""
+  arch = saved.arch
+  groups = np.asarray(arch.column_groups)
+  columns = np.asarray(arch.input_columns)
+  per_feature = [outputs.contributions[:, columns[groups == g]].sum(1)
+                 for g in range(arch.num_groups)]
+  return np.stack(per_feature + [outputs.neighbourhood], axis=1)
+
+
+def explain(saved: model_io.SavedModel, ids: np.ndarray,
+            outputs: ModelOutputs, settings: ScoringSettings,
+            refused_outputs: ModelOutputs | None = None,
+            refused_rows: np.ndarray | None = None) -> pd.DataFrame:
+  """Step 6: points, decisions and reasons.
+
+  Args:
+    saved: the model.
+    ids: [applicants] borrower ids.
+    outputs: :func:`score_batches`' output over every applicant.
+    settings: bands, points scale and reasons.
+    refused_outputs: attributions of the refused applicants alone, when
+      ``outputs`` has none (``num_reasons`` 0).
+    refused_rows: their rows.
+
+  Returns:
+    ``OUTPUT_COLUMNS``, then ``contribution/<reason>`` columns when
+    ``num_reasons`` > 0.
+  """
+  scores = outputs.scores
+  decisions = decide(scores, settings.bands)
+  refused = decisions == REFUSE
+  names = reason_names(saved)
+  reasons = np.full(scores.shape[0], "", dtype=object)
+  per_feature = None
+  if outputs.contributions is not None:
+    per_feature = feature_contributions(saved, outputs)
+    reasons = _reason_strings(per_feature, names, settings.num_reasons)
+  if refused_outputs is not None and refused_rows is not None:
+    reasons[refused_rows] = _reason_strings(
+        feature_contributions(saved, refused_outputs)[refused_rows], names,
+        max(settings.num_reasons, 1))
+  # An adverse-action notice needs a reason even when no single factor was
+  # worse than the average borrower's.
+  reasons[refused & (reasons == "")] = LOW_SCORE_REASON
+  output = pd.DataFrame({
+      "borrower_id": ids,
+      "score": scores,
+      "points": settings.scorecard.points(scores).round(1),
+      "decision": decisions,
+      "reasons": reasons,
+  })
+  if settings.num_reasons > 0 and per_feature is not None:
+    for k, name in enumerate(names):
+      output[f"contribution/{name}"] = per_feature[:, k]
+  return output
+
+
+# The composition.
+
+
 @dataclasses.dataclass(frozen=True)
 class ScoringResult:
   """Scores of the applicants, every rejected record, and a summary.
 
   Attributes:
-    scores: ``OUTPUT_COLUMNS`` plus one ``contribution/<feature>`` column per
-      kept feature.
+    scores: ``OUTPUT_COLUMNS`` plus one ``contribution/<reason>`` column per
+      reason code when reasons were asked for.
     rejects: every rejected record (table, row, field, value, reason,
       borrower_id), and one row per applicant left unscored.
     summary: counts and seconds per stage.
@@ -151,33 +696,23 @@ class ScoringResult:
   summary: dict
 
 
-def _edge_rejects(edges: pd.DataFrame, known: pd.Index,
-                  rejected: pd.Index) -> tuple[pd.DataFrame, np.ndarray]:
-  """Edges that cannot be used, with reasons; and the mask of usable ones."""
-  src, dst = edges["src"], edges["dst"]
-  missing = src.isna().to_numpy() | dst.isna().to_numpy()
-  unknown = ~(src.isin(known).to_numpy() & dst.isin(known).to_numpy())
-  excluded = src.isin(rejected).to_numpy() | dst.isin(rejected).to_numpy()
-  reasons = np.where(missing, "missing endpoint",
-                     np.where(unknown, "endpoint is not an applicant",
-                              "endpoint's records rejected"))
-  bad = missing | unknown | excluded
-  rows = np.flatnonzero(bad)
-  frame = pd.DataFrame({
-      "table": "edges", "row": rows, "field": "src,dst",
-      "value": [f"{a},{b}" for a, b in zip(src.iloc[rows], dst.iloc[rows])],
-      "reason": reasons[rows], "borrower_id": None})
-  return frame, ~bad
+def _unscored_rows(ids: Sequence[Any], reason: str) -> pd.DataFrame:
+  return pd.DataFrame({
+      "table": "applicants", "row": -1, "field": "borrower_id",
+      "value": [str(b) for b in ids], "reason": reason,
+      "borrower_id": list(ids)}, columns=list(features_lib.REJECT_COLUMNS))
 
 
 def score_applicants(saved: model_io.SavedModel, borrowers: pd.DataFrame,
                      loans: pd.DataFrame, installments: pd.DataFrame,
-                     edges: pd.DataFrame | None, *, as_of,
-                     bands: Sequence[tuple[str, float]],
-                     scorecard: Scorecard = Scorecard(),
-                     score_partial: bool = False, num_reasons: int = 3,
-                     batch_size: int = 1024, seed: int = 0) -> ScoringResult:
+                     edges: pd.DataFrame | None = None, *, as_of,
+                     settings: ScoringSettings = ScoringSettings()
+                     ) -> ScoringResult:
   """Scores a batch of applicants from their raw records.
+
+  Every applicant of the borrowers table is either in the scores or listed
+  in the rejects, and an applicant's row of the scores is the same whatever
+  the other applicants, their order or the batch size.
 
   Args:
     saved: a loaded model.
@@ -185,108 +720,247 @@ def score_applicants(saved: model_io.SavedModel, borrowers: pd.DataFrame,
     loans: their loans.
     installments: their installments.
     edges: optional relations (``src``, ``dst`` borrower ids).
-    as_of: the snapshot date of the records.
-    bands: decision bands, see :func:`parse_bands`.
-    scorecard: the points scale.
-    score_partial: score applicants who lost records from what is left.
-    num_reasons: reasons per applicant; 0 skips the attribution (and the
-      ``contribution/`` columns), which makes scoring about twice as fast.
-    batch_size: graphs per model batch.
-    seed: seed of the neighbourhood sampling (scores are reproducible).
+    as_of: the snapshot date of the records (``YYYY-MM-DD`` or a date).
+    settings: bands, points scale, reasons, batch size.
 
   Returns:
     A :class:`ScoringResult`.
   """
   timings = {}
   start = time.perf_counter()
-  extracted = features_lib.extract_features_with_rejects(
-      borrowers, loans, installments, as_of=as_of,
-      keep_partial=score_partial)
-  table = extracted.features
-  rejects = [extracted.rejects]
-  known_ids = pd.Index(borrowers["borrower_id"].dropna().unique())
-  rejected_ids = known_ids.difference(table.index)
+  applicants = extract_applicants(borrowers, loans, installments, edges,
+                                  as_of=as_of,
+                                  score_partial=settings.score_partial)
   timings["extract_seconds"] = time.perf_counter() - start
 
   start = time.perf_counter()
-  applicants = table.index.to_numpy()
-  node_features = saved.encoder.encode(table)
-  if edges is not None and len(edges):
-    edge_rejects, usable = _edge_rejects(edges, known_ids, rejected_ids)
-    rejects.append(edge_rejects)
-    src, dst, _ = data_lib.edges_to_rows(edges[usable], applicants)
-  else:
-    src = dst = np.zeros(0, np.int64)
-  graph = graphs_lib.BorrowerGraph.from_edges(len(applicants), src, dst)
+  ids = applicants.features.index.to_numpy()
+  node_features = encode_applicants(saved, applicants.features)
+  position = pd.Index(ids)
+  graph = graphs_lib.BorrowerGraph.from_edges(
+      len(ids), position.get_indexer(applicants.src),
+      position.get_indexer(applicants.dst))
+  hashes = id_hashes(ids)
+  neighbourhoods = sample_neighbourhoods(graph, hashes, saved.fanouts,
+                                         saved.sampling_seed)
   timings["graph_seconds"] = time.perf_counter() - start
-  start = time.perf_counter()
-
-  # Every batch is sampled first, then all are padded to the largest real
-  # batch (not the worst case of the fanouts): one compile, little padding.
-  rng = np.random.default_rng(seed)
-  labels = np.zeros(len(applicants), np.float32)
-  batches = [graphs_lib.sample_unpadded(
-      graph, node_features, labels,
-      np.arange(begin, min(begin + batch_size, len(applicants))),
-      saved.fanouts, rng) for begin in range(0, len(applicants), batch_size)]
-  budget = graphs_lib.BatchBudget(
-      n_node=max(int(b.n_node.sum()) for b in batches) + 1,
-      n_edge=max(int(b.n_edge.sum()) for b in batches),
-      n_graph=batch_size + 1) if batches else None
-  timings["graph_seconds"] += time.perf_counter() - start
 
   start = time.perf_counter()
-  arch = saved.arch
-  num_columns = node_features.shape[1]
-  baseline = jnp.zeros(num_columns)
-  scores = np.empty(len(applicants))
-  contributions = np.zeros((len(applicants), num_columns))
-  for begin, unpadded in zip(range(0, len(applicants), batch_size), batches):
-    count = unpadded.n_node.shape[0]
-    padded = graphs_lib.pad_batch(unpadded, budget)
-    if num_reasons > 0:
-      batch_scores, batch_contrib = _scores_and_attributions(
-          saved.weights, padded, baseline, arch)
-      contributions[begin:begin + count] = np.asarray(batch_contrib)[:count]
-    else:
-      batch_scores = _scores_only(saved.weights, padded, arch)
-    scores[begin:begin + count] = np.asarray(batch_scores)[:count]
+  with_reasons = settings.num_reasons > 0
+  outputs = score_batches(
+      saved, make_batches(neighbourhoods, node_features, saved.fanouts,
+                          settings.batch_size), len(ids),
+      attributions=with_reasons)
+  refused_outputs = refused_rows = None
+  if not with_reasons:
+    refused_rows = np.flatnonzero(decide(outputs.scores, settings.bands)
+                                  == REFUSE)
+    if refused_rows.size:
+      refused_outputs = score_batches(
+          saved, make_batches(neighbourhoods, node_features, saved.fanouts,
+                              settings.batch_size, refused_rows), len(ids),
+          attributions=True)
   timings["model_seconds"] = time.perf_counter() - start
 
-  groups = np.asarray(arch.column_groups)
-  columns = np.asarray(arch.input_columns)
-  per_feature = np.stack(
-      [contributions[:, columns[groups == g]].sum(1)
-       for g in range(arch.num_groups)], axis=1).reshape(
-           len(applicants), arch.num_groups)
-  reasons = _reason_strings(per_feature, arch.group_names, num_reasons)
-  output = pd.DataFrame({
-      "borrower_id": applicants,
-      "score": scores,
-      "points": scorecard.points(scores).round(1),
-      "decision": decide(scores, bands),
-      "reasons": reasons,
-  })
-  if num_reasons > 0:
-    for g, name in enumerate(arch.group_names):
-      output[f"contribution/{name}"] = per_feature[:, g]
+  start = time.perf_counter()
+  finite = np.isfinite(outputs.scores)
+  output = explain(saved, ids, outputs, settings, refused_outputs,
+                   refused_rows)
+  output = output[finite].reset_index(drop=True)
+  timings["explain_seconds"] = time.perf_counter() - start
 
-  not_scored = pd.DataFrame({
-      "table": "applicants", "row": -1, "field": "borrower_id",
-      "value": [str(b) for b in rejected_ids],
-      "reason": "not scored: has rejected records", "borrower_id":
-          list(rejected_ids)})
-  parts = [r for r in rejects + [not_scored] if len(r)]
-  all_rejects = (pd.concat(parts, ignore_index=True) if parts else
-                 pd.DataFrame(columns=list(features_lib.REJECT_COLUMNS)))
+  parts = [applicants.rejects,
+           _unscored_rows(applicants.unscored,
+                          "not scored: has rejected records"),
+           _unscored_rows(ids[~finite], "not scored: the model gave a "
+                          "non-finite score")]
+  parts = [p for p in parts if len(p)]
+  rejects = (pd.concat(parts, ignore_index=True) if parts else
+             pd.DataFrame(columns=list(features_lib.REJECT_COLUMNS)))
   summary = {
-      "applicants": int(known_ids.size),
+      **applicants.summary,
       "scored": int(len(output)),
-      "rejected_applicants": int(rejected_ids.size),
-      "scored_partially": int(extracted.affected_borrowers.size
-                              if score_partial else 0),
-      "rejected_records": int(sum(len(r) for r in rejects)),
-      "decisions": output["decision"].value_counts().to_dict(),
+      "rejected_applicants": int(applicants.unscored.size
+                                 + (~finite).sum()),
+      "decisions": {str(k): int(v) for k, v in
+                    output["decision"].value_counts().items()},
       **timings,
   }
-  return ScoringResult(output, all_rejects, summary)
+  return ScoringResult(output, rejects, summary)
+
+
+# Files: checked paths and atomic writes.
+
+
+def _same_file(a: str, b: str) -> bool:
+  if os.path.realpath(a) == os.path.realpath(b):
+    return True
+  try:
+    return os.path.samefile(a, b)
+  except OSError:
+    return False
+
+
+def check_paths(inputs: Mapping[str, str | None],
+                outputs: Mapping[str, str]) -> None:
+  """Checks every path before any work.
+
+  Inputs must be readable files; outputs must end in ``.csv`` or
+  ``.parquet``, differ from every input and from each other, and be
+  writable (their directory exists and takes a new file; an existing
+  output is a writable file).
+
+  Args:
+    inputs: name -> path (None: not given).
+    outputs: name -> path.
+
+  Raises:
+    ScoringError: naming the flag and the path.
+  """
+  given = {k: v for k, v in inputs.items() if v}
+  for name, path in given.items():
+    if not os.path.exists(path):
+      raise ScoringError(f"--{name}={path}: not found")
+    if os.path.isdir(path) and name != "model_dir":
+      raise ScoringError(f"--{name}={path}: is a directory, not a file")
+    if not os.access(path, os.R_OK):
+      raise ScoringError(f"--{name}={path}: not readable")
+  protected = dict(given)
+  if "model_dir" in given and os.path.isdir(given["model_dir"]):
+    for entry in os.listdir(given["model_dir"]):
+      protected[f"model_dir ({entry})"] = os.path.join(given["model_dir"],
+                                                       entry)
+  seen: dict[str, str] = {}
+  for name, path in outputs.items():
+    if not path:
+      raise ScoringError(f"--{name} is empty")
+    if not path.endswith(TABLE_SUFFIXES):
+      raise ScoringError(f"--{name}={path}: expected a .csv or .parquet "
+                         "file name")
+    for other_name, other in list(protected.items()) + list(seen.items()):
+      if _same_file(path, other):
+        raise ScoringError(f"--{name}={path} is the same file as "
+                           f"--{other_name}={other}; refusing to overwrite "
+                           "it")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+      raise ScoringError(f"--{name}={path}: directory {directory} does not "
+                         "exist")
+    if os.path.isdir(path):
+      raise ScoringError(f"--{name}={path}: is a directory")
+    if os.path.exists(path) and (not os.path.isfile(path)
+                                 or not os.access(path, os.W_OK)):
+      raise ScoringError(f"--{name}={path}: exists and is not a writable "
+                         "file")
+    try:
+      handle, probe = tempfile.mkstemp(prefix=".score-probe-", dir=directory)
+      os.close(handle)
+      os.remove(probe)
+    except OSError as error:
+      raise ScoringError(f"--{name}={path}: cannot write in {directory} "
+                         f"({error.strerror})") from None
+    seen[name] = path
+
+
+def write_tables(tables: Sequence[tuple[pd.DataFrame, str, bool]]) -> None:
+  """Writes every (frame, path, index) to a temporary file beside its path,
+  then renames them all into place; on any failure none is replaced.
+
+  Raises:
+    ScoringError: naming the path that could not be written.
+  """
+  staged = []
+  try:
+    for frame, path, index in tables:
+      directory = os.path.dirname(os.path.abspath(path))
+      handle, temporary = tempfile.mkstemp(
+          prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+      os.close(handle)
+      staged.append((temporary, path))
+      try:
+        if path.endswith(".parquet"):
+          frame.to_parquet(temporary, index=index)
+        else:
+          frame.to_csv(temporary, index=index)
+      except (OSError, ValueError) as error:
+        raise ScoringError(f"{path}: could not be written ({error})"
+                           ) from None
+    for temporary, path in staged:
+      os.replace(temporary, path)
+    staged = []
+  except OSError as error:
+    raise ScoringError(f"could not write the outputs ({error})") from None
+  finally:
+    for temporary, _ in staged:
+      if os.path.exists(temporary):
+        os.remove(temporary)
+
+
+def _read_tables(paths: Mapping[str, str | None]) -> dict[str, Any]:
+  """The record tables (``edges`` None where not given)."""
+  return {name: (features_lib.read_records(path, name) if path else None)
+          for name, path in paths.items()}
+
+
+def score_files(*, model_dir: str | None, borrowers: str, loans: str,
+                installments: str, edges: str | None, as_of: str,
+                output: str, rejects: str, settings: ScoringSettings,
+                features_only: bool = False) -> dict[str, Any]:
+  """Scores record files into a scores file and a rejects file.
+
+  Paths are checked and the model loaded before any table is read; both
+  outputs are written to temporary files and renamed into place only when
+  both are written.
+
+  Args:
+    model_dir: a model directory (unused with ``features_only``).
+    borrowers: borrowers table (``.csv`` or ``.parquet``).
+    loans: loans table.
+    installments: installments table.
+    edges: optional relations table.
+    as_of: snapshot date, ``YYYY-MM-DD``.
+    output: scores (or features) file.
+    rejects: rejected records file.
+    settings: scoring settings.
+    features_only: write the extracted features instead of scores.
+
+  Returns:
+    The summary: counts and seconds per stage.
+
+  Raises:
+    ScoringError, ValueError, model_io.ModelFormatError: one-line errors
+      naming the file, flag or setting.
+  """
+  features_lib.parse_as_of(as_of)
+  if not features_only and not model_dir:
+    raise ScoringError("--model_dir is required unless --features_only")
+  inputs = {"borrowers": borrowers, "loans": loans,
+            "installments": installments, "edges": edges}
+  check_paths({**inputs, "model_dir": None if features_only else model_dir},
+              {"output": output, "rejects": rejects})
+  saved = None if features_only else model_io.load_model(model_dir)
+  start = time.perf_counter()
+  tables = _read_tables(inputs)
+  read_seconds = time.perf_counter() - start
+  if features_only:
+    result = features_lib.extract_features_with_rejects(
+        tables["borrowers"], tables["loans"], tables["installments"],
+        as_of=as_of, keep_partial=settings.score_partial)
+    start = time.perf_counter()
+    write_tables([(result.features, output, True),
+                  (result.rejects, rejects, False)])
+    known = tables["borrowers"]["borrower_id"].dropna().nunique()
+    return {"features": int(len(result.features)),
+            "applicants": int(known),
+            "rejected_applicants": int(known - len(result.features)),
+            "rejected_records": int(len(result.rejects)),
+            "read_seconds": read_seconds,
+            "write_seconds": time.perf_counter() - start}
+  result = score_applicants(saved, tables["borrowers"], tables["loans"],
+                            tables["installments"], tables["edges"],
+                            as_of=as_of, settings=settings)
+  start = time.perf_counter()
+  write_tables([(result.scores, output, False),
+                (result.rejects, rejects, False)])
+  return {"read_seconds": read_seconds, **result.summary,
+          "write_seconds": time.perf_counter() - start}

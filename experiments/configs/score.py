@@ -1,0 +1,37 @@
+"""Scoring settings: decision bands, points scale, reasons.
+
+  python experiments/score.py --config=experiments/configs/score.py \
+      --model_dir=runs/default/model --borrowers=b.csv --loans=l.csv \
+      --installments=i.csv --edges=e.csv --as_of=2026-01-01 \
+      --output=scores.csv --config.num_reasons=4 \
+      --config.bands="(('plan_a', 0.95), ('plan_b', 0.85))"
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """The default scoring policy."""
+  config = ml_collections.ConfigDict()
+
+  # Decisions: (plan, minimum score of good credit); below every band the
+  # loan is refused.
+  config.bands = (("plan_a", 0.9), ("plan_b", 0.8), ("plan_c", 0.7))
+
+  # Points: base_points at base_odds good:bad odds, points_to_double more
+  # for each doubling of the odds.
+  config.base_points = 600.0
+  config.base_odds = 50.0
+  config.points_to_double = 20.0
+
+  # Reasons per applicant (most negative contributions first); 0 explains
+  # refused applicants only, with one reason each.
+  config.num_reasons = 3
+
+  # Applicants who lost records: False leaves them unscored (listed in the
+  # rejects), True scores them from their valid records.
+  config.score_partial = False
+
+  # Graphs per model call: speed and memory only, never a result.
+  config.batch_size = 1024
+  return config
