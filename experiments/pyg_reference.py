@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 from typing import Any, NamedTuple, Sequence
 
+import chex
 import jraph
 import numpy as np
 import torch
@@ -31,6 +32,8 @@ from torch_geometric.nn import global_max_pool
 from torch_geometric.nn import global_mean_pool
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.utils import add_self_loops
+
+from credit_nas_jax import model as model_lib
 
 GATE_FUNCTIONS = ("sigmoid", "softmax")
 
@@ -152,7 +155,7 @@ class Supernet(nn.Module):
     return self.head(readout).squeeze(-1)
 
 
-def supernet_for(arch: Any) -> Supernet:
+def supernet_for(arch: model_lib.Architecture) -> Supernet:
   """An (untrained) PyG supernet of a ``credit_nas_jax`` Architecture."""
   _check_supported(arch)
   d = arch.hidden_dim
@@ -162,7 +165,7 @@ def supernet_for(arch: Any) -> Supernet:
                   gate_function=arch.gate_function)
 
 
-def _check_supported(arch: Any) -> None:
+def _check_supported(arch: model_lib.Architecture) -> None:
   """Raises unless the PyG peer computes the same network as ``arch``."""
   kinds = {k for layer in arch.layer_op_kinds for k in layer}
   if (not arch.searchable or kinds != {"gcn"} or not arch.pooled_readout
@@ -179,7 +182,7 @@ def _op_slices(widths: Sequence[int]) -> list[slice]:
   return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def _pairs(module: Supernet, arch: Any):
+def _pairs(module: Supernet, arch: model_lib.Architecture):
   """(parameter, JAX leaf path, index into the leaf, transpose) per tensor."""
   yield module.embed_weight, ("feature_embed", "w"), slice(None), False
   yield module.embed_bias, ("feature_embed", "b"), slice(None), False
@@ -201,8 +204,9 @@ def _leaf(tree, path):
   return tree
 
 
-def load_jax_weights(module: Supernet, weights: Any, alphas: Any,
-                     arch: Any) -> Supernet:
+def load_jax_weights(module: Supernet, weights: chex.ArrayTree,
+                     alphas: chex.ArrayTree,
+                     arch: model_lib.Architecture) -> Supernet:
   """Copies a JAX supernet's (weights, alphas) into ``module`` in place.
 
   Args:
@@ -229,8 +233,8 @@ def load_jax_weights(module: Supernet, weights: Any, alphas: Any,
   return module
 
 
-def jax_layout(module: Supernet, arch: Any, gradients: bool = False
-               ) -> tuple[dict, dict]:
+def jax_layout(module: Supernet, arch: model_lib.Architecture,
+               gradients: bool = False) -> tuple[dict, dict]:
   """(weights, alphas) of ``module`` (or their ``.grad``) as numpy arrays in
   the JAX model's pytree layout."""
   value = lambda p: (p.grad if gradients else p).detach().cpu().numpy()
