@@ -5,6 +5,9 @@ from credit_nas_jax.checkpoint import CheckpointManager
 from credit_nas_jax.data import BatchMaker
 from credit_nas_jax.data import Dataset
 from credit_nas_jax.data import dataset_from_book
+from credit_nas_jax.experiment import Experiment
+from credit_nas_jax.experiment import prepare as prepare_experiment
+from credit_nas_jax.experiment import run_keys
 from credit_nas_jax.features import extract_features
 from credit_nas_jax.features import extract_features_from_files
 from credit_nas_jax.features import extract_features_with_rejects
@@ -40,6 +43,7 @@ __all__ = (
     "CheckpointError",
     "CheckpointManager",
     "Dataset",
+    "Experiment",
     "FEATURE_COLUMNS",
     "NodeEncoder",
     "RecordError",
@@ -56,8 +60,10 @@ __all__ = (
     "init",
     "init_search_state",
     "load_model",
+    "prepare_experiment",
     "read_records",
     "run_experiment",
+    "run_keys",
     "run_sweep",
     "sample_graphs",
     "save_model",

@@ -207,7 +207,8 @@ def train_fixed(name: str, dataset: data_lib.Dataset,
     kind = {"mlp": "self", "gcn": "gcn", "graphsage": "sage"}[name]
     arch = fixed_architecture(dataset, kind, config.hidden_dim,
                               config.fixed_width_ratio, config.num_gcn_layers)
-  key = jax.random.fold_in(jax.random.key(seed), MODELS.index(name))
+  key = jax.random.fold_in(experiment.run_keys(seed)["init"],
+                           MODELS.index(name))
   state = train_lib.init_train_state(key, arch,
                                      experiment.retrain_optimizer(config))
   state, history = experiment.retrain(exp, state, arch)

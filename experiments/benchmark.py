@@ -6,6 +6,7 @@ r"""Search cost on standard workloads: compile, step time, FLOPs, throughput.
       --rounds=3                                       # alternating rounds
   python experiments/benchmark.py --workloads=b256,b1024,b4096,g100k \
       --steps=50 --output=bench.json
+  python experiments/benchmark.py --workloads= --loops=d16_b128 --rounds=3
 
 Workloads (padded batches with fixed budgets; see WORKLOADS):
 * bN: N borrower graphs, each a borrower's neighbourhood sampled from the
@@ -14,6 +15,12 @@ Workloads (padded batches with fixed budgets; see WORKLOADS):
 * g100k: one graph of the 100,000-borrower synthetic book's whole relation
   graph (links per borrower raised so it has about 1,000,000 directed
   edges), padded to 100,000 nodes + 1 and 1,000,000 edges.
+
+Loops (``--loops``): the experiment core's real search and retrain loops
+(neighbourhoods sampled on the device inside the compiled blocks) on the
+default config's book at a given D and batch, against the same step
+compiled alone on a fixed batch: the ratio is what the loop costs beyond
+the step.
 
 Step kinds: first- and second-order search steps (supernet), retrain step
 and inference of a derived network (every feature, the medium op in both
@@ -53,6 +60,10 @@ WORKLOADS = {
     "b4096": (4_096, 65_536, 262_144),
     "g100k": (1, 100_000, 1_000_000),
 }
+# name: (hidden_dim, batch_size) of a loop workload on the default config's
+# synthetic book (20,000 borrowers, fanouts 10 and 5).
+LOOPS = {"d16_b128": (16, 128), "d100_b1024": (100, 1_024),
+         "d100_b128": (100, 128)}
 KINDS = ("search_first_order", "search_second_order", "retrain",
          "inference", "supernet_inference")
 
@@ -73,6 +84,11 @@ _ROUNDS = flags.DEFINE_integer(
     "alternating, so both see the same machine; the ratio is reported per "
     "round and as the median over rounds.", lower_bound=1)
 _OUTPUT = flags.DEFINE_string("output", None, "JSON rows file.")
+_LOOPS = flags.DEFINE_list(
+    "loops", [], "Also time the real search and retrain loops (device "
+    f"sampling included) against their bare steps: some of {sorted(LOOPS)}.")
+_LOOP_STEPS = flags.DEFINE_integer("loop_steps", 200,
+                                   "Search and retrain steps a loop runs.")
 
 
 @dataclasses.dataclass
@@ -257,9 +273,67 @@ def _markdown(rows: list[dict]) -> str:
   return "\n".join(lines)
 
 
+def time_loops(name: str, steps: int, rounds: int) -> list[dict]:
+  """The real search and retrain loops of the experiment core against the
+  bare compiled steps on fixed batches, alternating, ``rounds`` times."""
+  from credit_nas_jax import experiment  # pylint: disable=g-import-not-at-top
+  from credit_nas_jax import pipeline  # pylint: disable=g-import-not-at-top
+  from experiments.configs import default  # pylint: disable=g-import-not-at-top
+  config = default.get_config()
+  config.hidden_dim, config.batch_size = LOOPS[name]
+  config.search_steps = config.retrain_steps = steps
+  config.log_every = config.checkpoint_every = 50
+  config.eval_every, config.patience = steps, 10**6
+  exp = experiment.prepare(config, pipeline.load_dataset(config))
+  keys = experiment.run_keys(config.seed)
+  fresh = lambda: search_lib.init_search_state(
+      keys["init"], exp.supernet, experiment.hyperparameters_of(config))
+  derived = search_lib.derive_architecture(
+      {"features": jnp.ones(exp.supernet.num_groups),
+       "ops": jnp.array([[0.0, 1.0, 0.0]] * 2)}, exp.supernet, 0.5)
+  train_batch = exp.maker.training_batch("train", 0)
+  bare_train = jax.jit(train_lib.train_step_fn, static_argnames=("arch",))
+  rows = []
+  for round_index in range(rounds):
+    state, timing = experiment.search(exp, fresh(), keys=keys)
+    search_loop = timing["search_seconds"] / steps
+    search_bare = experiment.bare_search_step_seconds(exp, state)
+    train_state = experiment.retrain_state(exp, derived, keys)
+    experiment.retrain(exp, train_state, derived.arch, keys=keys)  # compile
+    start = time.perf_counter()
+    experiment.retrain(exp, experiment.retrain_state(exp, derived, keys),
+                       derived.arch, keys=keys)
+    retrain_loop = (time.perf_counter() - start) / steps
+    train_state = experiment.retrain_state(exp, derived, keys)
+    jax.block_until_ready(bare_train(train_state, train_batch,
+                                     arch=derived.arch))
+    times = []
+    for _ in range(20):
+      begin = time.perf_counter()
+      jax.block_until_ready(bare_train(train_state, train_batch,
+                                       arch=derived.arch))
+      times.append(time.perf_counter() - begin)
+    retrain_bare = float(np.median(times))
+    for kind, loop, bare in (("search_loop", search_loop, search_bare),
+                             ("retrain_loop", retrain_loop, retrain_bare)):
+      rows.append({"impl": "jax", "workload": name, "kind": kind,
+                   "round": round_index, "loop_ms": 1000 * loop,
+                   "bare_step_ms": 1000 * bare,
+                   "loop_steps_per_second": 1 / loop,
+                   "loop_over_bare_step": loop / bare,
+                   "sampler": exp.plan.sampler,
+                   "device_kind": jax.devices()[0].device_kind})
+      logging.info("%s", json.dumps(rows[-1]))
+  return rows
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.INFO)
+  for name in _LOOPS.value:
+    if name not in LOOPS:
+      raise app.UsageError(f"unknown loop workload {name!r}; expected one "
+                           f"of {sorted(LOOPS)}")
   for name in _WORKLOADS.value:
     if name not in WORKLOADS:
       raise app.UsageError(f"unknown workload {name!r}; expected one of "
@@ -301,7 +375,21 @@ def main(argv):
       print(f"{name}: derived inference {derived['median_ms']:.1f} ms, "
             f"supernet {supernet['median_ms']:.1f} ms: "
             f"{supernet['median_ms'] / derived['median_ms']:.2f}x")
-  print(_markdown(rows))
+  loop_rows = [r for name in _LOOPS.value
+               for r in time_loops(name, _LOOP_STEPS.value, _ROUNDS.value)]
+  for name in _LOOPS.value:
+    for kind in ("search_loop", "retrain_loop"):
+      mine = [r for r in loop_rows if r["workload"] == name
+              and r["kind"] == kind]
+      each = ", ".join(f"{r['loop_over_bare_step']:.3f}x" for r in mine)
+      print(f"{name}: {kind} {np.median([r['loop_ms'] for r in mine]):.2f} "
+            f"ms/step, bare step "
+            f"{np.median([r['bare_step_ms'] for r in mine]):.2f} ms: "
+            f"{np.median([r['loop_over_bare_step'] for r in mine]):.3f}x "
+            f"(rounds: {each})")
+  rows += loop_rows
+  if any("median_ms" in r for r in rows):
+    print(_markdown([r for r in rows if "median_ms" in r]))
   if _OUTPUT.value:
     with open(_OUTPUT.value, "w") as f:
       json.dump(rows, f, indent=2)

@@ -28,6 +28,7 @@ import jax
 import numpy as np
 
 from credit_nas_jax import data as data_lib
+from credit_nas_jax import experiment
 from credit_nas_jax import parallel
 from credit_nas_jax import pipeline
 from credit_nas_jax import search as search_lib
@@ -40,12 +41,6 @@ _SCALING = flags.DEFINE_list("scaling_devices", ["1", "2", "4"],
                              "Forced CPU device counts for weak scaling.")
 _WORKER = flags.DEFINE_integer("scaling_worker", 0,
                                "Internal: run one weak-scaling point.")
-
-
-class _Discard:
-
-  def write(self, record):
-    del record
 
 
 def _search_config():
@@ -62,12 +57,12 @@ def _scaling_point(devices: int) -> dict:
   config = _search_config()
   config.num_borrowers, config.batch_size = 20_000, 64
   dataset = pipeline.load_dataset(config)
-  arch = pipeline.supernet_for(config, dataset)
+  arch = experiment.supernet_for(config, dataset)
   maker = data_lib.BatchMaker(dataset, config.batch_size,
                               tuple(config.fanouts), 0)
   mesh = parallel.data_mesh(devices)
   state = parallel.replicate(search_lib.init_search_state(
-      jax.random.key(0), arch, pipeline.hyperparameters_of(config)), mesh)
+      jax.random.key(0), arch, experiment.hyperparameters_of(config)), mesh)
   batches = [(parallel.shard_batch(
       maker.sharded_training_batch("train", s, devices), mesh),
               parallel.shard_batch(
@@ -111,11 +106,12 @@ def main(argv):
   report["input_graphs_per_second"] = 50 * config.batch_size / (
       time.perf_counter() - start)
 
-  arch = pipeline.supernet_for(config, dataset)
+  exp = experiment.prepare(config, dataset)
+  arch = exp.supernet
+  report["sampler"] = exp.plan.sampler
   state = search_lib.init_search_state(jax.random.key(0), arch,
-                                       pipeline.hyperparameters_of(config))
-  state, _, timing = pipeline.run_search(state, maker, arch, config,
-                                         _Discard())
+                                       experiment.hyperparameters_of(config))
+  state, timing = experiment.search(exp, state)
   train, val = (maker.training_batch("train", 0),
                 maker.training_batch("validation", 0))
   times = []

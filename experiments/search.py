@@ -51,7 +51,7 @@ def main(argv):
                                   _PROCESS_ID.value)
   try:
     pipeline.run_experiment(_CONFIG.value, _WORKDIR.value, fresh=_FRESH.value)
-  except (pipeline.WorkdirConflictError, checkpoint.CheckpointError,
+  except (ValueError, checkpoint.CheckpointError,
           train.NonFiniteError) as error:
     logging.error("%s", error)
     sys.exit(f"error: {error}")

@@ -4,8 +4,8 @@ r"""Sweep cost per member against one run alone, same settings, one process.
   python experiments/sweep_benchmark.py --members=32 --batch_size=1024 \
       --hidden_dim=100 --steps=50
 
-Times the search loop (batch making included, compile timed apart) of one
-lone run, then of a vmapped sweep of --members members (seeds x two alpha
+Times the search loop (device sampling included, compile timed apart) of
+one lone run, then of a vmapped sweep of --members members (seeds x two alpha
 learning rates), and prints JSON and a markdown row.
 """
 
@@ -19,7 +19,7 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 import jax
 
-from credit_nas_jax import data as data_lib
+from credit_nas_jax import experiment
 from credit_nas_jax import pipeline
 from credit_nas_jax import search as search_lib
 from credit_nas_jax import sweep
@@ -35,12 +35,6 @@ _WIDTH = flags.DEFINE_integer(
 _OUTPUT = flags.DEFINE_string("output", None, "Optional JSON output file.")
 
 
-class _Discard:
-
-  def write(self, record):
-    del record
-
-
 def main(argv):
   del argv
   config = sweep_config.get_config()
@@ -52,24 +46,17 @@ def main(argv):
   config.arch_warmup_steps = 0
   config.sweep_seeds = tuple(range(_MEMBERS.value // 2))
   config.sweep_arch_lr = (3e-2, 1e-2)
-  dataset = pipeline.load_dataset(config)
-  arch = pipeline.supernet_for(config, dataset)
+  config.checkpoint_every = _STEPS.value
+  exp = experiment.prepare(config, pipeline.load_dataset(config))
   members = sweep.grid_members(config)
-
-  lone_maker = data_lib.BatchMaker(dataset, config.batch_size,
-                                   tuple(config.fanouts), config.seed)
+  keys = experiment.run_keys(config.seed)
   state = search_lib.init_search_state(
-      jax.random.split(jax.random.key(config.seed))[0], arch,
-      pipeline.hyperparameters_of(config))
-  _, _, lone = pipeline.run_search(state, lone_maker, arch, config,
-                                   _Discard())
+      keys["init"], exp.supernet, experiment.hyperparameters_of(config))
+  _, lone = experiment.search(exp, state, keys=keys)
 
-  makers = {seed: data_lib.BatchMaker(dataset, config.batch_size,
-                                      tuple(config.fanouts), seed)
-            for seed in {m.seed for m in members}}
   config.sweep_vmap_width = _WIDTH.value
-  _, _, sweep_compile, sweep_run = sweep._run_chunk(  # pylint: disable=protected-access
-      members, arch, config, makers, sorted(makers))
+  _, _, sweep_compile, sweep_run = sweep._search_chunk(  # pylint: disable=protected-access
+      members, exp, sorted({m.seed for m in members}))
   row = {
       "device_kind": jax.devices()[0].device_kind,
       "jax_version": jax.__version__,

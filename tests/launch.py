@@ -14,10 +14,14 @@ def run(script: str, *args: str, check: bool = True,
 
   With ``check``, a non-zero exit fails the test with the end of stderr.
   """
+  # Launched runs compared across processes (a sweep member and its lone
+  # run, a resumed run and an uninterrupted one) multiply at full float32
+  # precision, as a GPU does not by default (TF32).
   result = subprocess.run(
       [sys.executable, os.path.join(ROOT, "experiments", script), *args],
       capture_output=True, text=True, timeout=600, cwd=ROOT,
-      env=None if env is None else {**os.environ, **env})
+      env={**os.environ, "JAX_DEFAULT_MATMUL_PRECISION": "highest",
+           **(env or {})})
   if check:
     assert result.returncode == 0, result.stderr[-3000:]
   return result

@@ -69,6 +69,7 @@ def test_outputs_are_consistent(run_dir):
       / cost["bare_search_step_seconds"])
 
 
+@pytest.mark.highest_matmul_precision
 def test_saved_model_reproduces_the_test_metrics(run_dir):
   workdir, _ = run_dir
   saved = model_io.load_model(os.path.join(workdir, "model"))
