@@ -68,12 +68,16 @@ NEIGHBOURHOOD_REASON = "related_borrowers"
 LOW_SCORE_REASON = "score_below_lowest_band"
 DEFAULT_BANDS = (("plan_a", 0.9), ("plan_b", 0.8), ("plan_c", 0.7))
 TABLE_SUFFIXES = (".csv", ".parquet")
-# Every model call is padded to at least this many graphs and nodes: XLA:CPU
-# takes another kernel path for very small products (seen below 64), whose
-# results differ from the usual path's in the last bit; at and above it a
-# graph's result does not depend on its batch, position or padding (tested).
+# A graph's result must not depend on its batch. XLA:CPU's products take
+# another kernel path for very small operands (seen below 64 rows) and for
+# the last rows of one whose row count is not a multiple of the vector
+# width (16 floats here), and those paths round differently in the last
+# bit. So every call is padded to at least these many graphs and nodes, and
+# both counts to a multiple of ROW_MULTIPLE: then every real row takes the
+# main path, whatever its position (tests/test_scoring_determinism.py).
 MIN_GRAPHS_PER_CALL = 128
 MIN_NODES_PER_CALL = 1024
+ROW_MULTIPLE = 64
 # SipHash key of the neighbourhood rule (16 bytes); changing it changes every
 # neighbourhood, so it is part of the scoring contract.
 _HASH_KEY = "credit_nas_jax.s"
@@ -454,16 +458,20 @@ def _graphs(slots: np.ndarray, parent: np.ndarray,
                "borrower": slots[:, 0].astype(np.int32)})
 
 
+def _round_up(value: int, multiple: int) -> int:
+  return -(-value // multiple) * multiple
+
+
 def make_batches(neighbourhoods: np.ndarray, node_features: np.ndarray,
                  fanouts: Sequence[int], batch_size: int,
                  rows: np.ndarray | None = None
                  ) -> Iterator[tuple[np.ndarray, jraph.GraphsTuple]]:
   """Step 4: padded batches of ``batch_size`` graphs, one per applicant.
 
-  Every batch has the same budget (``max(batch_size, MIN_GRAPHS_PER_CALL)
-  + 1`` graphs and the node and edge counts of the fullest batch, at least
-  ``MIN_NODES_PER_CALL``), so the model compiles once; the graphs' results
-  do not depend on it.
+  Every batch has the same budget (``batch_size`` graphs and the nodes of
+  the fullest batch, plus padding, at least ``MIN_GRAPHS_PER_CALL`` graphs
+  and ``MIN_NODES_PER_CALL`` nodes, rounded up to ``ROW_MULTIPLE``), so the
+  model compiles once and no graph's result depends on it.
 
   Args:
     neighbourhoods: :func:`sample_neighbourhoods`' slot rows.
@@ -481,11 +489,10 @@ def make_batches(neighbourhoods: np.ndarray, node_features: np.ndarray,
   nodes = (neighbourhoods[rows] >= 0).sum(1)
   starts = range(0, rows.size, batch_size)
   most_nodes = max(int(nodes[s:s + batch_size].sum()) for s in starts)
-  most_nodes = max(most_nodes, MIN_NODES_PER_CALL)
-  budget = graphs_lib.BatchBudget(n_node=most_nodes + 1,
-                                  n_edge=2 * (most_nodes - 1) + 2,
-                                  n_graph=max(batch_size,
-                                              MIN_GRAPHS_PER_CALL) + 1)
+  n_node = _round_up(max(most_nodes + 1, MIN_NODES_PER_CALL), ROW_MULTIPLE)
+  n_graph = _round_up(max(batch_size, MIN_GRAPHS_PER_CALL) + 1, ROW_MULTIPLE)
+  budget = graphs_lib.BatchBudget(n_node=n_node, n_edge=2 * n_node,
+                                  n_graph=n_graph)
   parent = _parent_slots(fanouts)
   for start in starts:
     batch_rows = rows[start:start + batch_size]

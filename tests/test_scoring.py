@@ -389,3 +389,30 @@ def test_empty_book(random_model):
       random_model, book.borrowers.iloc[:0], book.loans.iloc[:0],
       book.installments.iloc[:0], book.edges.iloc[:0], as_of=book.as_of)
   assert len(result.scores) == 0 and result.summary["applicants"] == 0
+
+
+@pytest.mark.parametrize("batch_size", [1, 100, 300])
+def test_batches_are_padded_past_the_small_kernel_paths(random_model,
+                                                        batch_size):
+  book = synthetic.generate_lending_book(19, 300)
+  applicants = scoring.extract_applicants(*_book_tables(book),
+                                          as_of=book.as_of)
+  ids = applicants.features.index.to_numpy()
+  position = pd.Index(ids)
+  graph = graphs.BorrowerGraph.from_edges(
+      len(ids), position.get_indexer(applicants.src),
+      position.get_indexer(applicants.dst))
+  slots = scoring.sample_neighbourhoods(graph, scoring.id_hashes(ids),
+                                        random_model.fanouts, 0)
+  node_features = scoring.encode_applicants(random_model, applicants.features)
+  shapes = set()
+  seen = []
+  for rows, batch in scoring.make_batches(slots, node_features,
+                                          random_model.fanouts, batch_size):
+    seen.extend(rows)
+    shapes.add((batch.nodes.shape[0], batch.n_node.shape[0]))
+    assert (batch.globals["borrower"][:rows.size] == rows).all()
+  assert seen == list(range(len(ids)))
+  (nodes, graph_count), = shapes  # one compile
+  assert nodes % scoring.ROW_MULTIPLE == 0 and nodes >= 1024
+  assert graph_count % scoring.ROW_MULTIPLE == 0 and graph_count > 128
