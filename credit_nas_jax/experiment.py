@@ -114,6 +114,18 @@ def candidate_ops(config: ml_collections.ConfigDict
   return ratios, kinds
 
 
+def op_layout_for(name: str, backend: str | None = None) -> str:
+  """The op layout a config names; "auto": fused on an accelerator, the
+  separate products on a CPU (each measured fastest there)."""
+  if name == "auto":
+    return "separate" if (backend or jax.default_backend()) == "cpu" else (
+        "fused")
+  if name not in model_lib.OP_LAYOUTS:
+    raise ValueError(f"unknown op layout {name!r}; expected 'auto' or one "
+                     f"of {list(model_lib.OP_LAYOUTS)}")
+  return name
+
+
 def supernet_for(config: ml_collections.ConfigDict,
                  dataset: data_lib.Dataset) -> model_lib.Architecture:
   """The supernet architecture of a config over a dataset's features."""
@@ -122,7 +134,8 @@ def supernet_for(config: ml_collections.ConfigDict,
       dataset.encoder.column_groups, dataset.encoder.features,
       hidden_dim=config.hidden_dim, op_ratios=ratios,
       num_layers=config.num_gcn_layers, gate_function=config.gate_function,
-      op_kinds=kinds, readout_searchable=config.search_space == "extended")
+      op_kinds=kinds, readout_searchable=config.search_space == "extended",
+      op_layout=op_layout_for(config.op_layout))
 
 
 def hyperparameters_of(config: ml_collections.ConfigDict) -> dict[str, float]:

@@ -49,6 +49,12 @@ OP_NAMES = ("big", "medium", "small")
 # the node's own state.
 OP_KINDS = ("gcn", "sage", "self")
 _PRIMARY_SOURCE = {"gcn": "gcn", "sage": "mean", "self": "self"}
+# "separate": each op's products apart, its output gated (fewest FLOPs for
+# the alpha gradient; fastest on a CPU). "fused": one up-projection over
+# every op's hidden units where the ops share their aggregation, the gates
+# scaling the hidden units, and one down-projection: fewer, larger products,
+# which suit a GPU.
+OP_LAYOUTS = ("separate", "fused")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +73,8 @@ class Architecture:
     pooled_readout: the readout has the pooled mean and max of the graph
       beside the borrower's own state.
     readout_searchable: a supernet whose pooled readout has a gate.
+    op_layout: how a layer's candidate ops run (see ``OP_LAYOUTS``); the
+      same function either way.
     gate_function: "sigmoid" (patent) or "softmax" (DARTS) for the alphas.
     searchable: True for the supernet (gates from alphas), False for a
       derived network (every gate is 1).
@@ -83,6 +91,7 @@ class Architecture:
   layer_op_kinds: tuple[tuple[str, ...], ...] = ()
   pooled_readout: bool = True
   readout_searchable: bool = False
+  op_layout: str = "separate"
 
   def __post_init__(self):
     if not self.layer_op_kinds:
@@ -96,6 +105,9 @@ class Architecture:
     if unknown:
       raise ValueError(f"unknown op kinds {sorted(unknown)}; expected some "
                        f"of {list(OP_KINDS)}")
+    if self.op_layout not in OP_LAYOUTS:
+      raise ValueError(f"unknown op layout {self.op_layout!r}; expected one "
+                       f"of {list(OP_LAYOUTS)}")
     if self.gate_function not in GATE_FUNCTIONS:
       raise ValueError(f"unknown gate function {self.gate_function!r}; "
                        f"expected one of {list(GATE_FUNCTIONS)}")
@@ -132,7 +144,8 @@ def supernet_architecture(column_groups: Sequence[int],
                           op_ratios: Sequence[float], num_layers: int = 2,
                           gate_function: str = "sigmoid",
                           op_kinds: Sequence[str] | None = None,
-                          readout_searchable: bool = False
+                          readout_searchable: bool = False,
+                          op_layout: str = "separate"
                           ) -> Architecture:
   """The search space: every feature group and every candidate op.
 
@@ -154,7 +167,8 @@ def supernet_architecture(column_groups: Sequence[int],
       gate_function=gate_function,
       searchable=True,
       layer_op_kinds=(op_kinds,) * num_layers,
-      readout_searchable=readout_searchable)
+      readout_searchable=readout_searchable,
+      op_layout=op_layout)
 
 
 def _dense_init(key, fan_in, shape):
@@ -297,6 +311,45 @@ def _pre_activations(params: chex.ArrayTree, z: jax.Array,
   return pre
 
 
+def _fused_pre_activations(params: chex.ArrayTree, z: jax.Array,
+                           graphs: jraph.GraphsTuple,
+                           op_widths: Sequence[int], op_kinds: Sequence[str],
+                           projection: jax.Array | None = None) -> jax.Array:
+  """Every op's first-product pre-activations side by side, [N, sum widths].
+
+  Ops that all read the same aggregation (the patent's GCN ops) run as one
+  product over the whole W1; otherwise each op's product as in
+  :func:`_pre_activations`, concatenated.
+  """
+  if len(set(op_kinds)) == 1 and op_kinds[0] != "sage":
+    source = {"gcn": gcn_aggregate, "self": lambda h, g: h}[op_kinds[0]](
+        z, graphs)
+    weight = params["w1"] if projection is None else projection @ params["w1"]
+    return source @ weight + params["b1"]
+  return jnp.concatenate(_pre_activations(params, z, graphs, op_widths,
+                                          op_kinds, projection), axis=1)
+
+
+def _mix_fused(params: chex.ArrayTree, gates: jax.Array, pre: jax.Array,
+               op_widths: Sequence[int]) -> jax.Array:
+  """ReLU((ReLU(pre) * gates per hidden unit) @ W2 + gates @ b2): the
+  function of :func:`_mix_ops` as one down-projection."""
+  unit_gates = jnp.repeat(gates, np.asarray(op_widths),
+                          total_repeat_length=sum(op_widths))
+  return jax.nn.relu((jax.nn.relu(pre) * unit_gates) @ params["w2"]
+                     + gates @ params["b2"])
+
+
+def _layer(params, gates, z, graphs, op_widths, op_kinds, layout,
+           projection=None):
+  """One mixop layer in the architecture's op layout."""
+  if layout == "fused" and len(op_widths) > 1:
+    return _mix_fused(params, gates, _fused_pre_activations(
+        params, z, graphs, op_widths, op_kinds, projection), op_widths)
+  return _mix_ops(params, gates, _pre_activations(
+      params, z, graphs, op_widths, op_kinds, projection), op_widths)
+
+
 def _mix_ops(params: chex.ArrayTree, gates: jax.Array,
              pre: Sequence[jax.Array], op_widths: Sequence[int]) -> jax.Array:
   """ReLU(sum_j gates[j] * (ReLU(pre_j) @ W2_j + b2_j)).
@@ -320,13 +373,12 @@ def _mix_ops(params: chex.ArrayTree, gates: jax.Array,
 
 def gcn_mixop(params: chex.ArrayTree, gates: jax.Array, h: jax.Array,
               graphs: jraph.GraphsTuple, op_widths: Sequence[int],
-              op_kinds: Sequence[str] | None = None) -> jax.Array:
+              op_kinds: Sequence[str] | None = None,
+              op_layout: str = "separate") -> jax.Array:
   """ReLU(sum_j gates[j] * op_j(h)) sharing aggregations; a "gcn" op is
   MLP_j(aggregate(h))."""
   op_kinds = op_kinds or ("gcn",) * len(op_widths)
-  return _mix_ops(params, gates,
-                  _pre_activations(params, h, graphs, op_widths, op_kinds),
-                  op_widths)
+  return _layer(params, gates, h, graphs, op_widths, op_kinds, op_layout)
 
 
 def first_gcn_mixop(embed_params: chex.ArrayTree, feature_gates: jax.Array,
@@ -334,7 +386,8 @@ def first_gcn_mixop(embed_params: chex.ArrayTree, feature_gates: jax.Array,
                     op_gates: jax.Array, nodes: jax.Array,
                     graphs: jraph.GraphsTuple,
                     op_widths: Sequence[int],
-                    op_kinds: Sequence[str] | None = None) -> jax.Array:
+                    op_kinds: Sequence[str] | None = None,
+                    op_layout: str = "separate") -> jax.Array:
   """gcn_mixop(feature_gate(nodes)) computed on the raw columns.
 
   The feature gate is linear, and so is the aggregation, so
@@ -347,10 +400,9 @@ def first_gcn_mixop(embed_params: chex.ArrayTree, feature_gates: jax.Array,
   gated_w = embed_params["w"] * column_gate[:, None]  # [C, D]
   mixed_bias = feature_gates @ embed_params["b"]  # [D]
   ones = jnp.ones((nodes.shape[0], 1), nodes.dtype)
-  pre = _pre_activations(
-      params, jnp.concatenate([nodes, ones], axis=1), graphs, op_widths,
-      op_kinds, projection=jnp.concatenate([gated_w, mixed_bias[None, :]]))
-  return _mix_ops(params, op_gates, pre, op_widths)
+  return _layer(params, op_gates, jnp.concatenate([nodes, ones], axis=1),
+                graphs, op_widths, op_kinds, op_layout,
+                projection=jnp.concatenate([gated_w, mixed_bias[None, :]]))
 
 
 def graph_readout(h: jax.Array, graphs: jraph.GraphsTuple,
@@ -422,9 +474,10 @@ def apply(weights: chex.ArrayTree, alphas: chex.ArrayTree,
     if layer == 0:
       h = first_gcn_mixop(weights["feature_embed"], gates["features"],
                           arch.column_groups, params, gates["ops"][0], nodes,
-                          graphs, widths, kinds)
+                          graphs, widths, kinds, arch.op_layout)
     else:
-      h = gcn_mixop(params, gates["ops"][layer], h, graphs, widths, kinds)
+      h = gcn_mixop(params, gates["ops"][layer], h, graphs, widths, kinds,
+                    arch.op_layout)
     readout = readout + graph_readout(h, graphs, arch.pooled_readout,
                                       _pooled_gate(gates, arch))
   head = weights["head"]

@@ -1,6 +1,8 @@
 """The experiment core: device metrics, derived networks as masked
 supernets, sampler choice, the scanned search and retrain."""
 
+import dataclasses
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -211,3 +213,30 @@ def test_early_stopping_update_counts_patience():
   better = train.early_stopping_update(worse, jnp.float32(0.8), 2)
   assert int(better.waited) == 0
   np.testing.assert_array_equal(better.best_weights["w"], jnp.zeros(2))
+
+
+@pytest.mark.highest_matmul_precision
+@pytest.mark.parametrize("extended", [False, True])
+def test_fused_op_layout_computes_the_separate_layout(dataset, extended):
+  separate = _supernet(dataset, extended)
+  fused = dataclasses.replace(separate, op_layout="fused")
+  weights, alphas = model.init(jax.random.key(0), separate)
+  alphas = jax.tree.map(
+      lambda a: jax.random.normal(jax.random.key(3), a.shape), alphas)
+  maker = data.BatchMaker(dataset, 16, (4, 2), 0)
+  batch = maker.training_batch("train", 0)
+  chex.assert_trees_all_close(model.apply(weights, alphas, batch, fused),
+                              model.apply(weights, alphas, batch, separate),
+                              atol=1e-5)
+  for argnum in (0, 1):
+    grads = [jax.grad(search.batch_loss, argnums=argnum)(
+        weights, alphas, batch, arch) for arch in (fused, separate)]
+    chex.assert_trees_all_close(*grads, atol=1e-5)
+
+
+def test_op_layout_follows_the_backend():
+  assert experiment.op_layout_for("auto", "cpu") == "separate"
+  assert experiment.op_layout_for("auto", "gpu") == "fused"
+  assert experiment.op_layout_for("fused") == "fused"
+  with pytest.raises(ValueError, match="unknown op layout 'wide'"):
+    experiment.op_layout_for("wide")

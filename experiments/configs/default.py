@@ -45,6 +45,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.search_space = "patent"
   config.extra_op_ratio = 2.0
   config.num_gcn_layers = 2
+  # How a layer's candidate ops run: "separate" products (a CPU's fastest),
+  # "fused" (one up- and one down-projection; a GPU's), or "auto".
+  config.op_layout = "auto"
   config.gate_function = "sigmoid"
 
   # Bilevel search (the floats below are the ones a sweep may vary).
@@ -83,4 +86,21 @@ def get_config() -> ml_collections.ConfigDict:
   # every evaluation).
   config.checkpoint_every = 100
   config.keep_checkpoints = 2
+
+  # Graphs of tables without relations, and a table a team brings.
+  # "inductive": every borrower's k-NN neighbours are training borrowers (a
+  # held-out row is no one's neighbour); "transductive": all rows link to all.
+  config.knn_graph = "inductive"
+  # --config.dataset=table reads table_path (.csv or .parquet): label_column
+  # with bad_value meaning default (compared as a number where the column is
+  # numeric, else as text); optional id_column (unique ids) and edges_path
+  # (".txt": "u v" 0-based rows; .csv/.parquet: src, dst ids, or rows without
+  # an id column). Non-numeric columns and categorical_columns are one-hot;
+  # constant columns are dropped and logged.
+  config.table_path = ""
+  config.label_column = ""
+  config.bad_value = "1"
+  config.id_column = ""
+  config.edges_path = ""
+  config.categorical_columns = ()
   return config
