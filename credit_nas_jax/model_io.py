@@ -111,12 +111,17 @@ def unflatten_like(flat: dict[str, np.ndarray], template: chex.ArrayTree,
 
 
 def _architecture_from_json(data: dict) -> model_lib.Architecture:
-  fields = {f.name for f in dataclasses.fields(model_lib.Architecture)}
-  # Models saved before these fields existed: "gcn" ops, pooled readout.
-  if set(data) | {"layer_op_kinds", "pooled_readout",
-                  "readout_searchable"} != fields:
-    raise ModelFormatError(f"architecture fields {sorted(data)} differ from "
-                           f"{sorted(fields)}")
+  """The architecture of model.json; a field added since the model was saved
+  takes its default (the behaviour of the code that saved it)."""
+  fields = dataclasses.fields(model_lib.Architecture)
+  required = {f.name for f in fields
+              if f.default is dataclasses.MISSING
+              and f.default_factory is dataclasses.MISSING}
+  known = {f.name for f in fields}
+  if not required <= set(data) <= known:
+    raise ModelFormatError(
+        f"architecture fields {sorted(data)}: missing "
+        f"{sorted(required - set(data))}, unknown {sorted(set(data) - known)}")
   tupled = {k: (tuple(tuple(x) if isinstance(x, list) else x for x in v)
                 if isinstance(v, list) else v) for k, v in data.items()}
   return model_lib.Architecture(**tupled)

@@ -1,5 +1,6 @@
 """The saved-model format: round trip and every way it can be wrong."""
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -214,3 +215,21 @@ def test_not_a_directory(tmp_path):
   path.write_text("x")
   with pytest.raises(model_io.ModelFormatError, match="not a directory"):
     model_io.load_model(str(path))
+
+
+def test_architecture_fields_added_later_take_their_defaults(saved):
+  directory, arch, _, _ = saved
+  # Every field the fixture leaves at its default, as if saved before it
+  # existed.
+  defaulted = [f.name for f in dataclasses.fields(model.Architecture)
+               if f.default is not dataclasses.MISSING
+               and getattr(arch, f.name) == f.default]
+  assert defaulted
+  _edit_description(directory, lambda d: [d["architecture"].pop(name)
+                                          for name in defaulted])
+  assert model_io.load_model(directory).arch == arch
+  _edit_description(directory, lambda d: d["architecture"].__setitem__(
+      "from_the_future", 1))
+  with pytest.raises(model_io.ModelFormatError,
+                     match=r"unknown \['from_the_future'\]"):
+    model_io.load_model(directory)
