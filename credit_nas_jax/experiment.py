@@ -571,8 +571,9 @@ def retrain(exp: Experiment, state: train_lib.TrainState,
     record = {"step": step, **jax.tree.map(float, metrics),
               "seconds": time.perf_counter() - start}
     history.append(record)
-    logging.info("retrain step %d/%d: train loss %.4f, validation AUC %.4f",
-                 step, total, record["train_loss"], record["val_auc"])
+    logging.info("retrain step %d: train loss %.4f, validation AUC %.4f "
+                 "(of at most %d steps)", step, record["train_loss"],
+                 record["val_auc"], total)
     if bool(state.stopped):
       logging.info("early stop at step %d (best validation AUC %.4f)", step,
                    float(state.best_auc))
