@@ -256,6 +256,15 @@ def _padded_ids(ids: pd.Series) -> np.ndarray:
   return _bool(text.notna() & (text != text.str.strip()))
 
 
+def _stripped(ids: pd.Series) -> pd.Series:
+  """Ids without surrounding whitespace (to name the owner of a rejected
+  record, never to match records)."""
+  if not (pd.api.types.is_string_dtype(ids) or ids.dtype == object):
+    return ids
+  text = ids.astype("string")
+  return text.str.strip().where(text.notna(), None)
+
+
 def _repeated(ids: pd.Series) -> np.ndarray:
   """Mask of every copy of an id that occurs more than once."""
   return _bool(ids.notna()) & ids.duplicated(keep=False).to_numpy()
@@ -367,17 +376,18 @@ def _validate(borrowers, loans, installments):
     b.add(value < 0, field, "negative score", borrower_id)
     scores[field] = value
 
-  # Loans: the owner's row, found once.
+  # Loans: the owner's row, found once. A rejected record names its owner
+  # without surrounding whitespace, so that owner counts as having lost it.
   l = _Problems("loans", loans)
-  loan_owner = loans["borrower_id"]
   loan_id = loans["loan_id"]
-  owner_row = _lookup(_first_positions(borrower_id), loan_owner)
+  owner_row = _lookup(_first_positions(borrower_id), loans["borrower_id"])
+  loan_owner = _stripped(loans["borrower_id"])
   l.add(~_bool(loan_id.notna()), "loan_id", "missing loan id", loan_owner)
   l.add(_padded_ids(loan_id), "loan_id", WHITESPACE_REASON, loan_owner)
   l.add(_repeated(loan_id), "loan_id", "duplicate loan id", loan_owner)
   l.add(~_bool(loan_owner.notna()), "borrower_id", "missing borrower id",
         loan_owner)
-  l.add(_padded_ids(loan_owner), "borrower_id", WHITESPACE_REASON,
+  l.add(_padded_ids(loans["borrower_id"]), "borrower_id", WHITESPACE_REASON,
         loan_owner)
   l.add(owner_row < 0, "borrower_id", "loan of an unknown borrower",
         loan_owner)
@@ -399,8 +409,11 @@ def _validate(borrowers, loans, installments):
   # Installments: the loan's row, found once.
   i = _Problems("installments", installments)
   installment_loan = installments["loan_id"]
-  loan_row = _lookup(_first_positions(loan_id), installment_loan)
-  installment_owner = _at(loan_owner.to_numpy(dtype=object), loan_row, None)
+  loan_positions = _first_positions(loan_id)
+  loan_row = _lookup(loan_positions, installment_loan)
+  installment_owner = _at(
+      loan_owner.to_numpy(dtype=object),
+      _lookup(loan_positions, _stripped(installment_loan)), None)
   i.add(~_bool(installment_loan.notna()), "loan_id", "missing loan id",
         installment_owner)
   i.add(_padded_ids(installment_loan), "loan_id", WHITESPACE_REASON,

@@ -813,9 +813,9 @@ def check_paths(inputs: Mapping[str, str | None],
   """Checks every path before any work.
 
   Inputs must be readable files; outputs must end in ``.csv`` or
-  ``.parquet``, differ from every input and from each other, and be
-  writable (their directory exists and takes a new file; an existing
-  output is a writable file).
+  ``.parquet``, differ from every input and from each other, lie outside
+  the model directory, and be writable (their directory exists and takes a
+  new file; an existing output is a writable file).
 
   Args:
     inputs: name -> path (None: not given).
@@ -850,6 +850,11 @@ def check_paths(inputs: Mapping[str, str | None],
                            f"--{other_name}={other}; refusing to overwrite "
                            "it")
     directory = os.path.dirname(os.path.abspath(path))
+    model_dir = given.get("model_dir")
+    if model_dir and os.path.isdir(directory) and _same_file(directory,
+                                                             model_dir):
+      raise ScoringError(f"--{name}={path} is inside --model_dir={model_dir}"
+                         "; a model directory holds the model alone")
     if not os.path.isdir(directory):
       raise ScoringError(f"--{name}={path}: directory {directory} does not "
                          "exist")

@@ -51,10 +51,17 @@ _REJECTS = flags.DEFINE_string(
     "rejects", None, "Rejected records (default: <output>.rejects.csv).")
 _FEATURES_ONLY = flags.DEFINE_bool(
     "features_only", False, "Write the extracted features table and stop.")
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                           "configs", "score.py"),
-    "Scoring settings; override fields with --config.name=value.")
+_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                               "configs", "score.py")
+try:
+  # ml_collections applies --config.name=value overrides to the default
+  # config while the flag is defined: an unknown field fails here.
+  _CONFIG = config_flags.DEFINE_config_file(
+      "config", _DEFAULT_CONFIG,
+      "Scoring settings; override fields with --config.name=value.")
+except (KeyError, AttributeError, ValueError, TypeError) as _error:
+  sys.exit(f"error: --config: bad override ({_error}); the fields are those "
+           f"of {_DEFAULT_CONFIG}")
 
 EXIT_REJECTED = 3
 
@@ -63,6 +70,22 @@ def _fail(message: str) -> None:
   """Exits with status 1 and one line on stderr."""
   lines = str(message).strip().splitlines() or ["unknown error"]
   sys.exit(f"error: {lines[0]}")
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """Parses the flags and loads the config; any mistake is one line, exit 1."""
+  given = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+  path = (given[-1] if given else _DEFAULT_CONFIG).split(":")[0]
+  if not os.path.isfile(path):
+    _fail(f"--config={path}: not found")
+  try:
+    rest = flags.FLAGS(argv)
+    _CONFIG.value  # pylint: disable=pointless-statement  # loads the file
+  except flags.Error as error:
+    _fail(str(error))
+  except Exception as error:  # pylint: disable=broad-except
+    _fail(f"--config={path}: cannot be loaded ({error})")
+  return rest
 
 
 def main(argv):
@@ -102,4 +125,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -362,3 +362,16 @@ def test_edges_without_their_columns_name_the_file(tmp_path):
                      r"\['src', 'dst'\]"):
     features.check_edges(features.read_records(path, "edges"),
                          pd.Index(["a", "b"]))
+
+
+def test_a_padded_owner_id_counts_against_its_borrower():
+  frames = _corrupt("loans", "borrower_id", 0, " a")
+  result = features.extract_features_with_rejects(**frames,
+                                                  as_of="2025-06-01")
+  # The loan is refused (not matched, not merged), and "a" lost it.
+  assert "a" in result.affected_borrowers
+  assert "a" not in result.features.index
+  frames = _corrupt("installments", "loan_id", 0, "l1 ")
+  result = features.extract_features_with_rejects(**frames,
+                                                  as_of="2025-06-01")
+  assert "a" in result.affected_borrowers
