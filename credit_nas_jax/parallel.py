@@ -7,9 +7,16 @@ loss averages over the real graphs of all shards (``search.batch_loss``), so
 the compiler partitions the step and reduces the gradients across devices.
 The result equals the same global batch on one device, to float tolerance.
 
-Multi-host: call :func:`initialize_distributed` first; every process builds
-the shards of its own devices (``local_shards``) and
-``jax.make_array_from_process_local_data`` assembles the global batch.
+Multi-host: call :func:`initialize_distributed` first. The device sampler
+needs nothing more: every process holds the whole graph, replicated, and the
+compiled step samples the global batch, each device its own shards. With the
+host sampler every process builds the shards of its own devices
+(``local_shards``) and ``jax.make_array_from_process_local_data`` assembles
+the global batch. Process 0 writes the files (:func:`is_writer`); the
+others wait at a :func:`barrier` where they need them. A process that dies
+stops the others once its heartbeat is missed for
+``heartbeat_timeout_seconds``: the distributed service ends them with an
+error that names the missing process ("tasks are unhealthy ... <id>").
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ import chex
 import jax
 import jraph
 import numpy as np
+from absl import logging
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec
@@ -25,13 +34,49 @@ from jax.sharding import PartitionSpec
 DATA_AXIS = "data"
 
 
-def initialize_distributed(coordinator: str, num_processes: int,
-                           process_id: int) -> None:
-  """Joins a multi-host run (no-op for a single process)."""
-  if num_processes > 1:
-    jax.distributed.initialize(coordinator_address=coordinator,
-                               num_processes=num_processes,
-                               process_id=process_id)
+def initialize_distributed(coordinator: str | None, num_processes: int,
+                           process_id: int, *,
+                           heartbeat_timeout_seconds: int = 60) -> None:
+  """Joins a multi-process run (no-op for a single process).
+
+  Call before any other JAX call. CPU processes exchange collectives
+  through gloo (XLA:CPU has no cross-process collectives of its own).
+
+  Args:
+    coordinator: ``host:port`` of process 0's distributed service.
+    num_processes: processes in the run.
+    process_id: this process's index (0 writes the files).
+    heartbeat_timeout_seconds: how long a silent process may go before the
+      others stop with an error naming it.
+  """
+  if num_processes <= 1:
+    return
+  if not coordinator:
+    raise ValueError(f"num_processes={num_processes} needs --coordinator "
+                     "(host:port of process 0)")
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(
+      coordinator_address=coordinator, num_processes=num_processes,
+      process_id=process_id,
+      heartbeat_timeout_seconds=heartbeat_timeout_seconds)
+  logging.info("process %d of %d joined through %s (%d local of %d devices)",
+               jax.process_index(), jax.process_count(), coordinator,
+               jax.local_device_count(), jax.device_count())
+
+
+def is_writer() -> bool:
+  """Whether this process writes the run's files (process 0)."""
+  return jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+  """Waits until every process reaches the barrier ``name``.
+
+  A no-op for a single process. A process that died ends the wait: the
+  distributed service stops the others after its heartbeat timeout.
+  """
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
 
 
 def data_mesh(num_devices: int = 0) -> Mesh:

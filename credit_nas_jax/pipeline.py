@@ -11,12 +11,21 @@ work directory:
 * ``test_metrics.json``: the retrained model's test metrics;
 * ``search_cost.json``: device, versions, compile and run seconds, and the
   inference cost of the derived model against the supernet;
-* ``model/``: the saved model (see :mod:`credit_nas_jax.model_io`).
+* ``model/``: the saved model (see :mod:`credit_nas_jax.model_io`);
+* ``tensorboard/``: the same metrics as TensorBoard scalars (losses, gate
+  trajectories, steps per second, validation and test AUC) and the run's
+  hyperparameters: ``tensorboard --logdir=WORKDIR``;
+* ``profile/``: with ``config.profile_steps=(a, b)``, a ``jax.profiler``
+  trace of search steps a to b (TensorBoard's profile plugin, or xprof).
+
+In a multi-process run every process computes, only process 0 writes, and
+the others wait at a barrier where they need what it wrote.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -32,10 +41,12 @@ from credit_nas_jax import checkpoint as checkpoint_lib
 from credit_nas_jax import data as data_lib
 from credit_nas_jax import datasets as datasets_lib
 from credit_nas_jax import experiment
+from credit_nas_jax import metric_writers
 from credit_nas_jax import model as model_lib
 from credit_nas_jax import model_io
 from credit_nas_jax import parallel
 from credit_nas_jax import plotting
+from credit_nas_jax import progress
 from credit_nas_jax import search as search_lib
 from credit_nas_jax import synthetic
 
@@ -43,7 +54,7 @@ DATASETS = ("synthetic", "synthetic_graph") + tuple(sorted(
     datasets_lib.SPECS))
 RUN_OUTPUTS = ("config.json", "metrics.jsonl", "alphas.csv", "alphas.png",
                "architecture.json", "test_metrics.json", "search_cost.json",
-               "model", "checkpoints")
+               "model", "checkpoints", "tensorboard", "profile")
 
 
 def get_config_from_json(path: str) -> ml_collections.ConfigDict:
@@ -114,46 +125,193 @@ class WorkdirConflictError(ValueError):
   """The work directory holds a run of another config."""
 
 
+TENSORBOARD_DIR = "tensorboard"
+PROFILE_DIR = "profile"
+
+
 def _write_json(path: str, value: Any) -> None:
-  with open(path, "w") as f:
+  """Writes JSON through a temporary file and a rename."""
+  temporary = path + ".tmp"
+  with open(temporary, "w") as f:
     json.dump(value, f, indent=2)
+  os.replace(temporary, path)
+
+
+def _check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Raises WorkdirConflictError where workdir holds another config's run."""
+  config_path = os.path.join(workdir, "config.json")
+  if not os.path.exists(config_path):
+    return
+  with open(config_path) as f:
+    stored = json.load(f)
+  requested = json.loads(json.dumps(config.to_dict()))
+  differing = sorted(k for k in set(stored) | set(requested)
+                     if stored.get(k) != requested.get(k))
+  if differing:
+    details = ", ".join(f"{k}: {stored.get(k)!r} there, {requested.get(k)!r}"
+                        " requested" for k in differing)
+    raise WorkdirConflictError(
+        f"{workdir} holds a run with another config ({details}); use a new "
+        "--workdir, or --fresh to discard that run")
 
 
 def prepare_workdir(config: ml_collections.ConfigDict, workdir: str,
                     fresh: bool) -> None:
   """Creates the work directory, or checks that it holds this config's run.
 
+  Every process checks; process 0 alone discards (``fresh``) and writes
+  ``config.json``; all leave together once the directory is ready.
+
   Raises:
     WorkdirConflictError: the directory holds a run of another config and
       ``fresh`` is not set.
   """
-  config_path = os.path.join(workdir, "config.json")
-  if fresh and os.path.isdir(workdir):
-    for name in os.listdir(workdir):
-      path = os.path.join(workdir, name)
-      if name in RUN_OUTPUTS:
-        (shutil.rmtree if os.path.isdir(path) else os.remove)(path)
-  elif os.path.exists(config_path):
-    with open(config_path) as f:
-      stored = json.load(f)
-    requested = json.loads(json.dumps(config.to_dict()))
-    differing = sorted(k for k in set(stored) | set(requested)
-                       if stored.get(k) != requested.get(k))
-    if differing:
-      details = ", ".join(f"{k}: {stored.get(k)!r} there, {requested.get(k)!r}"
-                          " requested" for k in differing)
-      raise WorkdirConflictError(
-          f"{workdir} holds a run with another config ({details}); use a new "
-          "--workdir, or --fresh to discard that run")
-  os.makedirs(workdir, exist_ok=True)
-  _write_json(config_path, config.to_dict())
+  if not fresh:
+    _check_workdir(config, workdir)
+  parallel.barrier("workdir checked")
+  if parallel.is_writer():
+    if fresh and os.path.isdir(workdir):
+      for name in os.listdir(workdir):
+        path = os.path.join(workdir, name)
+        if name in RUN_OUTPUTS:
+          (shutil.rmtree if os.path.isdir(path) else os.remove)(path)
+    os.makedirs(workdir, exist_ok=True)
+    _write_json(os.path.join(workdir, "config.json"), config.to_dict())
+  parallel.barrier("workdir ready")
 
 
-def _write_json_atomic(path: str, value: Any) -> None:
-  """Writes JSON through a temporary file and a rename."""
-  temporary = path + ".tmp"
-  _write_json(temporary, value)
-  os.replace(temporary, path)
+def tensorboard_scalars(record: dict[str, Any]) -> dict[str, float]:
+  """A metrics.jsonl record as TensorBoard tags: ``<phase>/<metric>``, and
+  gates as ``gates/feature/<group>`` and ``gates/layer<k>/<op>``."""
+  scalars = {}
+  for key, value in record.items():
+    if key in ("phase", "step") or isinstance(value, bool) or not isinstance(
+        value, (int, float)):
+      continue
+    scalars[f"gates/{key}" if "/" in key else f"{record['phase']}/{key}"] = (
+        value)
+  return scalars
+
+
+class RunMetrics:
+  """A run's metrics: ``metrics.jsonl`` and the TensorBoard run beside it.
+
+  On resume the JSONL keeps the records ``keep`` accepts and the event files
+  are rebuilt from them, so both read as if the run had never stopped. A
+  process other than the writer (``write=False``) records nothing.
+
+  Args:
+    workdir: the run's directory.
+    keep: which earlier records stay (see :class:`RunLog`).
+    hyperparameters: the run's config values, for TensorBoard's HPARAMS.
+    write: whether this process writes.
+  """
+
+  def __init__(self, workdir: str, keep: Callable[[dict], bool],
+               hyperparameters: dict[str, Any], write: bool = True):
+    self._log = self._board = None
+    if not write:
+      return
+    path = os.path.join(workdir, "metrics.jsonl")
+    self._log = RunLog(path, keep)
+    logdir = os.path.join(workdir, TENSORBOARD_DIR)
+    shutil.rmtree(logdir, ignore_errors=True)
+    self._board = metric_writers.TensorBoardWriter(logdir)
+    self._board.write_hparams(hyperparameters)
+    with open(path) as f:
+      for line in f:
+        if line.strip():
+          record = json.loads(line)
+          self._board.write_scalars(record["step"],
+                                    tensorboard_scalars(record))
+
+  def write(self, record: dict[str, Any]) -> None:
+    """One record: a JSONL line and its TensorBoard scalars."""
+    if self._log is not None:
+      self._log.write(record)
+      self._board.write_scalars(record["step"], tensorboard_scalars(record))
+
+  def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
+    """Scalars for TensorBoard alone (the final test metrics)."""
+    if self._board is not None:
+      self._board.write_scalars(step, scalars)
+
+  def close(self) -> None:
+    if self._log is not None:
+      self._log.close()
+      self._board.close()
+
+
+def profile_range(config: ml_collections.ConfigDict
+                  ) -> tuple[int, int] | None:
+  """The search steps ``(first, last)`` to trace, or None.
+
+  Raises:
+    ValueError: ``profile_steps`` is not two steps ``1 <= a <= b``.
+  """
+  steps = tuple(int(s) for s in config.profile_steps)
+  if not steps:
+    return None
+  if len(steps) != 2 or not 1 <= steps[0] <= steps[1]:
+    raise ValueError(f"profile_steps={steps}; expected two search steps a,b "
+                     "with 1 <= a <= b, or an empty tuple")
+  return steps
+
+
+class SearchProfile:
+  """A ``jax.profiler`` trace of the search blocks that cover steps
+  ``first`` to ``last`` (steps count from 1; a block ends at ``done``).
+
+  Args:
+    steps: ``(first, last)``, or None for no trace.
+    block: search steps per block.
+    directory: where the trace goes (TensorBoard's profile plugin layout).
+    enabled: whether this process traces (the writer alone).
+  """
+
+  def __init__(self, steps: tuple[int, int] | None, block: int,
+               directory: str, enabled: bool = True):
+    self.steps, self.block, self.directory = steps, block, directory
+    self.enabled = enabled and steps is not None
+    self.active = False
+
+  def before_block(self, done: int) -> None:
+    """Starts the trace when the next block holds the first step."""
+    if self.enabled and not self.active and (
+        done < self.steps[0] <= done + self.block):
+      logging.info("profiling search steps %d to %d into %s", *self.steps,
+                   self.directory)
+      jax.profiler.start_trace(self.directory)
+      self.active = True
+
+  def after_block(self, done: int) -> None:
+    """Stops the trace once the last step ran (the state is on the host)."""
+    if self.active and done >= self.steps[1]:
+      self.stop()
+
+  def stop(self) -> None:
+    if self.active:
+      jax.profiler.stop_trace()
+      self.active, self.enabled = False, False
+      logging.info("profile written to %s (open it with TensorBoard's "
+                   "profile plugin or xprof)", self.directory)
+
+
+def _atomic_path(path: str) -> str:
+  """A temporary name beside ``path`` with the same extension."""
+  root, extension = os.path.splitext(path)
+  return f"{root}.tmp{extension}"
+
+
+def _write_gates(gate_rows: list[dict], workdir: str) -> None:
+  gates = pd.DataFrame(gate_rows)
+  for name, write in (
+      ("alphas.csv", lambda path: gates.to_csv(path, index=False)),
+      ("alphas.png", lambda path: plotting.plot_gate_trajectories(gates,
+                                                                  path))):
+    path = os.path.join(workdir, name)
+    write(_atomic_path(path))
+    os.replace(_atomic_path(path), path)
 
 
 def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
@@ -164,13 +322,25 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
   composes it with the run's files. A work directory that already holds
   checkpoints of the same config is resumed from its newest checkpoint, and
   ends exactly as an uninterrupted run would; ``fresh`` discards it and
-  starts over.
+  starts over. In a multi-process run (``parallel.initialize_distributed``)
+  every process runs this function and process 0 writes the files.
 
   Returns:
     The test metrics of the retrained derived model.
   """
+  with progress.Heartbeat() as heartbeat:
+    return _run_experiment(config, workdir, fresh, heartbeat)
+
+
+def _run_experiment(config, workdir, fresh, heartbeat):
+  """run_experiment under a heartbeat that names each stage."""
+  writer = parallel.is_writer()
+  profile = SearchProfile(profile_range(config),
+                          experiment.block_length(config),
+                          os.path.join(workdir, PROFILE_DIR), writer)
   prepare_workdir(config, workdir, fresh)
   start = time.perf_counter()
+  heartbeat.stage("loading the dataset")
   dataset = load_dataset(config)
   logging.info("data: %d borrowers (%s), %d relation edges, %.1fs",
                dataset.labels.shape[0],
@@ -179,8 +349,10 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
   mesh = None
   if config.num_devices != 1:
     mesh = parallel.data_mesh(config.num_devices)
-    logging.info("data-parallel over %d devices: global batch %d graphs",
-                 mesh.size, mesh.size * config.batch_size)
+    logging.info("data-parallel over %d devices: global batch %d graphs "
+                 "(%d process(es))", mesh.size, mesh.size * config.batch_size,
+                 jax.process_count())
+  heartbeat.stage("placing the data on the devices")
   exp = experiment.prepare(config, dataset, mesh=mesh)
   arch = exp.supernet
   logging.info("sampling neighbourhoods on the %s", exp.plan.sampler)
@@ -189,6 +361,8 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
   keys = experiment.run_keys(config.seed)
   state = search_lib.init_search_state(keys["init"], arch,
                                        experiment.hyperparameters_of(config))
+  # Every process reads the checkpoints (the work directory is shared), and
+  # none goes on before all have: process 0 writes new ones from there on.
   checkpoints = checkpoint_lib.CheckpointManager(
       os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
   restored = checkpoints.restore_latest("search", state)
@@ -201,17 +375,21 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
     logging.info("resuming the search from its checkpoint at step %d", step)
   else:
     step = -1  # a fresh run keeps no earlier records
+  parallel.barrier("search checkpoint read")
 
   def keep(record):
     """Records written before the checkpoints being resumed from."""
     limit = step if record["phase"] == "search" else last_retrain
     return record["step"] <= limit
 
+  total = int(config.search_steps)
   window = {"seconds": 0.0, "steps": 0}
 
   def on_search_block(state, metrics, step):
     """Logs every log_every steps, checkpoints every checkpoint_every."""
-    last = step == config.search_steps
+    heartbeat.beat()
+    profile.after_block(step)
+    last = step == total
     window["seconds"] += metrics.pop("block_seconds")
     window["steps"] = step - gate_rows[-1]["step"]
     if step % config.log_every == 0 or last:
@@ -219,69 +397,112 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
       window["seconds"] = 0.0
       gates = gate_row(state, arch)
       gate_rows.append({"step": step, **gates})
-      log.write({"phase": "search", "step": step, "steps_per_second": rate,
-                 **metrics, **gates})
+      metrics_log.write({"phase": "search", "step": step,
+                         "steps_per_second": rate, **metrics, **gates})
+      left = (total - step) / rate if rate > 0 else math.inf
       logging.info(
           "search step %d/%d: train loss %.4f, validation loss %.4f, "
-          "%.1f steps/s; gates %s", step, config.search_steps,
+          "%.1f steps/s, %s left; gates %s", step, total,
           metrics["train_loss"], metrics["val_loss"], rate,
+          progress.duration_text(left) if left < math.inf else "unknown",
           " ".join(f"{k.split('/')[1]}={v:.3f}" for k, v in gates.items()
                    if k.startswith("feature/")))
-    if step % config.checkpoint_every == 0 or last:
+    if writer and (step % config.checkpoint_every == 0 or last):
       checkpoints.save("search", step, jax.device_get(state),
                        {"gate_rows": gate_rows})
+    profile.before_block(step)
+    heartbeat.beat()
 
-  log = RunLog(os.path.join(workdir, "metrics.jsonl"), keep)
+  metrics_log = RunMetrics(workdir, keep, config.to_dict(), write=writer)
+  metrics_log.write_scalars(0, {f"gates/{k}": v
+                                for k, v in gate_rows[0].items()
+                                if k != "step"})
   try:
-    state, timing = experiment.search(exp, place(state),
-                                      on_block=on_search_block, keys=keys)
-    gates = pd.DataFrame(gate_rows)
-    gates.to_csv(os.path.join(workdir, "alphas.csv"), index=False)
-    plotting.plot_gate_trajectories(gates, os.path.join(workdir,
-                                                        "alphas.png"))
+    heartbeat.stage(f"compiling the search ({total} steps in blocks of "
+                    f"{experiment.block_length(config)})")
+    profile.before_block(max(step, 0))
+    try:
+      state, timing = experiment.search(exp, place(state),
+                                        on_block=on_search_block, keys=keys)
+    finally:
+      profile.stop()
+    if writer:
+      _write_gates(gate_rows, workdir)
+    heartbeat.stage("evaluating the supernet and deriving the architecture")
     supernet_validation, _ = experiment.evaluate(
         exp, state.weights, state.alphas, arch, "validation", keys=keys)
 
     derived, trials = experiment.derive(exp, state, keys=keys)
-    _write_json(os.path.join(workdir, "architecture.json"),
-                {**derived.to_json(), "derive_trials": trials,
-                 "supernet_validation_auc": supernet_validation["auc"]})
+    if writer:
+      _write_json(os.path.join(workdir, "architecture.json"),
+                  {**derived.to_json(), "derive_trials": trials,
+                   "supernet_validation_auc": supernet_validation["auc"]})
     logging.info("derived: features %s, ops %s", derived.kept_features,
                  derived.chosen_ops)
 
     retrain_start = time.perf_counter()
     train_state = experiment.retrain_state(exp, derived, keys)
     resumed = checkpoints.restore_latest("retrain", train_state)
+    parallel.barrier("retrain checkpoint read")
     if resumed:
       train_state = resumed[1]
       logging.info("retrain resumed from its checkpoint at step %d",
                    resumed[0])
+    retrain_total = int(config.retrain_steps)
+    # The rate leaves out the first block, which holds the compile.
+    clock = {"since": None, "from": int(train_state.step)}
 
     def on_retrain_block(train_state, record, step):
-      log.write({"phase": "retrain", **record})
-      checkpoints.save("retrain", step, jax.device_get(train_state), {})
+      heartbeat.beat()
+      now = time.perf_counter()
+      if clock["since"] is None:
+        clock["since"], clock["from"] = now, step
+        logging.info("retrain %d/%d steps: first block, with its compile, in "
+                     "%s", step, retrain_total,
+                     progress.duration_text(now - retrain_start))
+      else:
+        done, seconds = step - clock["from"], now - clock["since"]
+        record = {**record, "steps_per_second": done / max(seconds, 1e-9)}
+        logging.info("retrain %d/%d steps: %s (early stopping may end it "
+                     "sooner)", step, retrain_total,
+                     progress.rate_and_time_left(
+                         done, retrain_total - clock["from"], seconds))
+      metrics_log.write({"phase": "retrain", **record})
+      if writer:
+        checkpoints.save("retrain", step, jax.device_get(train_state), {})
 
+    heartbeat.stage(f"compiling the retrain ({retrain_total} steps, "
+                    f"validation every {config.eval_every})")
     train_state, history = experiment.retrain(
         exp, place(train_state), derived.arch, keys=keys,
         on_block=on_retrain_block)
     weights = train_state.best_weights
     retrain_seconds = time.perf_counter() - retrain_start
+
+    heartbeat.stage("evaluating the retrained model")
+    test, _ = experiment.evaluate(exp, weights, {}, derived.arch, "test",
+                                  keys=keys)
+    validation, _ = experiment.evaluate(exp, weights, {}, derived.arch,
+                                        "validation", keys=keys)
+    metrics_log.write_scalars(
+        int(train_state.step),
+        {**{f"test/{k}": v for k, v in test.items()},
+         **{f"validation/{k}": v for k, v in validation.items()},
+         "supernet_validation/auc": supernet_validation["auc"]})
   finally:
-    log.close()
+    metrics_log.close()
 
-  test, _ = experiment.evaluate(exp, weights, {}, derived.arch, "test",
-                                keys=keys)
-  validation, _ = experiment.evaluate(exp, weights, {}, derived.arch,
-                                      "validation", keys=keys)
-  _write_json(os.path.join(workdir, "test_metrics.json"),
-              {"test": test, "validation": validation,
-               "supernet_validation": supernet_validation})
-  model_io.save_model(
-      os.path.join(workdir, "model"), derived.arch,
-      jax.device_get(weights), dataset.encoder, tuple(config.fanouts),
-      {"architecture": derived.to_json(), "test_metrics": test,
-       "config": config.to_dict()})
+  if writer:
+    _write_json(os.path.join(workdir, "test_metrics.json"),
+                {"test": test, "validation": validation,
+                 "supernet_validation": supernet_validation})
+    model_io.save_model(
+        os.path.join(workdir, "model"), derived.arch,
+        jax.device_get(weights), dataset.encoder, tuple(config.fanouts),
+        {"architecture": derived.to_json(), "test_metrics": test,
+         "config": config.to_dict()})
 
+  heartbeat.stage("timing the search step and inference")
   probe = exp.maker.training_batch("test", 0)
   bare = experiment.bare_search_step_seconds(exp, state)
   loop = 1 / max(timing["search_steps_per_second"], 1e-12)
@@ -289,6 +510,8 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
       "device_kind": jax.devices()[0].device_kind,
       "platform": jax.devices()[0].platform,
       "jax_version": jax.__version__,
+      "processes": jax.process_count(),
+      "devices": mesh.size if mesh is not None else 1,
       "sampler": exp.plan.sampler,
       **timing,
       "search_loop_seconds_per_step": loop,
@@ -308,7 +531,8 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
   }
   cost["inference_speedup"] = (cost["supernet_inference_ms_per_batch"]
                                / cost["derived_inference_ms_per_batch"])
-  _write_json_atomic(os.path.join(workdir, "search_cost.json"), cost)
+  if writer:
+    _write_json(os.path.join(workdir, "search_cost.json"), cost)
   logging.info("search loop %.2f ms/step against the bare step's %.2f ms "
                "(%.2fx)", 1000 * loop, 1000 * bare, loop / bare)
   logging.info("test: AUC %.4f, KS %.4f, Gini %.4f, log loss %.4f",

@@ -36,7 +36,9 @@ from absl import logging
 from credit_nas_jax import experiment
 from credit_nas_jax import metrics as metrics_lib
 from credit_nas_jax import model as model_lib
+from credit_nas_jax import parallel
 from credit_nas_jax import pipeline
+from credit_nas_jax import progress
 from credit_nas_jax import sampling
 from credit_nas_jax import search as search_lib
 from credit_nas_jax import train as train_lib
@@ -168,11 +170,12 @@ def _bytes_per_member(exp: experiment.Experiment) -> int:
       exp.dataset.node_features.shape[1])
 
 
-def _search_chunk(members, exp, seeds, compiled=None):
+def _search_chunk(members, exp, seeds, compiled=None, beat=lambda: None):
   """Searches one chunk of members; returns their final states.
 
   ``seeds`` lists the distinct seeds of the whole grid, so every chunk has
-  the same shapes and reuses the program compiled for the first one.
+  the same shapes and reuses the program compiled for the first one;
+  ``beat`` is called at each progress line.
   """
   config = exp.config
   states = _init_states(members, exp.supernet)
@@ -197,9 +200,12 @@ def _search_chunk(members, exp, seeds, compiled=None):
     if stop % config.log_every == 0 or stop == total:
       loss = np.asarray(metrics["val_loss"])
       logging.info("sweep step %d/%d: validation loss median %.4f "
-                   "(min %.4f, max %.4f) over %d members", stop, total,
-                   np.nanmedian(loss), np.nanmin(loss), np.nanmax(loss),
-                   len(members))
+                   "(min %.4f, max %.4f) over %d members; %s in this chunk",
+                   stop, total, np.nanmedian(loss), np.nanmin(loss),
+                   np.nanmax(loss), len(members),
+                   progress.rate_and_time_left(
+                       stop, total, time.perf_counter() - start))
+      beat()
   states = jax.block_until_ready(states)
   return states, compiled, compile_seconds, time.perf_counter() - start
 
@@ -235,7 +241,7 @@ def _supernet_validation_auc(states, members, exp):
 
 
 def retrain_members(exp: experiment.Experiment, members: list[Member],
-                    states: search_lib.SearchState
+                    states: search_lib.SearchState, beat=lambda: None
                     ) -> tuple[np.ndarray, train_lib.TrainState]:
   """Derives and retrains members as one vmapped program.
 
@@ -246,7 +252,8 @@ def retrain_members(exp: experiment.Experiment, members: list[Member],
 
   Returns:
     (validation AUC of each member's best weights, the stacked states,
-    whose ``best_weights`` are the members' retrained weights).
+    whose ``best_weights`` are the members' retrained weights). ``beat`` is
+    called at each progress line.
   """
   config, arch = exp.config, exp.supernet
   keys = _stack([experiment.run_keys(m.seed) for m in members])
@@ -263,13 +270,17 @@ def retrain_members(exp: experiment.Experiment, members: list[Member],
                         patience=int(config.patience)),
       in_axes=(0, None, 0, 0, None)), donate_argnums=0)
   total = int(config.retrain_steps)
-  step = 0
+  step, start = 0, time.perf_counter()
   while step < total and not bool(np.all(train_states.stopped)):
     step = min(step + int(config.eval_every), total)
     train_states, record = block(train_states, exp.arrays, keys, gates,
                                  jnp.int32(step))
-    logging.info("sweep retrain step %d/%d: validation AUC %s", step, total,
-                 np.round(np.asarray(record["val_auc"]), 4).tolist())
+    logging.info("sweep retrain step %d/%d: validation AUC %s; %s (the first "
+                 "block holds the compile)", step, total,
+                 np.round(np.asarray(record["val_auc"]), 4).tolist(),
+                 progress.rate_and_time_left(step, total,
+                                             time.perf_counter() - start))
+    beat()
   return np.asarray(train_states.best_auc, np.float64), train_states
 
 
@@ -340,11 +351,36 @@ def run_sweep(config: ml_collections.ConfigDict,
   Returns:
     The leaderboard, one row per member.
   """
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    json.dump(config.to_dict(), f, indent=2)
+  with progress.Heartbeat() as heartbeat:
+    return _run_sweep(config, workdir, heartbeat)
+
+
+def _write_text(path: str, write) -> None:
+  """Process 0 writes ``path`` through a temporary file and a rename."""
+  if not parallel.is_writer():
+    return
+  root, extension = os.path.splitext(path)
+  temporary = f"{root}.tmp{extension}"
+  write(temporary)
+  os.replace(temporary, path)
+
+
+def _write_json(path: str, value: Any) -> None:
+  def write(temporary):
+    with open(temporary, "w") as f:
+      json.dump(value, f, indent=2)
+  _write_text(path, write)
+
+
+def _run_sweep(config, workdir, heartbeat):
+  """run_sweep under a heartbeat that names each stage."""
+  if parallel.is_writer():
+    os.makedirs(workdir, exist_ok=True)
+  _write_json(os.path.join(workdir, "config.json"), config.to_dict())
   members = grid_members(config)
+  heartbeat.stage("loading the dataset")
   dataset = pipeline.load_dataset(config)
+  heartbeat.stage("placing the data on the device")
   exp = experiment.prepare(config, dataset)
   if exp.plan.sampler != "device":
     raise ValueError("a sweep samples on the device; this graph does not "
@@ -362,14 +398,20 @@ def run_sweep(config: ml_collections.ConfigDict,
                vmap_width_for(config, size))
   seeds = sorted({m.seed for m in members})
   states_parts, compile_seconds, run_seconds, compiled = [], 0.0, 0.0, None
+  heartbeat.stage("compiling the sweep's search")
   for number, chunk in enumerate(chunks):
     padded = chunk + [chunk[-1]] * (size - len(chunk))
     states, compiled, compiled_in, ran_in = _search_chunk(
-        padded, exp, seeds, compiled)
+        padded, exp, seeds, compiled, beat=heartbeat.beat)
     states_parts.append(jax.tree.map(lambda x, n=len(chunk): x[:n], states))
     compile_seconds += compiled_in
     run_seconds += ran_in
-    logging.info("chunk %d/%d done in %.1fs", number + 1, len(chunks), ran_in)
+    logging.info("chunk %d/%d done in %.1fs; %s", number + 1, len(chunks),
+                 ran_in, progress.rate_and_time_left(
+                     number + 1, len(chunks), run_seconds, "chunks"))
+    heartbeat.stage(f"searching chunk {number + 2}/{len(chunks)}"
+                    if number + 1 < len(chunks) else
+                    "deriving every member")
   states = jax.tree.map(lambda *xs: np.concatenate(xs), *states_parts)
   search_wall = time.perf_counter() - start
 
@@ -397,7 +439,9 @@ def run_sweep(config: ml_collections.ConfigDict,
   if top:
     retrain_start = time.perf_counter()
     top_states = jax.tree.map(lambda x: x[np.asarray(top)], states)
-    retrained, _ = retrain_members(exp, [members[i] for i in top], top_states)
+    heartbeat.stage(f"retraining the top {len(top)} members (compiling)")
+    retrained, _ = retrain_members(exp, [members[i] for i in top], top_states,
+                                   beat=heartbeat.beat)
     leaderboard.loc[top, "retrained_val_auc"] = retrained
     logging.info("top %d members retrained in one program (%.1fs): "
                  "validation AUC %s", len(top),
@@ -406,12 +450,18 @@ def run_sweep(config: ml_collections.ConfigDict,
 
   leaderboard = leaderboard.sort_values("supernet_val_auc", ascending=False,
                                         na_position="last")
-  leaderboard.to_csv(os.path.join(workdir, "leaderboard.csv"), index=False)
-  _write_markdown(leaderboard, os.path.join(workdir, "leaderboard.md"))
+  heartbeat.stage("writing the reports")
+  _write_text(os.path.join(workdir, "leaderboard.csv"),
+              lambda path: leaderboard.to_csv(path, index=False))
+  _write_text(os.path.join(workdir, "leaderboard.md"),
+              lambda path: _write_markdown(leaderboard, path))
   stability = stability_table(leaderboard, arch)
-  stability.to_csv(os.path.join(workdir, "stability.csv"), index=False)
-  _write_markdown(stability, os.path.join(workdir, "stability.md"))
-  plot_stability(stability, os.path.join(workdir, "stability.png"))
+  _write_text(os.path.join(workdir, "stability.csv"),
+              lambda path: stability.to_csv(path, index=False))
+  _write_text(os.path.join(workdir, "stability.md"),
+              lambda path: _write_markdown(stability, path))
+  _write_text(os.path.join(workdir, "stability.png"),
+              lambda path: plot_stability(stability, path))
   best = stability.sort_values("val_auc_mean", ascending=False).iloc[0]
   best_group = leaderboard
   for name in SWEPT_FLOATS:
@@ -424,8 +474,7 @@ def run_sweep(config: ml_collections.ConfigDict,
       "val_auc_min": float(best_group["supernet_val_auc"].min()),
       "val_auc_max": float(best_group["supernet_val_auc"].max()),
   }
-  with open(os.path.join(workdir, "auc_spread.json"), "w") as f:
-    json.dump(spread, f, indent=2)
+  _write_json(os.path.join(workdir, "auc_spread.json"), spread)
   cost: dict[str, Any] = {
       "members": len(members),
       "chunks": len(chunks),
@@ -439,8 +488,7 @@ def run_sweep(config: ml_collections.ConfigDict,
       "device_kind": jax.devices()[0].device_kind,
       "jax_version": jax.__version__,
   }
-  with open(os.path.join(workdir, "sweep_cost.json"), "w") as f:
-    json.dump(cost, f, indent=2)
+  _write_json(os.path.join(workdir, "sweep_cost.json"), cost)
   logging.info("sweep done: %d members, %.1fs wall (%.2fs per member)",
                len(members), search_wall, cost["seconds_per_member"])
   return leaderboard

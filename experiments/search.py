@@ -5,8 +5,24 @@ r"""Searches, derives, retrains and evaluates a credit-scoring GCN.
       --config=experiments/configs/default.py --config.second_order=True
 
 Writes the resolved config, metrics.jsonl, alphas.csv, alphas.png,
-architecture.json, test_metrics.json, search_cost.json and model/ into
---workdir.
+architecture.json, test_metrics.json, search_cost.json, model/ and
+tensorboard/ into --workdir; watch a run with
+
+  tensorboard --logdir=/tmp/credit_nas
+
+and trace search steps 101 to 200 (into --workdir/profile) with
+--config.profile_steps=101,200.
+
+Several processes (hosts, or processes on one machine) run one search over
+all their devices; each gets the same flags but its --process_id, and
+--config.num_devices=0 uses every device of every process:
+
+  python experiments/search.py --workdir=/shared/run \
+      --config.num_devices=0 --coordinator=host0:1234 --num_processes=2 \
+      --process_id=0   # and --process_id=1 on the other host
+
+Process 0 writes every file; the work directory must be shared (the others
+read its checkpoints to resume).
 """
 
 import os
@@ -38,6 +54,10 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 1,
                                       "Multi-host: number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", 0,
                                    "Multi-host: this process's index.")
+_HEARTBEAT_TIMEOUT = flags.DEFINE_integer(
+    "heartbeat_timeout_seconds", 60,
+    "Multi-host: seconds without a heartbeat after which the other processes "
+    "stop with an error naming the silent one.")
 _CONFIG = config_flags.DEFINE_config_file(
     "config", os.path.join(_CONFIG_DIR, "default.py"),
     "Config file; override fields with --config.name=value.")
@@ -47,9 +67,10 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.INFO)
-  parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
-                                  _PROCESS_ID.value)
   try:
+    parallel.initialize_distributed(
+        _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+        heartbeat_timeout_seconds=_HEARTBEAT_TIMEOUT.value)
     pipeline.run_experiment(_CONFIG.value, _WORKDIR.value, fresh=_FRESH.value)
   except (ValueError, checkpoint.CheckpointError,
           train.NonFiniteError) as error:

@@ -1,7 +1,9 @@
 """The launcher end to end with the tiny config, and the saved model."""
 
 import json
+import logging
 import os
+import time
 
 import numpy as np
 import pandas as pd
@@ -11,6 +13,8 @@ import launch  # pylint: disable=g-bad-import-order
 from credit_nas_jax import experiment
 from credit_nas_jax import model_io
 from credit_nas_jax import pipeline
+from credit_nas_jax import progress
+from tensorboard.backend.event_processing import event_accumulator
 
 OUTPUTS = ("config.json", "metrics.jsonl", "alphas.csv", "alphas.png",
            "architecture.json", "test_metrics.json", "search_cost.json",
@@ -20,7 +24,8 @@ OUTPUTS = ("config.json", "metrics.jsonl", "alphas.csv", "alphas.png",
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("run")
-  result = launch.search(workdir, "--config.search_steps=12")
+  result = launch.search(workdir, "--config.search_steps=12",
+                         "--config.profile_steps=6,10")
   return workdir, result.stderr
 
 
@@ -80,3 +85,82 @@ def test_saved_model_reproduces_the_test_metrics(run_dir):
   test, _ = experiment.evaluate(exp, saved.weights, {}, saved.arch, "test")
   expected = json.load(open(os.path.join(workdir, "test_metrics.json")))
   assert test["auc"] == pytest.approx(expected["test"]["auc"], abs=1e-6)
+
+
+def test_tensorboard_shows_the_curves_gates_and_hyperparameters(run_dir):
+  workdir, _ = run_dir
+  board = event_accumulator.EventAccumulator(
+      str(workdir / "tensorboard"),
+      size_guidance={event_accumulator.SCALARS: 0,
+                     event_accumulator.TENSORS: 0})
+  board.Reload()
+  steps = lambda tag: [e.step for e in board.Scalars(tag)]
+  for tag in ("search/train_loss", "search/val_loss",
+              "search/steps_per_second"):
+    assert steps(tag) == [5, 10, 12], tag
+  gates = pd.read_csv(os.path.join(workdir, "alphas.csv"))
+  feature_tags = [t for t in board.Tags()["scalars"]
+                  if t.startswith("gates/feature/")]
+  assert len(feature_tags) == 5
+  assert [t for t in board.Tags()["scalars"] if t.startswith("gates/layer")]
+  for tag in feature_tags:  # the trajectories of alphas.csv
+    values = [e.value for e in board.Scalars(tag)]
+    np.testing.assert_allclose(values, gates[tag[len("gates/"):]], rtol=1e-6)
+  assert steps("retrain/val_auc") == [10, 20]
+  assert steps("retrain/train_loss") == [10, 20]
+  assert steps("retrain/steps_per_second") == [20]  # after the compile
+  test = json.load(open(os.path.join(workdir, "test_metrics.json")))
+  assert board.Scalars("test/auc")[-1].value == pytest.approx(
+      test["test"]["auc"], rel=1e-6)
+  assert board.Scalars("validation/auc")
+  assert "_hparams_/session_start_info" in board.Tags()["tensors"]
+  records = [json.loads(line) for line in open(
+      os.path.join(workdir, "metrics.jsonl"))]
+  assert {r["phase"] for r in records} == {"search", "retrain"}
+
+
+def test_profile_steps_write_a_trace(run_dir):
+  workdir, log = run_dir
+  assert "profiling search steps 6 to 10" in log
+  traces = [name for _, _, names in os.walk(workdir / "profile")
+            for name in names if name.endswith(".xplane.pb")]
+  assert traces
+
+
+def test_search_profile_covers_the_blocks_of_its_steps(monkeypatch,
+                                                       tmp_path):
+  calls = []
+  monkeypatch.setattr(pipeline.jax.profiler, "start_trace",
+                      lambda path: calls.append(("start", path)))
+  monkeypatch.setattr(pipeline.jax.profiler, "stop_trace",
+                      lambda: calls.append(("stop",)))
+  profile = pipeline.SearchProfile((7, 12), 5, str(tmp_path))
+  for done in (0, 5, 10, 15, 20):  # blocks end at 5, 10, 15, 20
+    profile.before_block(done)
+    calls.append(("block", done + 5))
+    profile.after_block(done + 5)
+  assert calls == [("block", 5), ("start", str(tmp_path)), ("block", 10),
+                   ("block", 15), ("stop",), ("block", 20), ("block", 25)]
+
+
+@pytest.mark.parametrize("steps", [(0, 5), (6, 5), (1, 2, 3)])
+def test_profile_steps_are_checked(steps):
+  config = pipeline.ml_collections.ConfigDict({"profile_steps": steps})
+  with pytest.raises(ValueError, match="profile_steps"):
+    pipeline.profile_range(config)
+
+
+def test_heartbeat_logs_a_silent_stage(caplog):
+  caplog.set_level(logging.INFO)
+  with progress.Heartbeat(interval_seconds=0.2) as heartbeat:
+    heartbeat.stage("building the graph")
+    time.sleep(1.5)
+  assert any("building the graph: still working" in r.getMessage()
+             for r in caplog.records)
+
+
+def test_rate_and_time_left():
+  assert progress.rate_and_time_left(50, 250, 10.0) == (
+      "5.0 steps/s, 40s left")
+  assert progress.duration_text(3725) == "1h02m"
+  assert progress.duration_text(65) == "1m05s"

@@ -87,6 +87,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint_every = 100
   config.keep_checkpoints = 2
 
+  # Profiling: search steps (a, b), counted from 1, whose blocks a
+  # jax.profiler trace records into WORKDIR/profile (the first block's trace
+  # also holds the search's compile); () traces nothing.
+  #   --config.profile_steps=101,200
+  config.profile_steps = ()
+
   # Graphs of tables without relations, and a table a team brings.
   # "inductive": every borrower's k-NN neighbours are training borrowers (a
   # held-out row is no one's neighbour); "transductive": all rows link to all.
