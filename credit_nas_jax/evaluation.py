@@ -2,19 +2,28 @@
 
 Every model sees the same split of a seed (stratified 60/20/20, encoder
 statistics from train), makes every choice on validation (early stopping,
-regularisation strength, boosting rounds), and is scored once on test. The
-models:
+regularisation strength, boosting rounds, grid settings), and is scored once
+on test; no test label reaches a choice (``tests/test_protocol.py`` flips
+them all and checks that every choice stays). Each model's validation
+budget (settings it chose among) is reported in its ``details``:
 
 * ``logistic_regression``: L2 logistic regression on the encoded features;
   the inverse strength C is chosen on validation AUC.
-* ``lightgbm``: gradient-boosted trees (the optional ``baselines`` extra),
-  boosting rounds chosen by early stopping on validation AUC.
+* ``lightgbm``: gradient-boosted trees (the optional ``baselines`` extra)
+  over a grid of leaves, learning rate and minimum child size
+  (``config.lightgbm_*``), each with boosting rounds chosen by early
+  stopping on validation AUC.
 * ``mlp``: the network with no neighbours: every borrower a one-node graph.
 * ``gcn``: a plain two-layer GCN (one GCN op per layer, every feature).
 * ``graphsage``: a two-layer GraphSAGE-style network (neighbours' mean plus
   a root weight on the borrower's own state).
 * ``supernet``: the patent's supernet trained without search (every
   feature, every op, gates fixed at 1).
+
+The fixed networks (mlp, gcn, graphsage) are trained over a grid of widths
+(``config.fixed_width_ratios`` of ``hidden_dim``) and weight decays
+(``config.fixed_weight_decays``; the model has no dropout), the supernet
+over the weight decays; each keeps the setting of the best validation AUC.
 * ``searched``: ours: bilevel search, derive, retrain (the patent's ops).
 * ``searched_extended``: the same over the extended space (also SAGE-style
   and no-neighbour ops).
@@ -23,14 +32,14 @@ models:
   the best validation AUC (the choice of search space, made on validation
   like every other choice). It costs nothing more and is our headline row.
 
-The neural models share the readout, head, optimizer and early stopping;
-``fixed_width_ratio`` sets the hidden width of the fixed networks.
+The neural models share the readout, head, optimizer and early stopping.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import itertools
 import json
 import os
 import time
@@ -108,19 +117,21 @@ def fit_logistic_regression(dataset: data_lib.Dataset) -> ModelResult:
   """L2 logistic regression; C chosen on validation AUC."""
   start = time.perf_counter()
   x, y, splits = dataset.node_features, dataset.labels, dataset.splits
-  best = None
+  best, validation_aucs = None, []
   for strength in LR_STRENGTHS:
     fitted = linear_model.LogisticRegression(C=strength, max_iter=5000).fit(
         x[splits["train"]], y[splits["train"]])
     auc = sk_metrics.roc_auc_score(
         y[splits["validation"]],
         fitted.predict_proba(x[splits["validation"]])[:, 1])
+    validation_aucs.append(float(auc))
     if best is None or auc > best[0]:
       best = (auc, strength, fitted)
   auc, strength, fitted = best
   scores = fitted.predict_proba(x[splits["test"]])[:, 1]
   return _result("logistic_regression", "none", y[splits["test"]], scores,
-                 auc, start, {"C": strength})
+                 auc, start, {"C": strength, "budget": len(LR_STRENGTHS),
+                              "validation_aucs": validation_aucs})
 
 
 def lightgbm_available() -> bool:
@@ -131,29 +142,54 @@ def lightgbm_available() -> bool:
   return True
 
 
-def fit_lightgbm(dataset: data_lib.Dataset, seed: int) -> ModelResult:
-  """Gradient-boosted trees; rounds chosen by early stopping on validation."""
+def lightgbm_grid(config: ml_collections.ConfigDict) -> list[dict[str, Any]]:
+  """LightGBM settings a config's grid tries (leaves, rate, child size)."""
+  return [{"num_leaves": int(leaves), "learning_rate": float(rate),
+           "min_child_samples": int(child)}
+          for leaves, rate, child in itertools.product(
+              config.lightgbm_num_leaves, config.lightgbm_learning_rates,
+              config.lightgbm_min_child_samples)]
+
+
+def fit_lightgbm(dataset: data_lib.Dataset, seed: int,
+                 grid: Sequence[dict[str, Any]] = ({},)) -> ModelResult:
+  """Gradient-boosted trees: every setting of ``grid`` with its rounds
+  chosen by early stopping on validation AUC; the best on validation kept.
+
+  An empty setting is the single default (15 leaves, rate 0.03, 20 rows).
+  """
   import lightgbm  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
   x, y, splits = dataset.node_features, dataset.labels, dataset.splits
-  classifier = lightgbm.LGBMClassifier(
-      n_estimators=2000, learning_rate=0.03, num_leaves=15,
-      min_child_samples=20, subsample=0.8, subsample_freq=1,
-      colsample_bytree=0.8, random_state=seed, verbose=-1)
   validation_set = (x[splits["validation"]], y[splits["validation"]])
-  # lightgbm >= 4.6 names the validation set eval_X, eval_y.
-  if "eval_X" in inspect.signature(classifier.fit).parameters:
-    evaluation_args = dict(zip(("eval_X", "eval_y"), validation_set))
-  else:
-    evaluation_args = {"eval_set": [validation_set]}
-  classifier.fit(x[splits["train"]], y[splits["train"]], eval_metric="auc",
-                 callbacks=[lightgbm.early_stopping(100, verbose=False)],
-                 **evaluation_args)
-  validation = classifier.predict_proba(x[splits["validation"]])[:, 1]
+  best, tried = None, []
+  for setting in grid:
+    params = {"num_leaves": 15, "learning_rate": 0.03,
+              "min_child_samples": 20, **setting}
+    classifier = lightgbm.LGBMClassifier(
+        n_estimators=2000, subsample=0.8, subsample_freq=1,
+        colsample_bytree=0.8, random_state=seed, deterministic=True,
+        force_row_wise=True, verbose=-1, **params)
+    # lightgbm >= 4.6 names the validation set eval_X, eval_y.
+    if "eval_X" in inspect.signature(classifier.fit).parameters:
+      evaluation_args = dict(zip(("eval_X", "eval_y"), validation_set))
+    else:
+      evaluation_args = {"eval_set": [validation_set]}
+    classifier.fit(x[splits["train"]], y[splits["train"]], eval_metric="auc",
+                   callbacks=[lightgbm.early_stopping(100, verbose=False)],
+                   **evaluation_args)
+    auc = sk_metrics.roc_auc_score(
+        validation_set[1], classifier.predict_proba(validation_set[0])[:, 1])
+    rounds = int(classifier.best_iteration_ or 2000)
+    tried.append({**params, "rounds": rounds, "validation_auc": float(auc)})
+    if best is None or auc > best[0]:
+      best = (auc, classifier, tried[-1])
+  auc, classifier, chosen = best
   scores = classifier.predict_proba(x[splits["test"]])[:, 1]
-  return _result("lightgbm", "none", y[splits["test"]], scores,
-                 sk_metrics.roc_auc_score(y[splits["validation"]], validation),
-                 start, {"rounds": int(classifier.best_iteration_ or 2000)})
+  return _result("lightgbm", "none", y[splits["test"]], scores, auc, start,
+                 {**{k: v for k, v in chosen.items()
+                     if k != "validation_auc"},
+                  "budget": len(tried), "grid": tried})
 
 
 def fixed_architecture(dataset: data_lib.Dataset, kind: str, hidden_dim: int,
@@ -192,27 +228,55 @@ def _test_result(model: str, graph: str, exp: experiment.Experiment,
   best = max(history, key=lambda r: r["val_auc"])
   return _result(model, graph, labels, scores, best["val_auc"], start,
                  {"retrain_steps": history[-1]["step"],
-                  "best_step": best["step"], **(details or {})})
+                  "best_step": best["step"],
+                  "validation_aucs": [r["val_auc"] for r in history],
+                  **(details or {})})
+
+
+def fixed_grid(name: str, config: ml_collections.ConfigDict
+               ) -> list[dict[str, float]]:
+  """The (width ratio, weight decay) settings a fixed network tries; the
+  supernet's widths are its ops', so it tries the weight decays alone."""
+  decays = [float(d) for d in config.fixed_weight_decays]
+  if name == "supernet":
+    return [{"weight_decay": d} for d in decays]
+  return [{"width_ratio": float(r), "weight_decay": d}
+          for r in config.fixed_width_ratios for d in decays]
 
 
 def train_fixed(name: str, dataset: data_lib.Dataset,
                 config: ml_collections.ConfigDict, seed: int,
                 graph: str) -> ModelResult:
-  """Trains one of the fixed-network baselines from scratch."""
+  """Trains one of the fixed-network baselines from scratch over its grid
+  (:func:`fixed_grid`) and keeps the setting of the best validation AUC."""
   start = time.perf_counter()
   exp = _seed_experiment(dataset, config, seed)
-  if name == "supernet":
-    arch = dataclasses.replace(exp.supernet, searchable=False)
-  else:
-    kind = {"mlp": "self", "gcn": "gcn", "graphsage": "sage"}[name]
-    arch = fixed_architecture(dataset, kind, config.hidden_dim,
-                              config.fixed_width_ratio, config.num_gcn_layers)
   key = jax.random.fold_in(experiment.run_keys(seed)["init"],
                            MODELS.index(name))
-  state = train_lib.init_train_state(key, arch,
-                                     experiment.retrain_optimizer(config))
-  state, history = experiment.retrain(exp, state, arch)
-  return _test_result(name, graph, exp, state, arch, history, start)
+  best, tried = None, []
+  for setting in fixed_grid(name, config):
+    if name == "supernet":
+      arch = dataclasses.replace(exp.supernet, searchable=False)
+    else:
+      kind = {"mlp": "self", "gcn": "gcn", "graphsage": "sage"}[name]
+      arch = fixed_architecture(dataset, kind, config.hidden_dim,
+                                setting["width_ratio"],
+                                config.num_gcn_layers)
+    run_config = ml_collections.ConfigDict(exp.config.to_dict())
+    run_config.retrain_weight_decay = setting["weight_decay"]
+    run = dataclasses.replace(exp, config=run_config)
+    state = train_lib.init_train_state(
+        key, arch, experiment.retrain_optimizer(run_config))
+    state, history = experiment.retrain(run, state, arch)
+    auc = max(r["val_auc"] for r in history)
+    tried.append({**setting, "validation_auc": auc,
+                  "best_step": max(history, key=lambda r: r["val_auc"])[
+                      "step"]})
+    if best is None or auc > best[0]:
+      best = (auc, run, state, arch, history, setting)
+  _, run, state, arch, history, setting = best
+  return _test_result(name, graph, run, state, arch, history, start,
+                      {**setting, "budget": len(tried), "grid": tried})
 
 
 def search_and_retrain(name: str, dataset: data_lib.Dataset,
@@ -246,7 +310,8 @@ def search_and_retrain(name: str, dataset: data_lib.Dataset,
                                                  derived.arch, probe)
   return _test_result(
       name, graph, exp, train_state, derived.arch, history, start,
-      {"feature_gates": derived.feature_gates,
+      {"budget": len(trials) or 1,
+       "feature_gates": derived.feature_gates,
        "kept_features": list(derived.kept_features),
        "chosen_ops": list(derived.chosen_ops),
        "pooled_readout": derived.arch.pooled_readout,
@@ -285,10 +350,12 @@ def evaluate_seed(dataset: data_lib.Dataset, config: ml_collections.ConfigDict,
                      f"{list(MODELS)}")
   done = dict(done or {})
   lonely = None
-  for name in models:
+  begin = time.perf_counter()
+  for index, name in enumerate(models):
     if name in done:
       continue
-    logging.info("seed %d: %s", seed, name)
+    logging.info("seed %d: %s (model %d of %d), %.0fs into the seed", seed,
+                 name, index + 1, len(models), time.perf_counter() - begin)
     data, edges = dataset, graph
     if name in ("mlp", "searched_isolated"):
       lonely = lonely or isolated(dataset)
@@ -296,15 +363,18 @@ def evaluate_seed(dataset: data_lib.Dataset, config: ml_collections.ConfigDict,
     if name == "logistic_regression":
       result = fit_logistic_regression(data)
     elif name == "lightgbm":
-      result = fit_lightgbm(data, seed)
+      result = fit_lightgbm(data, seed, lightgbm_grid(config))
     elif name in SEARCHED:
       result = search_and_retrain(
           name, data, config, seed, edges,
           os.path.join(out_dir, f"search_{name}.jsonl"))
     else:
       result = train_fixed(name, data, config, seed, edges)
-    logging.info("seed %d: %s test AUC %.4f (%.0fs)", seed, name,
-                 result.test["auc"], result.seconds)
+    logging.info("seed %d: %s done: validation AUC %.4f, test AUC %.4f, "
+                 "budget %s (%.0fs; %.0fs into the seed)", seed, name,
+                 result.validation_auc, result.test["auc"],
+                 result.details.get("budget"), result.seconds,
+                 time.perf_counter() - begin)
     done[name] = {"seed": seed, **result.to_json()}
     if on_result:
       on_result(done[name])
@@ -321,10 +391,12 @@ def select_on_validation(rows: Sequence[dict]) -> list[dict]:
   selected = []
   for seed, candidates in sorted(by_seed.items()):
     best = max(candidates, key=lambda r: r["validation_auc"])
-    # Its cost is every search it chose among.
+      # Its cost (and its budget) is every search it chose among.
     selected.append({**best, "model": OURS,
                      "seconds": sum(r["seconds"] for r in candidates),
-                     "details": {**best["details"], "selected": best["model"]}})
+                     "details": {**best["details"], "selected": best["model"],
+                                 "budget": sum(r["details"].get("budget", 1)
+                                               for r in candidates)}})
   return list(rows) + selected
 
 
@@ -334,6 +406,7 @@ def results_frame(rows: Sequence[dict]) -> pd.DataFrame:
       "seed": r["seed"], "model": r["model"], "graph": r["graph"],
       "auc": r["test"]["auc"], "ks": r["test"]["ks"],
       "gini": r["test"]["gini"], "val_auc": r["validation_auc"],
+      "budget": r["details"].get("budget", 1),
       "seconds": r["seconds"]} for r in rows])
 
 
@@ -346,7 +419,7 @@ def summarize(frame: pd.DataFrame, ours: str = OURS) -> pd.DataFrame:
       auc_mean=("auc", "mean"), auc_std=("auc", "std"),
       ks_mean=("ks", "mean"), ks_std=("ks", "std"),
       gini_mean=("gini", "mean"), gini_std=("gini", "std"),
-      seconds=("seconds", "mean"))
+      budget=("budget", "median"), seconds=("seconds", "mean"))
   pivot = frame.pivot(index="seed", columns="model", values="auc")
   if ours in pivot:
     pivot = pivot.dropna(subset=[ours])
@@ -361,8 +434,8 @@ def summarize(frame: pd.DataFrame, ours: str = OURS) -> pd.DataFrame:
 def markdown_table(summary: pd.DataFrame, ours: str = OURS) -> str:
   """The summary as a markdown table (mean +- std over seeds)."""
   lines = [f"| model | graph | test AUC | KS | Gini | {ours} - model "
-           "(paired AUC) | seconds/seed |",
-           "|---|---|---|---|---|---|---|"]
+           "(paired AUC) | validation budget | seconds/seed |",
+           "|---|---|---|---|---|---|---|---|"]
   for name, row in summary.iterrows():
     delta = ("" if name == ours or "delta_auc_mean" not in row
              else f"{row.delta_auc_mean:+.4f} +- {row.delta_auc_std:.4f}")
@@ -370,7 +443,7 @@ def markdown_table(summary: pd.DataFrame, ours: str = OURS) -> str:
         f"| {name} | {row.graph} | {row.auc_mean:.4f} +- {row.auc_std:.4f} "
         f"| {row.ks_mean:.4f} +- {row.ks_std:.4f} "
         f"| {row.gini_mean:.4f} +- {row.gini_std:.4f} | {delta} "
-        f"| {row.seconds:.0f} |")
+        f"| {row.budget:.0f} | {row.seconds:.0f} |")
   return "\n".join(lines)
 
 

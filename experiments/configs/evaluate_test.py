@@ -12,5 +12,10 @@ from experiments.configs import test
 def get_config() -> ml_collections.ConfigDict:
   config = test.get_config()
   config.derive = "validation"
-  config.fixed_width_ratio = 2.0
+  # Grids of two settings each, so every choice is exercised.
+  config.lightgbm_num_leaves = (7,)
+  config.lightgbm_learning_rates = (0.03, 0.1)
+  config.lightgbm_min_child_samples = (20,)
+  config.fixed_width_ratios = (1.0, 2.0)
+  config.fixed_weight_decays = (1e-4,)
   return config
