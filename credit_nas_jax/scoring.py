@@ -30,14 +30,18 @@ checked output paths and atomic writes for ``experiments/score.py``.
   factor * ln(base_odds). Default: 600 points at 50:1, 20 points to double.
 * Decision: the first band (highest minimum score first) whose minimum the
   score reaches names the loan plan; below every band the loan is refused.
-* Reasons: for each kept feature, gradient x input on the applicant's own
-  node, sum_c d score / d x_c * (x_c - baseline_c) over the feature's
+* Reasons: a score splits into the applicant's score alone (its own node as
+  a one-node graph) and ``related_borrowers``, the score minus the score
+  alone: what its neighbourhood added or took away. The score alone is
+  explained per kept feature by gradient x input on the applicant's node,
+  sum_c d score_alone / d x_c * (x_c - baseline_c) over the feature's
   encoded columns, baseline = an average borrower of the training data
-  (every standardised column 0, not missing); and ``related_borrowers``, the
-  score with the applicant's neighbourhood minus its score alone. The most
-  negative contributions are the reasons, most negative first. A refused
-  applicant always has at least one reason: when nothing pulled its score
-  below the average borrower's, the reason is ``score_below_lowest_band``.
+  (every standardised column 0, not missing). (``attribution="in_graph"``
+  takes the gradient of the full graph's score instead, at twice the model
+  cost.) The most negative contributions are the reasons, most negative
+  first. A refused applicant always has at least one reason: when nothing
+  pulled its score below the average borrower's, the reason is
+  ``score_below_lowest_band``.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ OUTPUT_COLUMNS = ("borrower_id", "score", "points", "decision", "reasons")
 NEIGHBOURHOOD_REASON = "related_borrowers"
 LOW_SCORE_REASON = "score_below_lowest_band"
 DEFAULT_BANDS = (("plan_a", 0.9), ("plan_b", 0.8), ("plan_c", 0.7))
+ATTRIBUTIONS = ("own_record", "in_graph")
 TABLE_SUFFIXES = (".csv", ".parquet")
 # A graph's result must not depend on its batch. XLA:CPU's products take
 # another kernel path for very small operands (seen below 64 rows) and for
@@ -184,6 +189,13 @@ class ScoringSettings:
     batch_size: graphs per model call (speed and memory only: it never
       changes a result).
     score_partial: score applicants who lost records from what is left.
+    attribution: how a feature's contribution is taken. ``"own_record"``
+      (default): gradient x input of the score of the applicant's own node
+      alone, so a score splits as score alone (own records, explained per
+      feature) plus ``related_borrowers`` (score minus score alone); about
+      1.1 forward passes. ``"in_graph"``: gradient x input of the score in
+      the full graph (own features also act through the neighbours'
+      aggregation); about 2.3 forward passes.
   """
 
   bands: tuple[tuple[str, float], ...] = DEFAULT_BANDS
@@ -191,6 +203,7 @@ class ScoringSettings:
   num_reasons: int = 3
   batch_size: int = 1024
   score_partial: bool = False
+  attribution: str = "own_record"
 
   def __post_init__(self):
     object.__setattr__(self, "bands", check_bands(self.bands))
@@ -205,6 +218,9 @@ class ScoringSettings:
       raise ValueError(f"batch_size={self.batch_size} must be >= 1")
     if not isinstance(self.score_partial, bool):
       raise ValueError(f"score_partial={self.score_partial!r} must be a bool")
+    if self.attribution not in ATTRIBUTIONS:
+      raise ValueError(f"unknown attribution {self.attribution!r}; expected "
+                       f"one of {list(ATTRIBUTIONS)}")
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> "ScoringSettings":
@@ -214,7 +230,7 @@ class ScoringSettings:
       ValueError: a field is missing, unknown or out of range.
     """
     expected = {"bands", "base_points", "base_odds", "points_to_double",
-                "num_reasons", "batch_size", "score_partial"}
+                "num_reasons", "attribution", "batch_size", "score_partial"}
     given = set(config.keys())
     if given != expected:
       raise ValueError(f"config fields {sorted(given)} differ from "
@@ -226,7 +242,7 @@ class ScoringSettings:
         scorecard=Scorecard(config.base_points, config.base_odds,
                             config.points_to_double),
         num_reasons=config.num_reasons, batch_size=config.batch_size,
-        score_partial=config.score_partial)
+        score_partial=config.score_partial, attribution=config.attribution)
 
 
 # Step 1: extract.
@@ -520,21 +536,37 @@ def _scores_only(weights, graphs, arch):
   return jax.nn.sigmoid(model_lib.apply(weights, {}, graphs, arch))
 
 
-@functools.partial(jax.jit, static_argnames=("arch",))
-def _scores_and_attributions(weights, graphs, baseline, arch):
-  """Scores, gradient x input on every node-0 column, and scores alone."""
-  first = jnp.cumsum(graphs.n_node) - graphs.n_node
-  first = jnp.clip(first, 0, graphs.nodes.shape[0] - 1)
+@functools.partial(jax.jit, static_argnames=("arch", "attribution"))
+def _scores_and_attributions(weights, graphs, baseline, arch,
+                             attribution="own_record"):
+  """Scores, gradient x input on every graph's own columns, scores alone.
 
-  def total_score(nodes):
-    logits = model_lib.apply(weights, {}, graphs._replace(nodes=nodes), arch)
-    scores = jax.nn.sigmoid(logits)
-    return jnp.sum(scores), scores
+  ``"own_record"``: the gradient of the score of the applicant's node alone
+  (a one-node graph), about a tenth of a forward pass more. ``"in_graph"``:
+  the gradient of the score in the full graph, a full backward pass more.
+  """
+  alone_graphs = _alone(graphs)
+  if attribution == "own_record":
+    scores = jax.nn.sigmoid(model_lib.apply(weights, {}, graphs, arch))
+    target, nodes, first = alone_graphs, alone_graphs.nodes, None
+  elif attribution == "in_graph":
+    target, nodes = graphs, graphs.nodes
+    first = jnp.clip(jnp.cumsum(graphs.n_node) - graphs.n_node, 0,
+                     graphs.nodes.shape[0] - 1)
+  else:
+    raise ValueError(f"unknown attribution {attribution!r}; expected one of "
+                     f"{list(ATTRIBUTIONS)}")
 
-  gradient, scores = jax.grad(total_score, has_aux=True)(graphs.nodes)
-  own = graphs.nodes[first]
-  alone = jax.nn.sigmoid(model_lib.apply(weights, {}, _alone(graphs), arch))
-  return scores, gradient[first] * (own - baseline), alone
+  def total_score(values):
+    logits = model_lib.apply(weights, {}, target._replace(nodes=values), arch)
+    target_scores = jax.nn.sigmoid(logits)
+    return jnp.sum(target_scores), target_scores
+
+  gradient, target_scores = jax.grad(total_score, has_aux=True)(nodes)
+  if attribution == "own_record":
+    return scores, gradient * (nodes - baseline), target_scores
+  alone = jax.nn.sigmoid(model_lib.apply(weights, {}, alone_graphs, arch))
+  return target_scores, gradient[first] * (nodes[first] - baseline), alone
 
 
 @dataclasses.dataclass(frozen=True)
@@ -555,8 +587,8 @@ class ModelOutputs:
 
 def score_batches(saved: model_io.SavedModel,
                   batches: Iterator[tuple[np.ndarray, jraph.GraphsTuple]],
-                  num_applicants: int, *, attributions: bool
-                  ) -> ModelOutputs:
+                  num_applicants: int, *, attributions: bool,
+                  attribution: str = "own_record") -> ModelOutputs:
   """Step 5: runs the model over the batches.
 
   Every batch is dispatched before any result is read back, so building
@@ -567,6 +599,8 @@ def score_batches(saved: model_io.SavedModel,
     batches: :func:`make_batches`' output.
     num_applicants: rows of the outputs.
     attributions: also compute gradient x input and scores alone.
+    attribution: how the gradient is taken, one of ``ATTRIBUTIONS`` (see
+      :class:`ScoringSettings`).
 
   Returns:
     A :class:`ModelOutputs`; rows not in any batch stay NaN.
@@ -580,7 +614,8 @@ def score_batches(saved: model_io.SavedModel,
         baseline = jnp.zeros(graphs.nodes.shape[1], jnp.float32)
       pending.append((rows, graphs.n_node[:rows.size],
                       _scores_and_attributions(saved.weights, graphs,
-                                               baseline, arch)))
+                                               baseline, arch,
+                                               attribution)))
     else:
       pending.append((rows, None, (_scores_only(saved.weights, graphs,
                                                 arch),)))
@@ -757,7 +792,7 @@ def score_applicants(saved: model_io.SavedModel, borrowers: pd.DataFrame,
   outputs = score_batches(
       saved, make_batches(neighbourhoods, node_features, saved.fanouts,
                           settings.batch_size), len(ids),
-      attributions=with_reasons)
+      attributions=with_reasons, attribution=settings.attribution)
   refused_outputs = refused_rows = None
   if not with_reasons:
     refused_rows = np.flatnonzero(decide(outputs.scores, settings.bands)
@@ -766,7 +801,7 @@ def score_applicants(saved: model_io.SavedModel, borrowers: pd.DataFrame,
       refused_outputs = score_batches(
           saved, make_batches(neighbourhoods, node_features, saved.fanouts,
                               settings.batch_size, refused_rows), len(ids),
-          attributions=True)
+          attributions=True, attribution=settings.attribution)
   timings["model_seconds"] = time.perf_counter() - start
 
   start = time.perf_counter()

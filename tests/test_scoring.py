@@ -105,6 +105,7 @@ def test_bad_band_tuples_are_named(bands):
     ("num_reasons", True, "must be an integer"),
     ("score_partial", 1, "must be a bool"),
     ("bands", (("a", 2.0),), "bad band"),
+    ("attribution", "shap", "unknown attribution 'shap'"),
 ])
 def test_bad_settings_are_refused(field, value, message):
   with pytest.raises(ValueError, match=message):
@@ -244,7 +245,8 @@ def test_id_hashes_are_stable():
 # Reasons.
 
 
-def test_reasons_are_gradient_times_input_on_the_own_node():
+@pytest.mark.parametrize("attribution", scoring.ATTRIBUTIONS)
+def test_reasons_are_gradient_times_input_on_the_own_node(attribution):
   arch = model.Architecture(
       column_groups=(0, 0, 1, 2), input_columns=(0, 1, 2, 4),
       group_names=("g0", "g1", "g2"), layer_ops=((8,), (4,)),
@@ -257,33 +259,37 @@ def test_reasons_are_gradient_times_input_on_the_own_node():
   batch = graphs.sample_graphs(graph, node_features, np.zeros(6, np.float32),
                                np.arange(6), (2, 2), rng,
                                graphs.BatchBudget.for_batch(6, (2, 2)))
-  baseline = jnp.zeros(5)
   scores, contributions, alone = scoring._scores_and_attributions(  # pylint: disable=protected-access
-      weights, batch, baseline, arch)
-  # Finite differences of graph 2's score along its own node's columns.
-  first = int(np.cumsum(batch.n_node)[1])
-  eps = 1e-3
-  for column in range(5):
-    bumped = batch.nodes.copy()
-    bumped[first, column] += eps
-    lowered = batch.nodes.copy()
-    lowered[first, column] -= eps
-    up = jax.nn.sigmoid(model.apply(weights, {}, batch._replace(nodes=bumped),
-                                    arch))[2]
-    down = jax.nn.sigmoid(model.apply(weights, {},
-                                      batch._replace(nodes=lowered), arch))[2]
-    derivative = (up - down) / (2 * eps)
-    assert float(contributions[2, column]) == pytest.approx(
-        float(derivative * batch.nodes[first, column]), abs=2e-4)
-  assert contributions[2, 3] == 0  # a column the network does not read
-  assert 0 < float(scores[2]) < 1
-  # The score alone: the applicant's node as a one-node graph.
+      weights, batch, jnp.zeros(5), arch, attribution)
+  # Applicant 2 alone: its node as a one-node graph.
   single = graphs.sample_graphs(
       graphs.BorrowerGraph.from_edges(6, [], []), node_features,
       np.zeros(6, np.float32), np.array([2]), (2, 2), rng,
       graphs.BatchBudget.for_batch(1, (2, 2)))
-  expected = jax.nn.sigmoid(model.apply(weights, {}, single, arch))[0]
-  assert float(alone[2]) == pytest.approx(float(expected), abs=1e-6)
+  expected_alone = jax.nn.sigmoid(model.apply(weights, {}, single, arch))[0]
+  assert float(alone[2]) == pytest.approx(float(expected_alone), abs=1e-6)
+  expected_score = jax.nn.sigmoid(model.apply(weights, {}, batch, arch))[2]
+  assert float(scores[2]) == pytest.approx(float(expected_score), abs=1e-6)
+  # Finite differences along the own node's columns: of the full graph's
+  # score (in_graph) or of the score alone (own_record).
+  probe, index, row = ((batch, 2, int(np.cumsum(batch.n_node)[1]))
+                       if attribution == "in_graph" else (single, 0, 0))
+  eps = 1e-3
+  for column in range(5):
+    bumped = probe.nodes.copy()
+    bumped[row, column] += eps
+    lowered = probe.nodes.copy()
+    lowered[row, column] -= eps
+    up = jax.nn.sigmoid(model.apply(weights, {}, probe._replace(nodes=bumped),
+                                    arch))[index]
+    down = jax.nn.sigmoid(model.apply(weights, {},
+                                      probe._replace(nodes=lowered),
+                                      arch))[index]
+    derivative = (up - down) / (2 * eps)
+    assert float(contributions[2, column]) == pytest.approx(
+        float(derivative * probe.nodes[row, column]), abs=2e-4)
+  assert contributions[2, 3] == 0  # a column the network does not read
+  assert 0 < float(scores[2]) < 1
 
 
 def test_reason_strings_take_the_most_negative_first():

@@ -105,3 +105,16 @@ def test_the_sampling_seed_is_the_models(saved, reference, tmp_path):
   # Same architecture, other weights and seed: another model, other scores.
   got = _score(other, _tables(), 1024)
   assert not np.array_equal(got["score"], reference["score"])
+
+
+def test_in_graph_attribution_is_deterministic_too(saved):
+  runs = []
+  for batch_size, order in ((5, 1), (1000, 2)):
+    rng = np.random.default_rng(order)
+    tables = [t.iloc[rng.permutation(len(t))] for t in _tables()]
+    result = scoring.score_applicants(
+        saved, *tables, as_of=BOOK.as_of,
+        settings=scoring.ScoringSettings(batch_size=batch_size,
+                                         attribution="in_graph"))
+    runs.append(result.scores.set_index("borrower_id").sort_index())
+  pd.testing.assert_frame_equal(runs[0], runs[1], check_exact=True)
