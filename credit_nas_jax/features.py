@@ -45,6 +45,8 @@ from typing import Union
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 SOURCES = ("bestpay", "alipay", "bank")
 FEATURE_COLUMNS = (
@@ -196,9 +198,11 @@ def _one_line(error: BaseException) -> str:
 class _Problems:
   """Collects rejected rows of one table as vectorised masks."""
 
-  def __init__(self, table: str, frame: pd.DataFrame):
+  def __init__(self, table: str, frame: pd.DataFrame, describe=None):
     self.table = table
     self.frame = frame
+    # rows -> the value texts of a field that is not one column (edges).
+    self.describe = describe
     self.bad = np.zeros(len(frame), dtype=bool)
     self.parts: list[pd.DataFrame] = []
 
@@ -208,12 +212,15 @@ class _Problems:
     if not mask.any():
       return
     rows = np.flatnonzero(mask)
-    values = self.frame[field].iloc[rows] if field in self.frame else None
+    if field in self.frame:
+      texts = [str(v) for v in self.frame[field].iloc[rows]]
+    else:
+      texts = self.describe(rows) if self.describe else ""
     part = pd.DataFrame({
         "table": self.table,
         "row": rows,
         "field": field,
-        "value": ([str(v) for v in values] if values is not None else ""),
+        "value": texts,
         "reason": reason,
         "borrower_id": (np.asarray(borrower_ids, dtype=object)[rows]
                         if borrower_ids is not None else None),
@@ -329,22 +336,38 @@ def _parse_dates(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
   return dates, unparsable
 
 
-def _first_positions(ids: pd.Series) -> tuple[pd.Index, np.ndarray]:
-  """(unique index of the ids' first occurrences, their rows)."""
+def _first_positions(ids: pd.Series) -> tuple[pd.Series, np.ndarray]:
+  """(the ids' first occurrences, their rows)."""
   rows = np.flatnonzero(_bool(ids.notna())
                         & ~ids.duplicated(keep="first").to_numpy())
-  return pd.Index(ids.to_numpy(dtype=object)[rows]), rows
+  return ids.iloc[rows].reset_index(drop=True), rows
 
 
-def _lookup(first: tuple[pd.Index, np.ndarray],
+def _arrow_strings(values: pd.Series):
+  """The pyarrow array behind a string column, or None."""
+  if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage in (
+      "pyarrow", "pyarrow_numpy"):
+    return pa.array(values.array)
+  return None
+
+
+def _lookup(first: tuple[pd.Series, np.ndarray],
             values: pd.Series) -> np.ndarray:
   """Row of every value's first occurrence; -1 when absent.
 
-  One hash pass; every later check reads the parent's row by position.
+  One hash pass (pyarrow's for text read from files); every later check
+  reads the parent's row by position.
   """
-  index, rows = first
-  positions = index.get_indexer(values.to_numpy(dtype=object))
-  positions[~_bool(values.notna())] = -1
+  keys, rows = first
+  arrow_keys, arrow_values = _arrow_strings(keys), _arrow_strings(values)
+  if arrow_keys is not None and arrow_values is not None:
+    positions = pc.index_in(arrow_values, value_set=arrow_keys)
+    positions = positions.to_numpy(zero_copy_only=False)
+    positions = np.where(np.isnan(positions), -1, positions).astype(np.int64)
+  else:
+    positions = pd.Index(keys.to_numpy(dtype=object)).get_indexer(
+        values.to_numpy(dtype=object))
+    positions[~_bool(values.notna())] = -1
   return np.where(positions >= 0, rows[np.maximum(positions, 0)], -1)
 
 
@@ -633,7 +656,7 @@ def check_edges(edges: pd.DataFrame, applicants: pd.Index,
     RecordError: a required column is missing, naming the table's file.
   """
   _check_columns(edges, "edges", EDGE_COLUMNS)
-  e = _Problems("edges", edges.assign(**{"src,dst": _pairs(edges)}))
+  e = _Problems("edges", edges, lambda rows: _pairs(edges.iloc[rows]))
   src, dst = edges["src"], edges["dst"]
   field = "src,dst"
   e.add(~_bool(src.notna()) | ~_bool(dst.notna()), field, "missing endpoint")
