@@ -145,7 +145,7 @@ def hyperparameters_of(config: ml_collections.ConfigDict) -> dict[str, float]:
 
 def available_device_bytes(device: jax.Device | None = None) -> int:
   """Free memory of a device (the host's free memory for a CPU)."""
-  device = device or jax.devices()[0]
+  device = device or jax.local_devices()[0]
   stats = device.memory_stats() if hasattr(device, "memory_stats") else None
   if stats and "bytes_limit" in stats:
     return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
