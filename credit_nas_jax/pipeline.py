@@ -314,6 +314,26 @@ def _write_gates(gate_rows: list[dict], workdir: str) -> None:
     os.replace(_atomic_path(path), path)
 
 
+def _cost_probes(exp: experiment.Experiment, state: search_lib.SearchState,
+                 weights: Any, derived_arch: model_lib.Architecture,
+                 loop: float) -> dict[str, float]:
+  """The bare search step's seconds and both networks' inference time."""
+  probe = exp.maker.training_batch("test", 0)
+  bare = experiment.bare_search_step_seconds(exp, state)
+  logging.info("search loop %.2f ms/step against the bare step's %.2f ms "
+               "(%.2fx)", 1000 * loop, 1000 * bare, loop / bare)
+  supernet = experiment.inference_milliseconds(state.weights, state.alphas,
+                                               exp.supernet, probe)
+  derived = experiment.inference_milliseconds(weights, {}, derived_arch,
+                                              probe)
+  return {"bare_search_step_seconds": bare,
+          "loop_over_bare_step": loop / bare,
+          "supernet_inference_ms_per_batch": supernet,
+          "derived_inference_ms_per_batch": derived,
+          "inference_batch_size": exp.config.batch_size,
+          "inference_speedup": supernet / derived}
+
+
 def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
                    fresh: bool = False) -> dict[str, Any]:
   """Search, derive, retrain and evaluate; writes every output to workdir.
@@ -502,9 +522,6 @@ def _run_experiment(config, workdir, fresh, heartbeat):
         {"architecture": derived.to_json(), "test_metrics": test,
          "config": config.to_dict()})
 
-  heartbeat.stage("timing the search step and inference")
-  probe = exp.maker.training_batch("test", 0)
-  bare = experiment.bare_search_step_seconds(exp, state)
   loop = 1 / max(timing["search_steps_per_second"], 1e-12)
   cost = {
       "device_kind": jax.devices()[0].device_kind,
@@ -515,26 +532,18 @@ def _run_experiment(config, workdir, fresh, heartbeat):
       "sampler": exp.plan.sampler,
       **timing,
       "search_loop_seconds_per_step": loop,
-      "bare_search_step_seconds": bare,
-      "loop_over_bare_step": loop / bare,
       "resumed": bool(restored),
       "resumed_in_retrain": last_retrain > 0,
       "retrain_seconds": retrain_seconds,
       "retrain_steps": history[-1]["step"] if history else int(
           train_state.step),
       "total_seconds": time.perf_counter() - start,
-      "supernet_inference_ms_per_batch": experiment.inference_milliseconds(
-          state.weights, state.alphas, arch, probe),
-      "derived_inference_ms_per_batch": experiment.inference_milliseconds(
-          weights, {}, derived.arch, probe),
-      "inference_batch_size": config.batch_size,
   }
-  cost["inference_speedup"] = (cost["supernet_inference_ms_per_batch"]
-                               / cost["derived_inference_ms_per_batch"])
+  if config.cost_probes:
+    heartbeat.stage("timing the search step and inference")
+    cost.update(_cost_probes(exp, state, weights, derived.arch, loop))
   if writer:
     _write_json(os.path.join(workdir, "search_cost.json"), cost)
-  logging.info("search loop %.2f ms/step against the bare step's %.2f ms "
-               "(%.2fx)", 1000 * loop, 1000 * bare, loop / bare)
   logging.info("test: AUC %.4f, KS %.4f, Gini %.4f, log loss %.4f",
                test["auc"], test["ks"], test["gini"], test["log_loss"])
   return test

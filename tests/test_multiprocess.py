@@ -23,9 +23,13 @@ from credit_nas_jax import checkpoint
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCHER = os.path.join(ROOT, "experiments", "search.py")
 CONFIG = os.path.join(ROOT, "experiments", "configs", "test.py")
+# A one-layer supernet of two ops and no timing probes: fewer compiles, the
+# same multi-process paths.
 OVERRIDES = ("--config.num_devices=0", "--config.search_steps=20",
              "--config.log_every=5", "--config.checkpoint_every=5",
-             "--config.retrain_steps=20", "--config.eval_every=10")
+             "--config.retrain_steps=20", "--config.eval_every=10",
+             "--config.num_gcn_layers=1", "--config.op_ratios=2.0,1.0",
+             "--config.cost_probes=False")
 HEARTBEAT_SECONDS = 10
 
 
@@ -138,6 +142,9 @@ def test_two_processes_killed_resumed_equal_one_process(one_process,
   assert keys == [(r["phase"], r["step"]) for r in one_process["records"]]
   assert len(os.listdir(workdir / "tensorboard")) == 1
   assert not [n for n in os.listdir(workdir) if ".tmp" in n]
+  cost = json.load(open(workdir / "search_cost.json"))
+  assert cost["processes"] == 2 and cost["devices"] == 4 and cost["resumed"]
+  assert "bare_search_step_seconds" not in cost  # cost_probes=False
 
   # Equal to one process over the same four devices, to float tolerance.
   assert resumed["architecture"]["kept_features"] == one_process[

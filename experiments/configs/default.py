@@ -92,6 +92,10 @@ def get_config() -> ml_collections.ConfigDict:
   # also holds the search's compile); () traces nothing.
   #   --config.profile_steps=101,200
   config.profile_steps = ()
+  # Time the bare search step and both networks' inference into
+  # search_cost.json (three more compiles; tests that only compare results
+  # turn it off).
+  config.cost_probes = True
 
   # Graphs of tables without relations, and a table a team brings.
   # "inductive": every borrower's k-NN neighbours are training borrowers (a
