@@ -47,6 +47,8 @@ def main(argv):
     settings = scoring.ScoringSettings.from_config(_CONFIG.value)
   except ValueError as error:
     sys.exit(f"error: {error}")
+  if _APPLICANTS.value < 10:
+    sys.exit(f"error: --applicants={_APPLICANTS.value}; need at least 10")
   book = synthetic.generate_lending_book(123, _APPLICANTS.value)
   with tempfile.TemporaryDirectory() as directory:
     paths = {}
