@@ -44,6 +44,7 @@ class TensorBoardWriter:
     self._writer = event_file_writer.EventFileWriter(logdir)
 
   def _add(self, step: int, summary: summary_pb2.Summary) -> None:
+    """Queues one event holding ``summary`` at ``step``."""
     self._writer.add_event(event_pb2.Event(wall_time=time.time(),
                                            step=int(step), summary=summary))
 
@@ -60,4 +61,5 @@ class TensorBoardWriter:
     self._writer.flush()
 
   def close(self) -> None:
+    """Flushes and closes the event file."""
     self._writer.close()

@@ -237,6 +237,7 @@ class RunMetrics:
       self._board.write_scalars(step, scalars)
 
   def close(self) -> None:
+    """Flushes and closes both files."""
     if self._log is not None:
       self._log.close()
       self._board.close()
@@ -290,6 +291,7 @@ class SearchProfile:
       self.stop()
 
   def stop(self) -> None:
+    """Ends the trace, if one runs; no later block is traced."""
     if self.active:
       jax.profiler.stop_trace()
       self.active, self.enabled = False, False
@@ -304,6 +306,7 @@ def _atomic_path(path: str) -> str:
 
 
 def _write_gates(gate_rows: list[dict], workdir: str) -> None:
+  """alphas.csv and alphas.png, each through a temporary file."""
   gates = pd.DataFrame(gate_rows)
   for name, write in (
       ("alphas.csv", lambda path: gates.to_csv(path, index=False)),

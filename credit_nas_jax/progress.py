@@ -63,10 +63,12 @@ class Heartbeat:
                                     name="heartbeat")
 
   def __enter__(self) -> "Heartbeat":
+    """Starts watching."""
     self._thread.start()
     return self
 
   def __exit__(self, *exc_info) -> None:
+    """Stops watching."""
     self._stop.set()
     self._thread.join()
 
@@ -83,6 +85,7 @@ class Heartbeat:
       self._last = time.monotonic()
 
   def _watch(self) -> None:
+    """The watcher thread: logs after every silent interval."""
     while not self._stop.wait(min(1.0, self.interval_seconds)):
       with self._lock:
         now = time.monotonic()

@@ -366,6 +366,7 @@ def _write_text(path: str, write) -> None:
 
 
 def _write_json(path: str, value: Any) -> None:
+  """Process 0 writes ``value`` as JSON to ``path``."""
   def write(temporary):
     with open(temporary, "w") as f:
       json.dump(value, f, indent=2)
