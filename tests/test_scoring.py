@@ -2,6 +2,7 @@
 
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -347,8 +348,8 @@ def test_steps_compose_to_score_applicants(random_model):
                                           as_of=book.as_of)
   ids = applicants.features.index.to_numpy()
   node_features = scoring.encode_applicants(random_model, applicants.features)
-  chex_shape = (len(ids), len(random_model.encoder.column_names))
-  assert node_features.shape == chex_shape
+  chex.assert_shape(node_features,
+                    (len(ids), len(random_model.encoder.column_names)))
   position = pd.Index(ids)
   graph = graphs.BorrowerGraph.from_edges(
       len(ids), position.get_indexer(applicants.src),
