@@ -204,11 +204,14 @@ class RunMetrics:
     workdir: the run's directory.
     keep: which earlier records stay (see :class:`RunLog`).
     hyperparameters: the run's config values, for TensorBoard's HPARAMS.
+    initial: TensorBoard scalars at step 0 (the gates before the search),
+      written before the kept records so every run's points are in order.
     write: whether this process writes.
   """
 
   def __init__(self, workdir: str, keep: Callable[[dict], bool],
-               hyperparameters: dict[str, Any], write: bool = True):
+               hyperparameters: dict[str, Any],
+               initial: dict[str, float] | None = None, write: bool = True):
     self._log = self._board = None
     if not write:
       return
@@ -218,6 +221,8 @@ class RunMetrics:
     shutil.rmtree(logdir, ignore_errors=True)
     self._board = metric_writers.TensorBoardWriter(logdir)
     self._board.write_hparams(hyperparameters)
+    if initial:
+      self._board.write_scalars(0, initial)
     with open(path) as f:
       for line in f:
         if line.strip():
@@ -436,10 +441,10 @@ def _run_experiment(config, workdir, fresh, heartbeat):
     profile.before_block(step)
     heartbeat.beat()
 
-  metrics_log = RunMetrics(workdir, keep, config.to_dict(), write=writer)
-  metrics_log.write_scalars(0, {f"gates/{k}": v
-                                for k, v in gate_rows[0].items()
-                                if k != "step"})
+  metrics_log = RunMetrics(
+      workdir, keep, config.to_dict(),
+      {f"gates/{k}": v for k, v in gate_rows[0].items() if k != "step"},
+      write=writer)
   try:
     heartbeat.stage(f"compiling the search ({total} steps in blocks of "
                     f"{experiment.block_length(config)})")

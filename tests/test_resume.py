@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from credit_nas_jax import checkpoint
+from credit_nas_jax import pipeline
+from tensorboard.backend.event_processing import event_accumulator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCHER = os.path.join(ROOT, "experiments", "search.py")
@@ -56,7 +58,14 @@ def _outcome(workdir):
       record.pop(field, None)
   with np.load(os.path.join(workdir, "model", "weights.npz")) as archive:
     weights = {k: archive[k] for k in archive.files}
+  board = event_accumulator.EventAccumulator(
+      os.path.join(workdir, "tensorboard"),
+      size_guidance={event_accumulator.SCALARS: 0})
+  board.Reload()
   return {
+      "board": {tag: [(e.step, e.value) for e in board.Scalars(tag)]
+                for tag in board.Tags()["scalars"]
+                if tag.split("/")[-1] not in TIMING_FIELDS},
       "architecture": json.load(open(os.path.join(workdir,
                                                   "architecture.json"))),
       "test": json.load(open(os.path.join(workdir, "test_metrics.json"))),
@@ -67,7 +76,8 @@ def _outcome(workdir):
 
 
 def _assert_same(a, b):
-  for key in ("architecture", "test", "alphas", "records"):
+  # TensorBoard too: the killed runs' points after their checkpoints are gone.
+  for key in ("architecture", "test", "alphas", "records", "board"):
     assert a[key] == b[key], key
   assert a["weights"].keys() == b["weights"].keys()
   for name in a["weights"]:
@@ -179,3 +189,28 @@ def test_full_or_read_only_disk_is_a_clear_error(tmp_path, monkeypatch, code):
   # The good checkpoint is untouched and no staging directory is left.
   assert manager.steps("search") == [1]
   assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
+
+
+def test_resumed_event_files_hold_the_kept_records_in_order(tmp_path):
+  records = [{"phase": "search", "step": s, "train_loss": s / 100,
+              "feature/income": s / 1000} for s in (10, 20, 30)]
+  (tmp_path / "metrics.jsonl").write_text(
+      "".join(json.dumps(r) + "\n" for r in records))
+  # Resumed from a checkpoint at step 20: the record of step 30 is dropped.
+  metrics = pipeline.RunMetrics(str(tmp_path), lambda r: r["step"] <= 20,
+                                {"seed": 0, "fanouts": (4, 2)},
+                                {"gates/feature/income": 0.5})
+  metrics.write({"phase": "search", "step": 30, "train_loss": 0.25,
+                 "feature/income": 0.04})
+  metrics.close()
+  board = event_accumulator.EventAccumulator(
+      str(tmp_path / "tensorboard"),
+      size_guidance={event_accumulator.SCALARS: 0})
+  board.Reload()
+  assert [(e.step, round(e.value, 6)) for e in board.Scalars(
+      "gates/feature/income")] == [(0, 0.5), (10, 0.01), (20, 0.02),
+                                   (30, 0.04)]
+  assert [(e.step, round(e.value, 6)) for e in board.Scalars(
+      "search/train_loss")] == [(10, 0.1), (20, 0.2), (30, 0.25)]
+  assert [json.loads(line)["step"] for line in open(
+      tmp_path / "metrics.jsonl")] == [10, 20, 30]
