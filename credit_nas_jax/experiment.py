@@ -197,6 +197,39 @@ def choose_sampler(config: ml_collections.ConfigDict,
   return config.sampler
 
 
+_POSITIVE = ("hidden_dim", "batch_size", "num_gcn_layers", "search_steps",
+             "log_every", "checkpoint_every", "retrain_steps", "eval_every",
+             "patience")
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Refuses settings no run can use, naming the field, before any work.
+
+  Raises:
+    ValueError: one line naming the field, its value and what it must be.
+  """
+  for name in _POSITIVE:
+    value = config[name]
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+      raise ValueError(f"config.{name}={value!r}: must be a whole number "
+                       ">= 1")
+  if not config.fanouts or any(
+      not isinstance(f, int) or f < 0 for f in config.fanouts):
+    raise ValueError(f"config.fanouts={tuple(config.fanouts)!r}: must be "
+                     "whole numbers >= 0, one per hop")
+  if not config.op_ratios or any(float(r) <= 0 for r in config.op_ratios):
+    raise ValueError(f"config.op_ratios={tuple(config.op_ratios)!r}: must "
+                     "be positive expansion ratios")
+  for name in ("weight_lr", "arch_lr", "retrain_lr"):
+    if not float(config[name]) > 0:
+      raise ValueError(f"config.{name}={config[name]!r}: must be > 0")
+  if not 0 <= config.arch_warmup_steps <= config.search_steps:
+    raise ValueError(
+        f"config.arch_warmup_steps={config.arch_warmup_steps!r}: must be in "
+        f"0..search_steps ({config.search_steps}); with every step a "
+        "warm-up step the gates would never move")
+
+
 def prepare(config: ml_collections.ConfigDict, dataset: data_lib.Dataset, *,
             mesh: jax.sharding.Mesh | None = None,
             seed: int | None = None) -> Experiment:
@@ -205,6 +238,7 @@ def prepare(config: ml_collections.ConfigDict, dataset: data_lib.Dataset, *,
   ``mesh`` shards every step's batch over its data axis (stacked shards, one
   per device); ``seed`` overrides ``config.seed`` for the host sampler.
   """
+  validate_config(config)
   arch = supernet_for(config, dataset)
   has_edges = dataset.graph.indices.size > 0
   fanouts = tuple(int(f) for f in config.fanouts)

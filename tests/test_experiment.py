@@ -2,6 +2,7 @@
 supernets, sampler choice, the scanned search and retrain."""
 
 import dataclasses
+import re
 
 import chex
 import jax
@@ -240,3 +241,19 @@ def test_op_layout_follows_the_backend():
   assert experiment.op_layout_for("fused") == "fused"
   with pytest.raises(ValueError, match="unknown op layout 'wide'"):
     experiment.op_layout_for("wide")
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("hidden_dim", 0, "config.hidden_dim=0: must be a whole number >= 1"),
+    ("search_steps", 0, "config.search_steps=0"),
+    ("batch_size", -4, "config.batch_size=-4"),
+    ("fanouts", (10, -1), "config.fanouts=(10, -1)"),
+    ("op_ratios", (4.0, 0.0), "config.op_ratios=(4.0, 0.0)"),
+    ("arch_lr", 0.0, "config.arch_lr=0.0"),
+    ("arch_warmup_steps", 30, "config.arch_warmup_steps=30"),
+])
+def test_config_mistakes_are_refused_before_any_work(dataset, field, value,
+                                                     message):
+  config = _config(**{field: value})
+  with pytest.raises(ValueError, match=re.escape(message)):
+    experiment.prepare(config, dataset)
