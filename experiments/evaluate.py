@@ -4,15 +4,20 @@ r"""The evaluation protocol: every model on every seed of a dataset.
   python experiments/evaluate.py --dataset=german,credit,taiwan,lending,synthetic
   python experiments/evaluate.py --dataset=taiwan --models=searched,gcn \
       --config.knn_k=0
+  python experiments/evaluate.py --dataset=table \
+      --config.table_path=/path/book.parquet --config.label_column=status \
+      --config.bad_value=default --config.id_column=loan_id
 
 For each seed k: a stratified 60/20/20 split (seed k), every model trained
 with its choices made on validation, and the test set scored once. Writes
-into --out_dir/<dataset>/: seed_<k>.json (every model's test metrics, ROC
+into --workdir/<dataset>/: seed_<k>.json (every model's test metrics, ROC
 curve and choices), results.md (mean +- std over seeds and the paired
 per-seed AUC differences of ours against each model), summary.json and
-roc.png; with several datasets also --out_dir/all.md (test AUC of every
+roc.png; with several datasets also --workdir/all.md (test AUC of every
 model on every dataset). A seed file already there with the same config is
-resumed: its finished models are kept.
+resumed: its finished models are kept. k-NN graphs are inductive unless
+--config.knn_graph=transductive; every baseline's validation budget is in
+results.md.
 """
 
 import json
@@ -31,6 +36,7 @@ import ml_collections
 from ml_collections import config_flags
 import pandas as pd
 
+from credit_nas_jax import data as data_lib
 from credit_nas_jax import datasets
 from credit_nas_jax import evaluation
 from credit_nas_jax import pipeline
@@ -38,16 +44,21 @@ from credit_nas_jax import plotting
 
 _CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                            "configs")
+DATASETS = tuple(pipeline.DATASETS) + (
+    () if "table" in pipeline.DATASETS else ("table",))
 _DATASET = flags.DEFINE_list(
     "dataset", ["synthetic"],
-    "Datasets, comma-separated: synthetic, german, credit, taiwan, lending.")
+    "Datasets, comma-separated: synthetic, german, credit, taiwan, lending, "
+    "table (the file --config.table_path).")
 _SEEDS = flags.DEFINE_integer("seeds", 5, "Seeds (splits) per dataset.",
                               lower_bound=1)
 _MODELS = flags.DEFINE_list(
     "models", [], "Models to run (default: all; lightgbm when installed; "
     f"searched_isolated on k-NN graphs). Choices: {list(evaluation.MODELS)}.")
-_OUT_DIR = flags.DEFINE_string("out_dir", "runs/evaluation",
+_WORKDIR = flags.DEFINE_string("workdir", "runs/evaluation",
                                "Directory for the results.")
+_OLD_OUT_DIR = flags.DEFINE_string("out_dir", None,
+                                   "Renamed: use --workdir.")
 _CONFIG = config_flags.DEFINE_config_file(
     "config", os.path.join(_CONFIG_DIR, "evaluate.py"),
     "Config file; override fields with --config.name=value.")
@@ -55,10 +66,26 @@ _CONFIG = config_flags.DEFINE_config_file(
 
 def graph_name(config: ml_collections.ConfigDict) -> str:
   """What the dataset's edges are."""
-  spec = datasets.SPECS.get(config.dataset)
-  if spec is None or (spec.edges is not None and config.use_edges):
+  if config.dataset == "table":
+    has_edges = bool(config.edges_path)
+  elif config.dataset in datasets.SPECS:
+    has_edges = datasets.SPECS[config.dataset].edges is not None
+  else:
+    return "relations"  # the synthetic books
+  if has_edges and config.use_edges:
     return "relations"
-  return f"knn{config.knn_k}" if config.knn_k > 0 else "isolated"
+  if config.knn_k <= 0:
+    return "isolated"
+  suffix = "" if config.knn_graph == "inductive" else f"-{config.knn_graph}"
+  return f"knn{config.knn_k}{suffix}"
+
+
+def load_dataset(config: ml_collections.ConfigDict) -> data_lib.Dataset:
+  """The dataset a config names (a public set or table: with its k-NN
+  graph kind)."""
+  if config.dataset == "table" or config.dataset in datasets.SPECS:
+    return datasets.load_from_config(config)
+  return pipeline.load_dataset(config)
 
 
 def machine() -> str:
@@ -70,9 +97,9 @@ def machine() -> str:
 
 
 def evaluate_dataset(name: str, base: ml_collections.ConfigDict, seeds: int,
-                     models: list[str], out_dir: str) -> str:
+                     models: list[str], workdir: str) -> str:
   """Every seed of one dataset; returns the markdown table."""
-  directory = os.path.join(out_dir, name)
+  directory = os.path.join(workdir, name)
   os.makedirs(directory, exist_ok=True)
   config = ml_collections.ConfigDict(base.to_dict())
   config.dataset = name
@@ -95,10 +122,12 @@ def evaluate_dataset(name: str, base: ml_collections.ConfigDict, seeds: int,
       else:
         logging.warning("%s holds another config; running it again", path)
     load_start = time.perf_counter()
-    dataset = pipeline.load_dataset(seed_config)
-    logging.info("%s seed %d: %d borrowers, %d edges, loaded in %.1fs", name,
-                 seed, dataset.labels.size, dataset.graph.indices.size,
-                 time.perf_counter() - load_start)
+    dataset = load_dataset(seed_config)
+    logging.info("%s seed %d of %d: %d borrowers, %d edges, loaded in "
+                 "%.1fs; %.0fs into the dataset", name, seed + 1, seeds,
+                 dataset.labels.size, dataset.graph.indices.size,
+                 time.perf_counter() - load_start,
+                 time.perf_counter() - start)
     seed_dir = os.path.join(directory, f"seed_{seed}")
     os.makedirs(seed_dir, exist_ok=True)
 
@@ -167,10 +196,16 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.INFO)
-  unknown = sorted(set(_DATASET.value) - set(pipeline.DATASETS))
+  if _OLD_OUT_DIR.value is not None:
+    raise app.UsageError("--out_dir was renamed --workdir (as in "
+                         "experiments/search.py)")
+  unknown = sorted(set(_DATASET.value) - set(DATASETS))
   if unknown:
     raise app.UsageError(f"unknown datasets {unknown}; expected some of "
-                         f"{list(pipeline.DATASETS)}")
+                         f"{list(DATASETS)}")
+  if "table" in _DATASET.value and not _CONFIG.value.table_path:
+    raise app.UsageError("--dataset=table reads --config.table_path: set it "
+                         "(and --config.label_column, --config.bad_value)")
   unknown = sorted(set(_MODELS.value) - set(evaluation.MODELS))
   if unknown:
     raise app.UsageError(f"unknown models {unknown}; expected some of "
@@ -181,15 +216,15 @@ def main(argv):
   summaries, minutes = {}, {}
   for name in _DATASET.value:
     text = evaluate_dataset(name, _CONFIG.value, _SEEDS.value,
-                            list(_MODELS.value), _OUT_DIR.value)
+                            list(_MODELS.value), _WORKDIR.value)
     print(text, flush=True)
-    with open(os.path.join(_OUT_DIR.value, name, "summary.json")) as f:
+    with open(os.path.join(_WORKDIR.value, name, "summary.json")) as f:
       stored = json.load(f)
     summaries[name] = pd.DataFrame(stored["summary"]).set_index("model")
     minutes[name] = stored["model_seconds_total"] / 60
   if len(summaries) > 1:
     table = evaluation.combined_table(summaries, minutes)
-    with open(os.path.join(_OUT_DIR.value, "all.md"), "w") as f:
+    with open(os.path.join(_WORKDIR.value, "all.md"), "w") as f:
       f.write(f"Test ROC AUC, mean +- std over {_SEEDS.value} seeds; "
               f"{machine()}.\n\n{table}\n")
     print(table, flush=True)

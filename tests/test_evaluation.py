@@ -60,6 +60,25 @@ def test_lightgbm_stops_on_validation(dataset):
   result = evaluation.fit_lightgbm(dataset, seed=0)
   assert 1 <= result.details["rounds"] < 2000
   assert 0.5 < result.test["auc"] <= 1.0
+  assert result.details["budget"] == 1
+
+
+@pytest.mark.skipif(not evaluation.lightgbm_available(),
+                    reason="lightgbm (the baselines extra) not installed")
+def test_lightgbm_keeps_the_grid_setting_best_on_validation(dataset,
+                                                            config):
+  config = config.copy_and_resolve_references()
+  config.lightgbm_num_leaves = (3, 15)
+  config.lightgbm_min_child_samples = (5, 40)
+  grid = evaluation.lightgbm_grid(config)
+  assert len(grid) == 2 * 2 * len(config.lightgbm_learning_rates)
+  result = evaluation.fit_lightgbm(dataset, 0, grid)
+  tried = result.details["grid"]
+  assert [{k: t[k] for k in grid[0]} for t in tried] == grid
+  best = max(tried, key=lambda t: t["validation_auc"])
+  assert result.validation_auc == best["validation_auc"]
+  assert result.details["num_leaves"] == best["num_leaves"]
+  assert result.details["budget"] == len(grid)
 
 
 def test_every_network_runs_on_one_seed(dataset, config, tmp_path):
@@ -102,7 +121,7 @@ def test_summary_pairs_seeds():
       "seed": [0, 0, 1, 1, 2, 2], "model": ["searched", "gcn"] * 3,
       "graph": ["relations"] * 6, "auc": [0.80, 0.75, 0.70, 0.69, 0.90, 0.80],
       "ks": [0.5] * 6, "gini": [0.6] * 6, "val_auc": [0.7] * 6,
-      "seconds": [1.0] * 6})
+      "budget": [31, 4] * 3, "seconds": [1.0] * 6})
   summary = evaluation.summarize(frame, ours="searched")
   assert summary.loc["gcn", "delta_auc_mean"] == pytest.approx(
       np.mean([0.05, 0.01, 0.10]))
@@ -111,7 +130,7 @@ def test_summary_pairs_seeds():
   assert summary.loc["searched", "auc_mean"] == pytest.approx(0.8)
   table = evaluation.markdown_table(summary, ours="searched")
   assert "| gcn | relations | 0.7467 +- 0.0551" in table
-  assert "+0.0533 +- 0.0451" in table
+  assert "+0.0533 +- 0.0451 | 4 | 1 |" in table  # budget, seconds
 
 
 def _row(seed, model, val_auc, auc, seconds=1.0):
@@ -138,7 +157,7 @@ def test_selection_uses_validation_not_test():
 def test_launcher_writes_tables_and_resumes(tmp_path):
   args = ("--dataset=synthetic", "--seeds=2",
           "--models=logistic_regression,gcn,searched", f"--config={EVAL_CONFIG}",
-          f"--out_dir={tmp_path}")
+          f"--workdir={tmp_path}")
   first = launch.run("evaluate.py", *args)
   directory = tmp_path / "synthetic"
   for name in ("seed_0.json", "seed_1.json", "results.md", "summary.json",
@@ -155,9 +174,34 @@ def test_launcher_writes_tables_and_resumes(tmp_path):
   assert (directory / "seed_0.json").read_text() == seed0
 
 
+def test_launcher_names_the_renamed_flag(tmp_path):
+  result = launch.run("evaluate.py", f"--out_dir={tmp_path}", check=False)
+  assert result.returncode != 0
+  assert "--out_dir was renamed --workdir" in result.stderr
+
+
+def test_launcher_evaluates_a_table(tmp_path):
+  rng = np.random.default_rng(0)
+  rows = 300
+  income = rng.normal(size=rows)
+  frame = pd.DataFrame({
+      "income": income, "region": rng.choice(["n", "s"], rows),
+      "bad": (income + rng.normal(size=rows) < -0.5).astype(int)})
+  table = tmp_path / "book.csv"
+  frame.to_csv(table, index=False)
+  launch.run("evaluate.py", "--dataset=table", "--seeds=1",
+             "--models=logistic_regression,mlp", f"--config={EVAL_CONFIG}",
+             f"--config.table_path={table}", "--config.label_column=bad",
+             "--config.bad_value=1", "--config.knn_k=3",
+             f"--workdir={tmp_path / 'out'}")
+  results = (tmp_path / "out" / "table" / "results.md").read_text()
+  assert "### table (knn3 graph, 1 seeds)" in results
+  assert "| logistic_regression | none |" in results
+
+
 def test_launcher_rejects_unknown_dataset(tmp_path):
   result = launch.run("evaluate.py", "--dataset=mnist",
-                      f"--out_dir={tmp_path}", check=False)
+                      f"--workdir={tmp_path}", check=False)
   assert result.returncode != 0
   assert "unknown datasets ['mnist']" in result.stderr
 
@@ -168,7 +212,7 @@ def test_combined_table_marks_ours_where_it_matches_the_best_baseline():
         "seed": [0, 0, 1, 1], "model": ["searched_selected", "gcn"] * 2,
         "graph": ["relations"] * 4, "auc": [ours_auc, 0.7, ours_auc, 0.72],
         "ks": [0.4] * 4, "gini": [0.5] * 4, "val_auc": [0.7] * 4,
-        "seconds": [60.0] * 4})
+        "budget": [1] * 4, "seconds": [60.0] * 4})
     return evaluation.summarize(frame)
   table = evaluation.combined_table({"a": summary(0.8), "b": summary(0.6)},
                                     {"a": 2.0, "b": 3.0})
