@@ -484,7 +484,8 @@ def derive(exp: Experiment, state: search_lib.SearchState, *,
   derived, trials = search_lib.derive_by_validation(
       state.alphas, exp.supernet, config.gate_threshold,
       lambda alphas: evaluate(exp, state.weights, alphas, exp.supernet,
-                              "validation", keys=keys)[0]["auc"])
+                              "validation", keys=keys)[0]["auc"],
+      min_feature_gain=float(config.derive_min_feature_gain))
   best_ops = max((t for t in trials if "ops" in t),
                  key=lambda t: t["validation_auc"])
   logging.info("derive on validation: ops %s (AUC %.4f)",

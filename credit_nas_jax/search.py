@@ -305,28 +305,48 @@ class DerivedArchitecture:
     }
 
 
+def feature_threshold(threshold: float, gate_function: str,
+                      num_features: int) -> float:
+  """The gate a feature needs to be kept.
+
+  Sigmoid gates are compared with ``threshold`` itself. Softmax gates share
+  one unit among the G features (each starts at 1/G), so the threshold is
+  read relative to that share: 2 * threshold / G (1/G at 0.5, the uniform
+  share).
+  """
+  if gate_function == "softmax":
+    return 2 * threshold / num_features
+  return threshold
+
+
 def derive_architecture(alphas: chex.ArrayTree,
                         supernet: model_lib.Architecture,
                         threshold: float, *,
                         num_features: int | None = None,
                         pooled_readout: bool | None = None,
-                        ops: Sequence[int] | None = None
+                        ops: Sequence[int] | None = None,
+                        features: Sequence[int] | None = None
                         ) -> DerivedArchitecture:
   """Keeps features whose gate >= threshold (at least the best one), the
   strongest op of every layer, and the pooled readout where it is searched
   and its gate >= threshold.
 
   ``num_features`` keeps that many features of the highest gates instead,
-  ``pooled_readout`` decides the readout and ``ops`` (an op index per layer)
-  the ops instead (see :func:`derive_by_validation`).
+  ``features`` (group indices) exactly those, ``pooled_readout`` decides
+  the readout and ``ops`` (an op index per layer) the ops instead (see
+  :func:`derive_by_validation`). Softmax feature gates are thresholded
+  relative to their uniform share (:func:`feature_threshold`).
   """
   gates = jax.tree.map(np.asarray,
                        model_lib.gate_values(alphas, supernet.gate_function))
   feature_gates = gates["features"]
-  if num_features is not None:
+  if features is not None:
+    kept = np.sort(np.asarray(features, dtype=int))
+  elif num_features is not None:
     kept = np.sort(np.argsort(-feature_gates, kind="stable")[:num_features])
   else:
-    kept = np.flatnonzero(feature_gates >= threshold)
+    kept = np.flatnonzero(feature_gates >= feature_threshold(
+        threshold, supernet.gate_function, feature_gates.size))
   if kept.size == 0:
     kept = np.array([int(np.argmax(feature_gates))])
   remap = {int(g): i for i, g in enumerate(kept)}
@@ -375,7 +395,8 @@ def derive_by_validation(alphas: chex.ArrayTree,
                          supernet: model_lib.Architecture, threshold: float,
                          validation_auc: Callable[[chex.ArrayTree], float],
                          fractions: Sequence[float] = (0.2, 0.4, 0.6, 0.8,
-                                                       1.0)
+                                                       1.0),
+                         min_feature_gain: float = 0.0
                          ) -> tuple[DerivedArchitecture, list[dict]]:
   """Derives with the ops, the number of features and the pooled readout
   chosen on validation.
@@ -388,7 +409,11 @@ def derive_by_validation(alphas: chex.ArrayTree,
   every combination of one op per layer (all features open), then, with the
   best ops, the top k features by gate (k from ``fractions`` of all and
   from the threshold), with and without the pooled readout where it is
-  searched. The best is derived.
+  searched. Last, every kept feature is closed alone: one whose closing
+  costs less than ``min_feature_gain`` validation AUC is dropped (a gate
+  ranks a feature by how the supernet leans on it, which can keep a column
+  that carries no signal; the validation AUC tells them apart). The best
+  is derived.
 
   Returns:
     (the derived architecture, every candidate with its validation AUC).
@@ -409,7 +434,8 @@ def derive_by_validation(alphas: chex.ArrayTree,
       alphas, supernet.gate_function)["features"])
   count = feature_gates.size
   candidates = {max(1, int(np.ceil(f * count))) for f in fractions}
-  candidates.add(max(1, int((feature_gates >= threshold).sum())))
+  candidates.add(max(1, int((feature_gates >= feature_threshold(
+      threshold, supernet.gate_function, count)).sum())))
   order = np.argsort(-feature_gates, kind="stable")
   readouts = (True, False) if supernet.readout_searchable else (None,)
   trials = []
@@ -423,10 +449,33 @@ def derive_by_validation(alphas: chex.ArrayTree,
       trials.append({"num_features": k, "pooled_readout": pooled,
                      "validation_auc": float(validation_auc(trial))})
   best = max(trials, key=lambda t: (t["validation_auc"], -t["num_features"]))
+  kept = list(np.sort(order[:best["num_features"]]))
+  base = np.asarray(alphas["features"]).copy()
+  base[order[best["num_features"]:]] = _CLOSED
+  best_alphas = dict(alphas, features=jnp.asarray(base))
+  if best["pooled_readout"] is False:
+    best_alphas["readout"] = jnp.full_like(alphas["readout"], _CLOSED)
+  dropped = []
+  if min_feature_gain > 0 and len(kept) > 1:
+    for group in list(kept):
+      closed = base.copy()
+      closed[group] = _CLOSED
+      auc = float(validation_auc(dict(best_alphas,
+                                      features=jnp.asarray(closed))))
+      gain = best["validation_auc"] - auc
+      trials.append({"closed_feature": supernet.group_names[group],
+                     "validation_auc": auc, "gain": gain})
+      if gain < min_feature_gain:
+        dropped.append(group)
+    if len(dropped) == len(kept):  # keep the feature that matters most
+      dropped.remove(max(dropped, key=lambda g: next(
+          t["gain"] for t in trials
+          if t.get("closed_feature") == supernet.group_names[g])))
   derived = derive_architecture(alphas, supernet, threshold,
-                                num_features=best["num_features"],
                                 pooled_readout=best["pooled_readout"],
-                                ops=best_ops["ops"])
+                                ops=best_ops["ops"],
+                                features=[g for g in kept
+                                          if g not in dropped])
   names = [[n[j] for n, j in zip(supernet.layer_op_names, t["ops"])]
            for t in op_trials]
   return derived, [{"ops": n, "validation_auc": t["validation_auc"]}
@@ -455,7 +504,8 @@ def threshold_gates(alphas: chex.ArrayTree, supernet: model_lib.Architecture,
   (a sweep derives every member inside one program)."""
   gates = model_lib.gate_values(alphas, supernet.gate_function)
   features = gates["features"]
-  keep = features >= threshold
+  keep = features >= feature_threshold(threshold, supernet.gate_function,
+                                       features.shape[0])
   keep = keep | ((~jnp.any(keep)) & (jnp.arange(features.shape[0])
                                      == jnp.argmax(features)))
   ops = jax.nn.one_hot(jnp.argmax(gates["ops"], axis=-1),

@@ -188,7 +188,7 @@ def test_derive_keeps_the_kind_of_the_chosen_ops():
 
 def test_derive_drops_a_closed_pooled_readout():
   arch = model.supernet_architecture(
-      (0, 1), ("a", "b"), hidden_dim=4, op_ratios=(1, 1),
+      (0, 1), ("a", "b"), hidden_dim=4, op_ratios=(2, 1),
       op_kinds=("gcn", "self"), readout_searchable=True)
   alphas = {"features": jnp.zeros(2), "ops": jnp.array([[0.0, 1.0]] * 2),
             "readout": jnp.array([-1.0])}
@@ -235,3 +235,39 @@ def test_derive_by_validation_takes_the_best_one_shot_candidate():
   assert counts == [1, 2, 3, 4, 5]  # 20%..100% of 5, and the threshold's 1
   assert search.derive_architecture(alphas, arch, 0.5).kept_features == (
       "a",)
+
+
+def test_softmax_gates_derive_relative_to_their_uniform_share():
+  arch = model.supernet_architecture(
+      (0, 1, 2, 3), ("a", "b", "c", "d"), hidden_dim=4, op_ratios=(2, 1),
+      gate_function="softmax")
+  # Shares 0.40, 0.30, 0.20, 0.10: above the uniform 0.25 are a and b.
+  alphas = {"features": jnp.log(jnp.array([0.4, 0.3, 0.2, 0.1])),
+            "ops": jnp.zeros((2, 2))}
+  derived = search.derive_architecture(alphas, arch, threshold=0.5)
+  assert derived.kept_features == ("a", "b")
+  fixed = search.threshold_gates(alphas, arch, jnp.float32(0.5))
+  np.testing.assert_array_equal(fixed["features"], [1.0, 1.0, 0.0, 0.0])
+
+
+def test_derive_by_validation_drops_a_feature_that_adds_nothing():
+  arch = model.supernet_architecture(
+      (0, 1, 2), ("signal", "noise", "other"), hidden_dim=4,
+      op_ratios=(2, 1))
+  # The noise column has the highest gate, but closing it costs nothing.
+  alphas = {"features": jnp.array([1.0, 2.0, 0.5]), "ops": jnp.zeros((2, 2))}
+
+  def validation_auc(trial):
+    open_ = np.asarray(trial["features"]) > -100
+    return 0.6 + 0.1 * open_[0] + 0.05 * open_[2] + 0.0001 * open_[1]
+
+  derived, trials = search.derive_by_validation(
+      alphas, arch, 0.5, validation_auc, min_feature_gain=0.001)
+  assert derived.kept_features == ("signal", "other")
+  gains = {t["closed_feature"]: t["gain"] for t in trials
+           if "closed_feature" in t}
+  assert gains["noise"] == pytest.approx(0.0001)
+  assert gains["signal"] == pytest.approx(0.1)
+  unchanged, _ = search.derive_by_validation(alphas, arch, 0.5,
+                                             validation_auc)
+  assert "noise" in unchanged.kept_features

@@ -64,12 +64,18 @@ def get_config() -> ml_collections.ConfigDict:
   config.zero_one_weight = 0.0
   config.log_every = 25
 
-  # Derive. "threshold": keep the features whose gate >= gate_threshold
-  # (the patent's rule). "validation": rank the gates and choose the number
+  # Derive (the patent derives the network from the gates but names no rule:
+  # both rules are ours). "threshold": keep the features whose gate >=
+  # gate_threshold (softmax gates: >= 2 * gate_threshold / number of
+  # features, the uniform share at 0.5). "validation": rank the gates and
+  # choose the number
   # of features kept (and, in the extended space, the pooled readout) by the
   # supernet's validation AUC with the other gates closed.
   config.derive = "threshold"
   config.gate_threshold = 0.5
+  # Derive on validation: a kept feature whose closing costs less than this
+  # validation AUC is dropped (0: never).
+  config.derive_min_feature_gain = 0.001
 
   # Retrain of the derived network.
   config.retrain_steps = 1000
