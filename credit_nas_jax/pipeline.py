@@ -50,7 +50,7 @@ from credit_nas_jax import progress
 from credit_nas_jax import search as search_lib
 from credit_nas_jax import synthetic
 
-DATASETS = ("synthetic", "synthetic_graph") + tuple(sorted(
+DATASETS = ("synthetic", "synthetic_graph", "table") + tuple(sorted(
     datasets_lib.SPECS))
 RUN_OUTPUTS = ("config.json", "metrics.jsonl", "alphas.csv", "alphas.png",
                "architecture.json", "test_metrics.json", "search_cost.json",
@@ -76,11 +76,8 @@ def load_dataset(config: ml_collections.ConfigDict) -> data_lib.Dataset:
         config.data_seed, config.num_borrowers, mean_links=config.mean_links)
     return data_lib.dataset_from_graph_book(book,
                                             split_seed=config.split_seed)
-  if config.dataset in datasets_lib.SPECS:
-    return datasets_lib.load_table_dataset(
-        config.dataset, data_dir=config.data_dir,
-        split_seed=config.split_seed, knn_k=config.knn_k,
-        use_edges=config.use_edges)
+  if config.dataset in datasets_lib.SPECS or config.dataset == "table":
+    return datasets_lib.load_from_config(config)
   raise ValueError(f"unknown dataset {config.dataset!r}; expected one of "
                    f"{list(DATASETS)}")
 
@@ -366,6 +363,7 @@ def _run_experiment(config, workdir, fresh, heartbeat):
   profile = SearchProfile(profile_range(config),
                           experiment.block_length(config),
                           os.path.join(workdir, PROFILE_DIR), writer)
+  experiment.validate_config(config)
   prepare_workdir(config, workdir, fresh)
   start = time.perf_counter()
   heartbeat.stage("loading the dataset")
@@ -530,6 +528,15 @@ def _run_experiment(config, workdir, fresh, heartbeat):
         {"architecture": derived.to_json(), "test_metrics": test,
          "config": config.to_dict()})
 
+  cost_path = os.path.join(workdir, "search_cost.json")
+  if restored and not history and timing["search_seconds"] == 0 and (
+      os.path.exists(cost_path)):
+    # A finished run launched again: its cost stays the one it measured.
+    logging.info("the run in %s was complete; its search_cost.json is kept",
+                 workdir)
+    logging.info("test: AUC %.4f, KS %.4f, Gini %.4f, log loss %.4f",
+                 test["auc"], test["ks"], test["gini"], test["log_loss"])
+    return test
   loop = 1 / max(timing["search_steps_per_second"], 1e-12)
   cost = {
       "device_kind": jax.devices()[0].device_kind,
@@ -551,7 +558,7 @@ def _run_experiment(config, workdir, fresh, heartbeat):
     heartbeat.stage("timing the search step and inference")
     cost.update(_cost_probes(exp, state, weights, derived.arch, loop))
   if writer:
-    _write_json(os.path.join(workdir, "search_cost.json"), cost)
+    _write_json(cost_path, cost)
   logging.info("test: AUC %.4f, KS %.4f, Gini %.4f, log loss %.4f",
                test["auc"], test["ks"], test["gini"], test["log_loss"])
   return test

@@ -63,10 +63,25 @@ _CONFIG = config_flags.DEFINE_config_file(
     "Config file; override fields with --config.name=value.")
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+  """Parses the flags and loads the config; a mistake is one line, exit 1."""
+  try:
+    rest = flags.FLAGS(argv)
+    _CONFIG.value  # pylint: disable=pointless-statement  # loads the file
+  except flags.Error as error:
+    sys.exit(f"error: {str(error).strip().splitlines()[0]}")
+  except (AttributeError, KeyError, TypeError, ValueError, OSError) as error:
+    sys.exit(f"error: --config: {error} (an unknown field or a bad value; "
+             "the fields are those of experiments/configs/default.py)")
+  return rest
+
+
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    sys.exit(f"error: unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.INFO)
+  if os.path.exists(_WORKDIR.value) and not os.path.isdir(_WORKDIR.value):
+    sys.exit(f"error: --workdir={_WORKDIR.value} is a file, not a directory")
   try:
     parallel.initialize_distributed(
         _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
@@ -79,4 +94,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -164,3 +164,27 @@ def test_rate_and_time_left():
       "5.0 steps/s, 40s left")
   assert progress.duration_text(3725) == "1h02m"
   assert progress.duration_text(65) == "1m05s"
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (("--config.hidden_dim=0",), "config.hidden_dim=0: must be a whole"),
+    (("--config.search_steps=0",), "config.search_steps=0"),
+    (("--config.nonsense=3",), "an unknown field or a bad value"),
+    (("--config.batch_size=abc",), "--config.batch_size=abc"),
+    (("--config.sampler=gpu",), "unknown sampler 'gpu'"),
+])
+def test_launcher_refuses_config_mistakes_in_one_line(tmp_path, overrides,
+                                                      message):
+  result = launch.search(tmp_path / "run", *overrides, check=False)
+  assert result.returncode == 1
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: ") and message in last, result.stderr[-2000:]
+  assert "Traceback" not in result.stderr
+
+
+def test_launcher_refuses_a_workdir_that_is_a_file(tmp_path):
+  path = tmp_path / "file"
+  path.write_text("not a directory")
+  result = launch.search(path, check=False)
+  assert result.returncode == 1
+  assert "is a file, not a directory" in result.stderr
