@@ -18,6 +18,7 @@ blocks scan over batches that the host sampler built for the block.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -496,11 +497,20 @@ def derive(exp: Experiment, state: search_lib.SearchState, *,
 # Retrain ---------------------------------------------------------------------
 
 
+@functools.cache
+def _adamw(learning_rate: float,
+           weight_decay: float) -> optax.GradientTransformation:
+  return optax.adamw(learning_rate, weight_decay=weight_decay)
+
+
 def retrain_optimizer(config: ml_collections.ConfigDict
                       ) -> optax.GradientTransformation:
-  """AdamW with the config's retrain learning rate and weight decay."""
-  return optax.adamw(config.retrain_lr,
-                     weight_decay=config.retrain_weight_decay)
+  """AdamW with the config's retrain learning rate and weight decay.
+
+  One object per setting: the optimizer is a static field of the train
+  state, so a new object would compile every retrain program anew.
+  """
+  return _adamw(float(config.retrain_lr), float(config.retrain_weight_decay))
 
 
 def _retrain_block_fn(state: train_lib.TrainState, arrays, keys, gates,
