@@ -83,7 +83,7 @@ def test_scores_a_clean_book(model_dir, tmp_path):
 
 
 def _corrupted_book():
-  """A book with one of every bad class the issue lists, and one valid
+  """A book with one of every bad class of record seen, and one valid
   date-time of each kind."""
   book = synthetic.generate_lending_book(12, 300)
   borrowers = book.borrowers.astype({"bestpay_score": object,
