@@ -31,6 +31,13 @@ def _choices(row):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
   config = evaluate_test.get_config()
+  # Smaller than the tiny config: the test needs every choice made, not a
+  # good model (two protocol runs of every model).
+  config.num_borrowers = 400
+  config.search_steps = 10
+  config.arch_warmup_steps = 3
+  config.retrain_steps = 10
+  config.eval_every = 5
   dataset = pipeline.load_dataset(config)
   models = [m for m in evaluation.MODELS
             if m != "lightgbm" or evaluation.lightgbm_available()]
