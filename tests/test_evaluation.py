@@ -19,7 +19,14 @@ EVAL_CONFIG = os.path.join(launch.ROOT, "experiments", "configs",
 
 @pytest.fixture(scope="module")
 def config():
-  return evaluate_test.get_config()
+  config = evaluate_test.get_config()
+  # Shorter runs than the tiny config: these tests check what runs and what
+  # is reported, not how good the models get.
+  config.search_steps = 10
+  config.arch_warmup_steps = 3
+  config.retrain_steps = 10
+  config.eval_every = 5
+  return config
 
 
 @pytest.fixture(scope="module")
