@@ -40,7 +40,8 @@ def _fsync_directory(path: str) -> None:
     os.close(descriptor)
 
 
-def _sha256(path: str) -> str:
+def file_sha256(path: str) -> str:
+  """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
   digest = hashlib.sha256()
   with open(path, "rb") as f:
     for block in iter(lambda: f.read(1 << 20), b""):
@@ -108,7 +109,7 @@ class CheckpointManager:
           "leaf_paths": leaf_paths(tree),
           "shapes": [list(a.shape) for a in arrays],
           "dtypes": [str(a.dtype) for a in arrays],
-          "arrays_sha256": _sha256(arrays_path),
+          "arrays_sha256": file_sha256(arrays_path),
           "facts": facts,
       }
       with open(os.path.join(staging, "meta.json"), "w") as f:
@@ -163,7 +164,7 @@ class CheckpointManager:
       raise CheckpointError(
           f"checkpoint {path}: its state has another structure than this "
           "run's (a checkpoint of a different config or version?)")
-    if not os.path.isfile(arrays_path) or _sha256(
+    if not os.path.isfile(arrays_path) or file_sha256(
         arrays_path) != meta.get("arrays_sha256"):
       raise CheckpointError(f"checkpoint {path}: arrays.npz is missing or "
                             "does not match its checksum (corrupt)")

@@ -33,6 +33,7 @@ import chex
 import jax.numpy as jnp
 import numpy as np
 
+from credit_nas_jax import checkpoint as checkpoint_lib
 from credit_nas_jax import graphs as graphs_lib
 from credit_nas_jax import model as model_lib
 
@@ -127,15 +128,6 @@ def _architecture_from_json(data: dict) -> model_lib.Architecture:
   return model_lib.Architecture(**tupled)
 
 
-def _sha256(path: str) -> str:
-  """Hex SHA-256 of a file's bytes."""
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
-
-
 def _checksum_text(digests: dict[str, str]) -> str:
   """The checksum file's exact text: sha256sum lines, then a self-check."""
   body = "".join(f"{digests[name]}  {name}\n" for name in _CHECKED_FILES)
@@ -211,12 +203,12 @@ def save_model(directory: str, arch: model_lib.Architecture,
         "feature_columns": list(encoder.column_names),
         "fanouts": [int(f) for f in fanouts],
         "sampling_seed": int(sampling_seed),
-        "weights_sha256": _sha256(weights_path),
+        "weights_sha256": checkpoint_lib.file_sha256(weights_path),
         "metadata": metadata,
     }
     with open(os.path.join(staging, DESCRIPTION_FILE), "w") as f:
       json.dump(description, f, indent=2, allow_nan=False)
-    digests = {name: _sha256(os.path.join(staging, name))
+    digests = {name: checkpoint_lib.file_sha256(os.path.join(staging, name))
                for name in _CHECKED_FILES}
     with open(os.path.join(staging, CHECKSUMS_FILE), "w") as f:
       f.write(_checksum_text(digests))
@@ -251,7 +243,7 @@ def _verify_checksums(directory: str) -> None:
     file_path = os.path.join(directory, name)
     if not os.path.isfile(file_path):
       raise ModelFormatError(f"{file_path}: missing")
-    actual = _sha256(file_path)
+    actual = checkpoint_lib.file_sha256(file_path)
     if actual != digests[name]:
       raise ModelFormatError(
           f"{file_path}: checksum {actual} does not match {CHECKSUMS_FILE} "
@@ -318,7 +310,8 @@ def _parse(directory: str, description: dict) -> SavedModel:
   """The SavedModel of a checked directory's description and weights."""
   description_path = os.path.join(directory, DESCRIPTION_FILE)
   weights_path = os.path.join(directory, WEIGHTS_FILE)
-  if _sha256(weights_path) != description.get("weights_sha256"):
+  if checkpoint_lib.file_sha256(weights_path) != description.get(
+      "weights_sha256"):
     raise ModelFormatError(f"{weights_path}: checksum does not match "
                            "model.json; the weights are corrupt or foreign")
   try:
