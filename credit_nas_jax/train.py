@@ -1,23 +1,17 @@
-"""Training a fixed network: its state, step and early stopping; host scoring
-of whole splits from the host sampler's batches.
+"""Training a fixed network: its state, step and early stopping.
 
 The retrain loop itself is :func:`credit_nas_jax.experiment.retrain`.
 """
 
 from __future__ import annotations
 
-from typing import Iterable
-
 import chex
 import jax
 import jax.numpy as jnp
 import jraph
-import numpy as np
 import optax
 from flax import struct
 
-from credit_nas_jax import data as data_lib
-from credit_nas_jax import metrics as metrics_lib
 from credit_nas_jax import model as model_lib
 from credit_nas_jax import search as search_lib
 
@@ -101,29 +95,6 @@ def early_stopping_update(state: TrainState, auc: jax.Array,
 
 train_step = jax.jit(train_step_fn, static_argnames=("arch",),
                      donate_argnums=0)
-
-
-def predict_scores(weights: chex.ArrayTree, alphas: chex.ArrayTree,
-                   batches: Iterable[jraph.GraphsTuple],
-                   arch: model_lib.Architecture
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """(borrower rows, labels, scores) of every real graph of the batches."""
-  rows, labels, scores = [], [], []
-  for batch in batches:
-    logits = np.asarray(search_lib.predict_step(weights, alphas, batch, arch))
-    real = batch.globals["borrower"] >= 0
-    rows.append(batch.globals["borrower"][real])
-    labels.append(batch.globals["label"][real])
-    scores.append(1 / (1 + np.exp(-logits[real].astype(np.float64))))
-  return np.concatenate(rows), np.concatenate(labels), np.concatenate(scores)
-
-
-def evaluate_split(weights, alphas, maker: data_lib.BatchMaker, split: str,
-                   arch: model_lib.Architecture) -> dict[str, float]:
-  """Metrics of a network on every borrower of ``split``."""
-  _, labels, scores = predict_scores(weights, alphas,
-                                     maker.evaluation_batches(split), arch)
-  return metrics_lib.classification_metrics(labels, scores)
 
 
 class NonFiniteError(FloatingPointError):
