@@ -55,6 +55,15 @@ _PRIMARY_SOURCE = {"gcn": "gcn", "sage": "mean", "self": "self"}
 # scaling the hidden units, and one down-projection: fewer, larger products,
 # which suit a GPU.
 OP_LAYOUTS = ("separate", "fused")
+# A gate group of a feature's embedding other than the linear one is named
+# "<feature>:<embedding kind>"; the linear embedding's group is the feature's
+# own name.
+EMBEDDING_SEPARATOR = ":"
+
+
+def feature_of(group_name: str) -> str:
+  """The feature a gate group embeds ("age:periodic" -> "age")."""
+  return group_name.partition(EMBEDDING_SEPARATOR)[0]
 
 
 @dataclasses.dataclass(frozen=True)
