@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from credit_nas_jax import graphs as graphs_lib
 from credit_nas_jax import model as model_lib
+from credit_nas_jax import ops
 
 STEP_KINDS = ("search_first_order", "search_second_order", "retrain",
               "inference")
@@ -25,30 +26,32 @@ def forward_flops(arch: model_lib.Architecture,
     arch: the network.
     budget: the padded batch's sizes.
     folded_first_layer: count the computation this package runs, with the
-      feature gate folded into the first GCN layer (``first_gcn_mixop``);
-      False counts the textbook order (gate, then aggregate and project over
-      D), as a straightforward implementation runs it.
+      feature gate folded into the first GCN layer where that is cheaper
+      (``model.folds_first_layer``); False counts the textbook order (gate,
+      then aggregate and project over D), as a straightforward
+      implementation runs it.
   """
   d = arch.hidden_dim
   n, e, g = budget.n_node, budget.n_edge, budget.n_graph
-  columns = len(arch.input_columns)
+  columns = len(arch.encoded_groups)
+  folded_first_layer = folded_first_layer and model_lib.folds_first_layer(
+      arch)
   flops = 2 * arch.num_groups * d  # gates @ biases
+  flops += n * sum(ops.EMBEDDINGS[k].flops(s) for k, s in zip(
+      arch.column_embeddings, arch.column_settings))  # encodings
   if not folded_first_layer:
     flops += 2 * n * columns * d  # feature gate
   for layer, (widths, kinds) in enumerate(zip(arch.layer_ops,
                                               arch.layer_op_kinds)):
     hidden = sum(widths)
-    # A SAGE-style op multiplies twice: the neighbours' mean and the root.
-    first = hidden + sum(w for w, k in zip(widths, kinds) if k == "sage")
     folded = layer == 0 and folded_first_layer
     width_in = columns + 1 if folded else d
-    if "gcn" in kinds:  # normalised aggregation with self loops
-      flops += 2 * (e + n) * width_in
-    if "sage" in kinds:  # the neighbours' mean
-      flops += 2 * e * width_in + n * width_in
-    if folded:
-      flops += 2 * (columns + 1) * d * first  # fold Wg into W1
-    flops += 2 * n * width_in * first  # first products of the ops' MLPs
+    flops += ops.aggregation_flops(kinds, n, e, width_in)
+    first = sum(ops.GCN_OPS[k].first_product_flops(n, width_in, w)
+                for w, k in zip(widths, kinds))
+    if folded:  # fold Wg into W1
+      flops += first // n * d
+    flops += first  # first products of the ops' MLPs
     flops += 2 * n * hidden * d  # second products of the ops' MLPs
     if arch.pooled_readout:
       flops += 2 * n * d + n * d  # readout: sums for the mean, max

@@ -37,6 +37,7 @@ from credit_nas_jax import data as data_lib
 from credit_nas_jax import graphs as graphs_lib
 from credit_nas_jax import metrics as metrics_lib
 from credit_nas_jax import model as model_lib
+from credit_nas_jax import ops
 from credit_nas_jax import sampling
 from credit_nas_jax import search as search_lib
 from credit_nas_jax import train as train_lib
@@ -129,14 +130,44 @@ def op_layout_for(name: str, backend: str | None = None) -> str:
 
 def supernet_for(config: ml_collections.ConfigDict,
                  dataset: data_lib.Dataset) -> model_lib.Architecture:
-  """The supernet architecture of a config over a dataset's features."""
+  """The supernet architecture of a config over a dataset's features; the
+  non-linear embeddings' bins are quantiles of the training rows."""
   ratios, kinds = candidate_ops(config)
+  encoder = dataset.encoder
+  embeddings = model_lib.embedding_entries(
+      encoder.column_groups,
+      [bool(encoder.categories and encoder.categories[i])
+       for i in range(len(encoder.features))],
+      encoder.features,
+      dataset.node_features[dataset.splits["train"]],
+      embedding_kinds(config), embedding_options(config))
   return model_lib.supernet_architecture(
       dataset.encoder.column_groups, dataset.encoder.features,
       hidden_dim=config.hidden_dim, op_ratios=ratios,
       num_layers=config.num_gcn_layers, gate_function=config.gate_function,
       op_kinds=kinds, readout_searchable=config.search_space == "extended",
-      op_layout=op_layout_for(config.op_layout))
+      op_layout=op_layout_for(config.op_layout), embeddings=embeddings)
+
+
+def embedding_kinds(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """config.feature_embeddings as kinds (a flag gives one comma-separated
+  string: --config.feature_embeddings=linear,periodic)."""
+  value = config.get("feature_embeddings", ("linear",))
+  if isinstance(value, str):
+    value = (value,)
+  return tuple(k.strip() for item in value for k in str(item).split(",")
+               if k.strip())
+
+
+def embedding_options(config: ml_collections.ConfigDict
+                      ) -> ops.EmbeddingOptions:
+  """The non-linear embedding kinds' settings of a config."""
+  defaults = ops.EmbeddingOptions()
+  return ops.EmbeddingOptions(
+      bins=int(config.get("embedding_bins", defaults.bins)),
+      frequencies=int(config.get("embedding_frequencies",
+                                 defaults.frequencies)),
+      sigma=float(config.get("embedding_sigma", defaults.sigma)))
 
 
 def hyperparameters_of(config: ml_collections.ConfigDict) -> dict[str, float]:
@@ -224,6 +255,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for name in ("weight_lr", "arch_lr", "retrain_lr"):
     if not float(config[name]) > 0:
       raise ValueError(f"config.{name}={config[name]!r}: must be > 0")
+  kinds = embedding_kinds(config)
+  if "linear" not in kinds or set(kinds) - set(ops.EMBEDDINGS):
+    raise ValueError(f"config.feature_embeddings={kinds!r}: must hold "
+                     f"'linear' and only kinds of {list(ops.EMBEDDING_KINDS)}")
+  options = embedding_options(config)
+  if options.bins < 2 or options.frequencies < 1 or not options.sigma > 0:
+    raise ValueError(
+        f"config.embedding_bins={options.bins}, embedding_frequencies="
+        f"{options.frequencies}, embedding_sigma={options.sigma}: need >= 2 "
+        "bins, >= 1 frequency and sigma > 0")
   if not 0 <= config.arch_warmup_steps <= config.search_steps:
     raise ValueError(
         f"config.arch_warmup_steps={config.arch_warmup_steps!r}: must be in "

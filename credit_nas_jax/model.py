@@ -41,14 +41,16 @@ import jax.numpy as jnp
 import jraph
 import numpy as np
 
+from credit_nas_jax import ops
+
 GATE_FUNCTIONS = ("sigmoid", "softmax")
 OP_NAMES = ("big", "medium", "small")
-# Candidate op kinds, each with the aggregation its first product reads:
-# "gcn" the normalised aggregation with self loops (the patent's op), "sage"
-# the neighbours' mean (plus a root weight on the node's own state), "self"
-# the node's own state.
-OP_KINDS = ("gcn", "sage", "self")
-_PRIMARY_SOURCE = {"gcn": "gcn", "sage": "mean", "self": "self"}
+# Candidate op kinds (``ops.GCN_OPS``): "gcn" the normalised aggregation
+# with self loops (the patent's op), "sage" the neighbours' mean plus a root
+# weight on the node's own state, "self" the node's own state.
+OP_KINDS = ops.GCN_OP_KINDS
+gcn_aggregate = ops.gcn_aggregate
+mean_aggregate = ops.mean_aggregate
 # "separate": each op's products apart, its output gated (fewest FLOPs for
 # the alpha gradient; fastest on a CPU). "fused": one up-projection over
 # every op's hidden units where the ops share their aggregation, the gates
@@ -71,8 +73,10 @@ class Architecture:
   """Static structure of a network (hashable, so it can be a jit static arg).
 
   Attributes:
-    column_groups: gate group of every input column the network reads.
-    input_columns: which columns of the batch's node array it reads.
+    column_groups: gate group of every input entry: an input column the
+      network reads, embedded by one kind.
+    input_columns: which column of the batch's node array every entry reads
+      (a column appears once per embedding kind it has).
     group_names: name of every feature group.
     layer_ops: per GCN layer, the hidden width of every candidate op.
     layer_op_names: per GCN layer, the name of every candidate op.
@@ -84,6 +88,10 @@ class Architecture:
     readout_searchable: a supernet whose pooled readout has a gate.
     op_layout: how a layer's candidate ops run (see ``OP_LAYOUTS``); the
       same function either way.
+    column_embeddings: every entry's embedding kind (``ops.EMBEDDINGS``);
+      empty means every entry is "linear" (the patent's).
+    column_settings: every entry's static embedding settings (a piecewise
+      encoding's bin edges); empty means none.
     gate_function: "sigmoid" (patent) or "softmax" (DARTS) for the alphas.
     searchable: True for the supernet (gates from alphas), False for a
       derived network (every gate is 1).
@@ -101,8 +109,20 @@ class Architecture:
   pooled_readout: bool = True
   readout_searchable: bool = False
   op_layout: str = "separate"
+  column_embeddings: tuple[str, ...] = ()
+  column_settings: tuple[tuple[float, ...], ...] = ()
 
   def __post_init__(self):
+    entries = len(self.input_columns)
+    if not self.column_embeddings:
+      object.__setattr__(self, "column_embeddings", ("linear",) * entries)
+    if not self.column_settings:
+      object.__setattr__(self, "column_settings", ((),) * entries)
+    if not (len(self.column_embeddings) == len(self.column_settings)
+            == entries):
+      raise ValueError("column_embeddings, column_settings and "
+                       "input_columns differ in length")
+    ops.check_embedding_kinds(self.column_embeddings)
     if not self.layer_op_kinds:
       object.__setattr__(self, "layer_op_kinds", tuple(
           ("gcn",) * len(widths) for widths in self.layer_ops))
@@ -110,7 +130,7 @@ class Architecture:
                                                  for w in self.layer_ops]:
       raise ValueError("layer_op_kinds and layer_ops differ in shape")
     unknown = {k for kinds in self.layer_op_kinds for k in kinds} - set(
-        OP_KINDS)
+        ops.GCN_OPS)
     if unknown:
       raise ValueError(f"unknown op kinds {sorted(unknown)}; expected some "
                        f"of {list(OP_KINDS)}")
@@ -126,6 +146,23 @@ class Architecture:
   @property
   def num_groups(self) -> int:
     return len(self.group_names)
+
+  @property
+  def linear_only(self) -> bool:
+    """Every entry is the patent's linear embedding of its column."""
+    return all(k == "linear" for k in self.column_embeddings)
+
+  @property
+  def entry_widths(self) -> tuple[int, ...]:
+    """The encoded width of every input entry."""
+    return tuple(ops.EMBEDDINGS[k].width(s) for k, s in zip(
+        self.column_embeddings, self.column_settings))
+
+  @property
+  def encoded_groups(self) -> tuple[int, ...]:
+    """The gate group of every encoded column."""
+    return tuple(g for g, w in zip(self.column_groups, self.entry_widths)
+                 for _ in range(w))
 
 
 def op_names(op_ratios: Sequence[float],
@@ -154,22 +191,37 @@ def supernet_architecture(column_groups: Sequence[int],
                           gate_function: str = "sigmoid",
                           op_kinds: Sequence[str] | None = None,
                           readout_searchable: bool = False,
-                          op_layout: str = "separate"
+                          op_layout: str = "separate",
+                          embeddings: Sequence[tuple[int, str, str,
+                                                     ops.Settings]] = ()
                           ) -> Architecture:
   """The search space: every feature group and every candidate op.
 
   ``op_kinds`` gives every op's kind (default: all "gcn", the patent's);
-  ``readout_searchable`` adds a gate on the pooled readout.
+  ``readout_searchable`` adds a gate on the pooled readout. Every column is
+  embedded linearly in its feature's group; ``embeddings`` adds entries
+  (column, group name, kind, settings) with a gate group each, after the
+  feature groups (see :func:`embedding_entries`).
   """
   op_kinds = tuple(op_kinds or ("gcn",) * len(op_ratios))
   if len(op_kinds) != len(op_ratios):
     raise ValueError(f"{len(op_kinds)} op kinds for {len(op_ratios)} ratios")
   widths = tuple(max(1, int(round(r * hidden_dim))) for r in op_ratios)
   names = op_names(op_ratios, op_kinds)
+  group_names = tuple(group_names) + tuple(e[1] for e in embeddings)
+  if len(set(group_names)) != len(group_names):
+    raise ValueError(f"gate groups {group_names} are not distinct")
+  first_extra = len(group_names) - len(embeddings)
   return Architecture(
-      column_groups=tuple(int(g) for g in column_groups),
-      input_columns=tuple(range(len(column_groups))),
-      group_names=tuple(group_names),
+      column_groups=tuple(int(g) for g in column_groups) + tuple(
+          range(first_extra, len(group_names))),
+      input_columns=tuple(range(len(column_groups))) + tuple(
+          int(e[0]) for e in embeddings),
+      group_names=group_names,
+      column_embeddings=("linear",) * len(column_groups) + tuple(
+          e[2] for e in embeddings),
+      column_settings=((),) * len(column_groups) + tuple(
+          tuple(float(v) for v in e[3]) for e in embeddings),
       layer_ops=(widths,) * num_layers,
       layer_op_names=(names,) * num_layers,
       hidden_dim=hidden_dim,
@@ -180,8 +232,58 @@ def supernet_architecture(column_groups: Sequence[int],
       op_layout=op_layout)
 
 
+def embedding_entries(encoder_groups: Sequence[int],
+                      categorical: Sequence[bool],
+                      group_names: Sequence[str],
+                      training_columns: np.ndarray, kinds: Sequence[str],
+                      options: ops.EmbeddingOptions
+                      ) -> list[tuple[int, str, str, ops.Settings]]:
+  """The non-linear embedding entries of a supernet, fitted on training rows.
+
+  Every numeric feature's value column (its group's first column) gets each
+  of ``kinds`` that is not "linear" and that adds something for it (see
+  ``ops.EmbeddingKind.fit``); one-hot categorical features keep the linear
+  embedding alone. Entries come kind after kind, so runs of one kind encode
+  together.
+
+  Args:
+    encoder_groups: the feature of every encoded column.
+    categorical: per feature, whether it is one-hot.
+    group_names: the features' names.
+    training_columns: [training rows, columns] encoded training features.
+    kinds: embedding kinds of the space ("linear" is always in it).
+    options: the kinds' settings.
+  """
+  ops.check_embedding_kinds(kinds)
+  first_column = {}
+  for column, group in enumerate(encoder_groups):
+    first_column.setdefault(group, column)
+  entries = []
+  for kind in kinds:
+    if kind == "linear":
+      continue
+    for group, name in enumerate(group_names):
+      if categorical[group]:
+        continue
+      column = first_column[group]
+      settings = ops.EMBEDDINGS[kind].fit(training_columns[:, column],
+                                          options)
+      if settings is not None:
+        entries.append((column, f"{name}{EMBEDDING_SEPARATOR}{kind}", kind,
+                        settings))
+  return entries
+
+
 def _dense_init(key, fan_in, shape):
   return jax.random.normal(key, shape) * jnp.sqrt(1.0 / fan_in)
+
+
+def _embedding_init(key: jax.Array, arch: Architecture) -> jax.Array:
+  """[encoded columns, D]: each entry's linear layer, scaled by its width."""
+  fan_in = np.repeat(np.asarray(arch.entry_widths, np.float32),
+                     arch.entry_widths)
+  return (jax.random.normal(key, (fan_in.size, arch.hidden_dim))
+          * jnp.sqrt(1.0 / fan_in)[:, None])
 
 
 def init(key: jax.Array, arch: Architecture) -> tuple[chex.ArrayTree,
@@ -193,11 +295,11 @@ def init(key: jax.Array, arch: Architecture) -> tuple[chex.ArrayTree,
   """
   d = arch.hidden_dim
   keys = iter(jax.random.split(key, 4 + 2 * len(arch.layer_ops)))
-  num_columns = len(arch.input_columns)
   readout_width = (3 if arch.pooled_readout else 1) * d
+  embed_key = next(keys)
   weights = {
       "feature_embed": {
-          "w": _dense_init(next(keys), 1, (num_columns, d)),
+          "w": _embedding_init(embed_key, arch),
           "b": jnp.zeros((arch.num_groups, d)),
       },
       "gcn": [],
@@ -217,11 +319,15 @@ def init(key: jax.Array, arch: Architecture) -> tuple[chex.ArrayTree,
         "w2": _dense_init(next(keys), total / len(widths), (total, d)),
         "b2": jnp.zeros((len(widths), d)),
     }
-    root = sum(w for w, k in zip(widths, kinds) if k == "sage")
-    if root:  # the root weight of the SAGE-style ops
+    root = sum(w for w, k in zip(widths, kinds) if ops.GCN_OPS[k].root)
+    if root:  # the root weight of the ops over the node's own state
       layer["w1_root"] = _dense_init(jax.random.fold_in(first_key, 1), d,
                                      (d, root))
     weights["gcn"].append(layer)
+  if not arch.linear_only:
+    weights["feature_embed"]["encoders"] = ops.init_embedding_params(
+        jax.random.fold_in(embed_key, 1), arch.column_embeddings,
+        arch.column_settings)
   if not arch.searchable:
     return weights, {}
   alpha_key = next(keys)
@@ -265,27 +371,6 @@ def feature_gate(params: chex.ArrayTree, gates: jax.Array, nodes: jax.Array,
   return nodes @ (params["w"] * column_gate[:, None]) + gates @ params["b"]
 
 
-def gcn_aggregate(h: jax.Array, graphs: jraph.GraphsTuple) -> jax.Array:
-  """D^-1/2 (A + I) D^-1/2 h over the batch's edges."""
-  num_nodes = h.shape[0]
-  ones = jnp.ones(graphs.receivers.shape, h.dtype)
-  degree = jax.ops.segment_sum(ones, graphs.receivers, num_nodes) + 1.0
-  norm = jax.lax.rsqrt(degree)
-  scaled = h * norm[:, None]
-  summed = jax.ops.segment_sum(scaled[graphs.senders], graphs.receivers,
-                               num_nodes)
-  return (summed + scaled) * norm[:, None]
-
-
-def mean_aggregate(h: jax.Array, graphs: jraph.GraphsTuple) -> jax.Array:
-  """Mean of every node's neighbours (zeros for a node without any)."""
-  num_nodes = h.shape[0]
-  ones = jnp.ones(graphs.receivers.shape, h.dtype)
-  degree = jax.ops.segment_sum(ones, graphs.receivers, num_nodes)
-  summed = jax.ops.segment_sum(h[graphs.senders], graphs.receivers, num_nodes)
-  return summed / jnp.maximum(degree, 1.0)[:, None]
-
-
 def _pre_activations(params: chex.ArrayTree, z: jax.Array,
                      graphs: jraph.GraphsTuple, op_widths: Sequence[int],
                      op_kinds: Sequence[str],
@@ -301,18 +386,14 @@ def _pre_activations(params: chex.ArrayTree, z: jax.Array,
     w = w[:, start:end]
     return w if projection is None else projection @ w
 
-  kinds = set(op_kinds)
-  sources = {"self": z}
-  if "gcn" in kinds:
-    sources["gcn"] = gcn_aggregate(z, graphs)
-  if "sage" in kinds:
-    sources["mean"] = mean_aggregate(z, graphs)
+  sources = {s: ops.AGGREGATIONS[s].apply(z, graphs)
+             for s in dict.fromkeys(ops.GCN_OPS[k].source for k in op_kinds)}
   pre, start, root = [], 0, 0
   for width, kind in zip(op_widths, op_kinds):
     end = start + width
-    op = (sources[_PRIMARY_SOURCE[kind]] @ weight(params["w1"], start, end)
-          + params["b1"][start:end])
-    if kind == "sage":
+    op = (sources[ops.GCN_OPS[kind].source]
+          @ weight(params["w1"], start, end) + params["b1"][start:end])
+    if ops.GCN_OPS[kind].root:
       op = op + z @ weight(params["w1_root"], root, root + width)
       root += width
     pre.append(op)
@@ -330,9 +411,9 @@ def _fused_pre_activations(params: chex.ArrayTree, z: jax.Array,
   product over the whole W1; otherwise each op's product as in
   :func:`_pre_activations`, concatenated.
   """
-  if len(set(op_kinds)) == 1 and op_kinds[0] != "sage":
-    source = {"gcn": gcn_aggregate, "self": lambda h, g: h}[op_kinds[0]](
-        z, graphs)
+  kind = ops.GCN_OPS[op_kinds[0]]
+  if len(set(op_kinds)) == 1 and not kind.root:
+    source = ops.AGGREGATIONS[kind.source].apply(z, graphs)
     weight = params["w1"] if projection is None else projection @ params["w1"]
     return source @ weight + params["b1"]
   return jnp.concatenate(_pre_activations(params, z, graphs, op_widths,
@@ -455,6 +536,25 @@ def _pooled_gate(gates: dict[str, jax.Array], arch: Architecture):
   return None
 
 
+def encode_nodes(embed_params: chex.ArrayTree, nodes: jax.Array,
+                 arch: Architecture) -> jax.Array:
+  """[N, encoded columns]: every input entry's encoding of its column."""
+  if arch.linear_only:
+    if tuple(arch.input_columns) == tuple(range(nodes.shape[1])):
+      return nodes
+    return nodes[:, np.asarray(arch.input_columns)]
+  return ops.encode_columns(embed_params["encoders"],
+                            nodes[:, np.asarray(arch.input_columns)],
+                            arch.column_embeddings, arch.column_settings)
+
+
+def folds_first_layer(arch: Architecture) -> bool:
+  """Whether the feature gate folds into the first layer's products
+  (:func:`first_gcn_mixop`): where the encoded columns, plus the bias, are
+  no wider than D, which the folded products then run over instead."""
+  return len(arch.encoded_groups) + 1 <= arch.hidden_dim
+
+
 def apply(weights: chex.ArrayTree, alphas: chex.ArrayTree,
           graphs: jraph.GraphsTuple, arch: Architecture,
           gates: dict[str, jax.Array] | None = None) -> jax.Array:
@@ -474,16 +574,19 @@ def apply(weights: chex.ArrayTree, alphas: chex.ArrayTree,
   """
   if gates is None:
     gates = network_gates(alphas, arch)
-  nodes = graphs.nodes
-  if len(arch.input_columns) != nodes.shape[1]:
-    nodes = nodes[:, np.asarray(arch.input_columns)]
+  nodes = encode_nodes(weights["feature_embed"], graphs.nodes, arch)
   readout = 0.0
   for layer, (params, widths, kinds) in enumerate(zip(
       weights["gcn"], arch.layer_ops, arch.layer_op_kinds)):
-    if layer == 0:
+    if layer == 0 and folds_first_layer(arch):
       h = first_gcn_mixop(weights["feature_embed"], gates["features"],
-                          arch.column_groups, params, gates["ops"][0], nodes,
+                          arch.encoded_groups, params, gates["ops"][0], nodes,
                           graphs, widths, kinds, arch.op_layout)
+    elif layer == 0:
+      mixed = feature_gate(weights["feature_embed"], gates["features"], nodes,
+                           arch.encoded_groups)
+      h = gcn_mixop(params, gates["ops"][0], mixed, graphs, widths, kinds,
+                    arch.op_layout)
     else:
       h = gcn_mixop(params, gates["ops"][layer], h, graphs, widths, kinds,
                     arch.op_layout)

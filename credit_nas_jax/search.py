@@ -24,6 +24,7 @@ import optax
 from flax import struct
 
 from credit_nas_jax import model as model_lib
+from credit_nas_jax import ops
 
 NONFINITE_QUANTITIES = ("training loss", "validation loss",
                         "weight gradient", "alpha gradient")
@@ -363,6 +364,8 @@ def derive_architecture(alphas: chex.ArrayTree,
   arch = model_lib.Architecture(
       column_groups=tuple(remap[supernet.column_groups[c]] for c in columns),
       input_columns=tuple(supernet.input_columns[c] for c in columns),
+      column_embeddings=tuple(supernet.column_embeddings[c] for c in columns),
+      column_settings=tuple(supernet.column_settings[c] for c in columns),
       group_names=tuple(supernet.group_names[g] for g in kept),
       layer_ops=tuple((widths[j],) for widths, j in zip(supernet.layer_ops,
                                                          chosen)),
@@ -526,7 +529,16 @@ def slice_weights(weights: chex.ArrayTree, supernet: model_lib.Architecture,
   parts by zero.
   """
   kept_groups = [supernet.group_names.index(n) for n in derived.kept_features]
-  columns = np.asarray(derived.arch.input_columns)
+  entries = [c for c, g in enumerate(supernet.column_groups)
+             if g in kept_groups]
+  starts = np.cumsum((0,) + supernet.entry_widths)
+  rows = np.concatenate([np.arange(starts[c], starts[c + 1])
+                         for c in entries])
+  embed = {"w": weights["feature_embed"]["w"][rows],
+           "b": weights["feature_embed"]["b"][np.asarray(kept_groups)]}
+  if not derived.arch.linear_only:
+    embed["encoders"] = [weights["feature_embed"]["encoders"][c]
+                         for c in entries]
   layers = []
   for layer, (params, names, widths, kinds) in enumerate(zip(
       weights["gcn"], supernet.layer_op_names, supernet.layer_ops,
@@ -536,14 +548,11 @@ def slice_weights(weights: chex.ArrayTree, supernet: model_lib.Architecture,
     block = slice(start, start + widths[j])
     cut = {"w1": params["w1"][:, block], "b1": params["b1"][block],
            "w2": params["w2"][block], "b2": params["b2"][j:j + 1]}
-    if kinds[j] == "sage":
-      root = sum(w for w, k in zip(widths[:j], kinds[:j]) if k == "sage")
-      cut["w1_root"] = params["w1_root"][:, root:root + widths[j]]
+    if ops.GCN_OPS[kinds[j]].root:
+      cut["w1_root"] = params["w1_root"][:, ops.root_columns(widths, kinds,
+                                                             j)]
     layers.append(cut)
   head = dict(weights["head"])
   if not derived.arch.pooled_readout:
     head["w1"] = head["w1"][:supernet.hidden_dim]
-  return {"feature_embed": {"w": weights["feature_embed"]["w"][columns],
-                            "b": weights["feature_embed"]["b"][
-                                np.asarray(kept_groups)]},
-          "gcn": layers, "head": head}
+  return {"feature_embed": embed, "gcn": layers, "head": head}

@@ -49,6 +49,16 @@ def get_config() -> ml_collections.ConfigDict:
   # "fused" (one up- and one down-projection; a GPU's), or "auto".
   config.op_layout = "auto"
   config.gate_function = "sigmoid"
+  # Feature embedding kinds the feature gate chooses among, a gate per
+  # (feature, kind): "linear" (the patent's, always in), "piecewise" (over
+  # embedding_bins quantile bins of the training rows) and "periodic"
+  # (embedding_frequencies trainable frequencies, initialised with standard
+  # deviation embedding_sigma); the non-linear kinds embed numeric features.
+  #   --config.feature_embeddings=linear,piecewise,periodic
+  config.feature_embeddings = ("linear",)
+  config.embedding_bins = 8
+  config.embedding_frequencies = 8
+  config.embedding_sigma = 0.5
 
   # Bilevel search (the floats below are the ones a sweep may vary).
   config.search_steps = 400
