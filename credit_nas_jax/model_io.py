@@ -1,21 +1,26 @@
-"""A saved credit model: derived network, weights and everything scoring needs.
+"""A saved credit model: derived networks, weights and everything scoring needs.
 
-A model directory holds exactly three files:
+A model is one derived network or an ensemble of several (the top members
+of a sweep), which share the feature encoder, the fanouts and the sampling
+seed. A model directory holds exactly three files:
 
-* ``model.json``: format version, architecture, feature names and order,
-  normalisation statistics, graph sampling settings (fanouts and the seed of
-  the deterministic neighbourhood rule) and free-form metadata;
-* ``weights.npz``: flat arrays named by their path in the weight tree, read
-  with ``allow_pickle=False``;
+* ``model.json``: format version, the network (``architecture``) or the
+  ensemble (``members``, a list of ``{"architecture": ...}``), feature names
+  and order, normalisation statistics, graph sampling settings (fanouts and
+  the seed of the deterministic neighbourhood rule) and free-form metadata;
+* ``weights.npz``: flat arrays named by their path in the weight tree
+  (``member/<i>/`` before the path of member i of an ensemble), read with
+  ``allow_pickle=False``;
 * ``checksums.sha256``: the SHA-256 of both files, in ``sha256sum`` format
   (``sha256sum -c checksums.sha256`` checks them by hand), and a last line
   with the SHA-256 of the lines above, so that a changed byte anywhere in
   the directory, the checksum file included, is refused with the file named.
 
 Everything is written to a temporary directory that is renamed into place,
-so an interrupted save never leaves a half model. Version 1 directories
-(no checksum of ``model.json``) are refused with the way to upgrade them:
-:func:`upgrade_model`.
+so an interrupted save never leaves a half model. Version 3 added
+ensembles; version 2 directories (one network) load as they are. Version 1
+directories (no checksum of ``model.json``) are refused with the way to
+upgrade them: :func:`upgrade_model`.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import math
 import os
 import shutil
 import tempfile
-from typing import Any
+from typing import Any, NamedTuple, Sequence
 
 import chex
 import jax.numpy as jnp
@@ -38,25 +43,36 @@ from credit_nas_jax import graphs as graphs_lib
 from credit_nas_jax import model as model_lib
 
 FORMAT = "credit_nas_jax.model"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+# Versions this code reads: 2 holds one network, 3 one network or an ensemble.
+READABLE_VERSIONS = (2, 3)
 DESCRIPTION_FILE = "model.json"
 WEIGHTS_FILE = "weights.npz"
 CHECKSUMS_FILE = "checksums.sha256"
 _CHECKED_FILES = (DESCRIPTION_FILE, WEIGHTS_FILE)
 _SELF_LINE = "# sha256 of the lines above: "
+_MEMBER_PREFIX = "member"
 
 
 class ModelFormatError(ValueError):
   """A model directory that is missing, corrupt or incompatible."""
 
 
+class ModelMember(NamedTuple):
+  """One derived network of a model: its architecture and its weights."""
+
+  arch: model_lib.Architecture
+  weights: chex.ArrayTree
+
+
 @dataclasses.dataclass(frozen=True)
 class SavedModel:
-  """A loaded model.
+  """A loaded model: one derived network, or an ensemble of several.
 
   Attributes:
-    arch: the derived network's architecture.
-    weights: its weights.
+    members: every network, as (architecture, weights); one for a single
+      model. An ensemble's score is the mean of its members' (see
+      ``credit_nas_jax.scoring``).
     encoder: feature order and normalisation statistics.
     fanouts: neighbourhood sampling fanouts.
     metadata: free-form facts (metrics, config, gates).
@@ -64,12 +80,27 @@ class SavedModel:
       scoring time (the run's seed).
   """
 
-  arch: model_lib.Architecture
-  weights: chex.ArrayTree
+  members: tuple[ModelMember, ...]
   encoder: graphs_lib.NodeEncoder
   fanouts: tuple[int, ...]
   metadata: dict[str, Any]
   sampling_seed: int = 0
+
+  def _only_member(self) -> ModelMember:
+    if len(self.members) != 1:
+      raise ValueError(f"the model is an ensemble of {len(self.members)} "
+                       "networks; read each from .members")
+    return self.members[0]
+
+  @property
+  def arch(self) -> model_lib.Architecture:
+    """A single model's architecture (ValueError for an ensemble)."""
+    return self._only_member().arch
+
+  @property
+  def weights(self) -> chex.ArrayTree:
+    """A single model's weights (ValueError for an ensemble)."""
+    return self._only_member().weights
 
 
 def flatten_tree(tree: chex.ArrayTree, prefix: str = "") -> dict[str, Any]:
@@ -114,6 +145,9 @@ def unflatten_like(flat: dict[str, np.ndarray], template: chex.ArrayTree,
 def _architecture_from_json(data: dict) -> model_lib.Architecture:
   """The architecture of model.json; a field added since the model was saved
   takes its default (the behaviour of the code that saved it)."""
+  if not isinstance(data, dict):
+    raise ModelFormatError(f"expected an object of architecture fields, got "
+                           f"{type(data).__name__}")
   fields = dataclasses.fields(model_lib.Architecture)
   required = {f.name for f in fields
               if f.default is dataclasses.MISSING
@@ -153,7 +187,8 @@ def _check_encoder(encoder: graphs_lib.NodeEncoder) -> None:
 
 def _check_fit(arch: model_lib.Architecture,
                encoder: graphs_lib.NodeEncoder) -> None:
-  """Raises ValueError unless every input column is the feature it claims."""
+  """Raises ValueError unless every input column is the feature it claims
+  (a gate group "<feature>:<kind>" embeds the column of its feature)."""
   groups = encoder.column_groups
   for column, group in zip(arch.input_columns, arch.column_groups):
     if not 0 <= column < len(groups):
@@ -161,18 +196,39 @@ def _check_fit(arch: model_lib.Architecture,
                        f"{len(groups)} columns")
     if not 0 <= group < arch.num_groups:
       raise ValueError(f"architecture column group {group} out of range")
-    if encoder.features[groups[column]] != arch.group_names[group]:
+    if encoder.features[groups[column]] != model_lib.feature_of(
+        arch.group_names[group]):
       raise ValueError(
           f"architecture reads column {column} as "
           f"{arch.group_names[group]!r}; the encoder's column is "
           f"{encoder.features[groups[column]]!r}")
 
 
+def _member_prefix(index: int, ensemble: bool) -> str:
+  """Where member ``index`` keeps its arrays in weights.npz."""
+  return f"{_MEMBER_PREFIX}/{index}" if ensemble else ""
+
+
+def _member_field(index: int, ensemble: bool) -> str:
+  """The model.json field of member ``index``'s architecture."""
+  return f"members[{index}].architecture" if ensemble else "architecture"
+
+
+def _check_network(arch: model_lib.Architecture,
+                   encoder: graphs_lib.NodeEncoder) -> None:
+  """Raises ValueError unless ``arch`` is a derived network of ``encoder``'s
+  columns."""
+  if arch.searchable:
+    raise ValueError("the architecture is a supernet, not a derived network")
+  _check_fit(arch, encoder)
+
+
 def save_model(directory: str, arch: model_lib.Architecture,
                weights: chex.ArrayTree, encoder: graphs_lib.NodeEncoder,
                fanouts: tuple[int, ...], metadata: dict[str, Any], *,
                sampling_seed: int | None = None) -> None:
-  """Writes a model directory atomically (replacing an existing one).
+  """Writes a model directory of one network atomically (replacing an
+  existing one).
 
   Args:
     directory: the model directory to write.
@@ -184,6 +240,46 @@ def save_model(directory: str, arch: model_lib.Architecture,
     sampling_seed: seed of the scoring-time neighbourhood rule; by default
       the run's ``metadata["config"]["seed"]``, else 0.
   """
+  save_ensemble(directory, [ModelMember(arch, weights)], encoder, fanouts,
+                metadata, sampling_seed=sampling_seed)
+
+
+def save_ensemble(directory: str,
+                  members: Sequence[tuple[model_lib.Architecture,
+                                          chex.ArrayTree]],
+                  encoder: graphs_lib.NodeEncoder, fanouts: tuple[int, ...],
+                  metadata: dict[str, Any], *,
+                  sampling_seed: int | None = None) -> None:
+  """Writes a model directory of one or more networks atomically (replacing
+  an existing one).
+
+  One network is written as :func:`save_model` writes it (``architecture``
+  and unprefixed arrays); several as ``members`` with the arrays of member i
+  under ``member/<i>/``.
+
+  Args:
+    directory: the model directory to write.
+    members: (derived architecture, its weights) of every network, in the
+      order they are listed.
+    encoder: the feature encoder with training statistics, shared.
+    fanouts: neighbourhood sampling fanouts, shared.
+    metadata: free-form JSON-serialisable facts.
+    sampling_seed: seed of the scoring-time neighbourhood rule, shared; by
+      default the run's ``metadata["config"]["seed"]``, else 0.
+
+  Raises:
+    ValueError: no member, or a member that is not a derived network of the
+      encoder's columns.
+  """
+  if not members:
+    raise ValueError("a model needs at least one network")
+  _check_encoder(encoder)
+  ensemble = len(members) > 1
+  for index, (arch, _) in enumerate(members):
+    try:
+      _check_network(arch, encoder)
+    except ValueError as error:
+      raise ValueError(f"{_member_field(index, ensemble)}: {error}") from None
   if sampling_seed is None:
     config = metadata.get("config") if isinstance(metadata, dict) else None
     seed = config.get("seed") if isinstance(config, dict) else None
@@ -192,13 +288,17 @@ def save_model(directory: str, arch: model_lib.Architecture,
   os.makedirs(parent, exist_ok=True)
   staging = tempfile.mkdtemp(prefix=".model-", dir=parent)
   try:
-    flat = flatten_tree(weights)
+    flat = {}
+    for index, (_, weights) in enumerate(members):
+      flat.update(flatten_tree(weights, _member_prefix(index, ensemble)))
     weights_path = os.path.join(staging, WEIGHTS_FILE)
     np.savez(weights_path, **flat)
+    networks = [dataclasses.asdict(arch) for arch, _ in members]
     description = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "architecture": dataclasses.asdict(arch),
+        **({"members": [{"architecture": n} for n in networks]}
+           if ensemble else {"architecture": networks[0]}),
         "encoder": encoder.to_json(),
         "feature_columns": list(encoder.column_names),
         "fanouts": [int(f) for f in fanouts],
@@ -274,13 +374,15 @@ def load_model(directory: str) -> SavedModel:
   """
   if not os.path.isdir(directory):
     raise ModelFormatError(f"{directory}: not a directory; expected a model "
-                           "directory written by experiments/search.py")
+                           "directory written by experiments/search.py or "
+                           "experiments/sweep.py")
   description_path = os.path.join(directory, DESCRIPTION_FILE)
   weights_path = os.path.join(directory, WEIGHTS_FILE)
   for path in (description_path, weights_path):
     if not os.path.isfile(path):
       raise ModelFormatError(f"{path}: missing; is {directory!r} a model "
-                             "directory written by experiments/search.py?")
+                             "directory written by experiments/search.py or "
+                             "experiments/sweep.py?")
   checksums_path = os.path.join(directory, CHECKSUMS_FILE)
   if not os.path.isfile(checksums_path):
     version = _read_description(directory).get("format_version")
@@ -300,10 +402,41 @@ def load_model(directory: str) -> SavedModel:
   _verify_checksums(directory)
   description = _read_description(directory)
   version = description.get("format_version")
-  if version != FORMAT_VERSION:
-    raise ModelFormatError(f"{description_path}: format version {version!r}; "
-                           f"this code reads version {FORMAT_VERSION}")
+  if version not in READABLE_VERSIONS:
+    raise ModelFormatError(
+        f"{description_path}: format version {version!r}; this code reads "
+        f"versions {', '.join(map(str, READABLE_VERSIONS))}")
   return _parse(directory, description)
+
+
+def _network_entries(description: dict, description_path: str) -> list:
+  """The architecture objects of model.json: ``architecture`` for one
+  network, each member's for an ensemble (format version 3)."""
+  if "members" not in description:
+    if "architecture" not in description:
+      raise ModelFormatError(f"{description_path}: missing field "
+                             "'architecture' (one network) or 'members' (an "
+                             "ensemble)")
+    return [description["architecture"]]
+  members = description["members"]
+  if "architecture" in description:
+    raise ModelFormatError(f"{description_path}: has both 'architecture' and "
+                           "'members'; a model is one network or an ensemble")
+  if description.get("format_version", 0) < 3:
+    raise ModelFormatError(
+        f"{description_path}: field 'members' (an ensemble) needs format "
+        f"version 3, the file says {description.get('format_version')!r}")
+  if not isinstance(members, list) or not members:
+    raise ModelFormatError(f"{description_path}: field 'members' must be a "
+                           "non-empty list of {\"architecture\": ...}")
+  for index, member in enumerate(members):
+    if not isinstance(member, dict) or set(member) != {"architecture"}:
+      found = (sorted(member) if isinstance(member, dict)
+               else type(member).__name__)
+      raise ModelFormatError(
+          f"{description_path}: field members[{index}] must be an object "
+          f"with the one field 'architecture'; found {found}")
+  return [member["architecture"] for member in members]
 
 
 def _parse(directory: str, description: dict) -> SavedModel:
@@ -314,11 +447,11 @@ def _parse(directory: str, description: dict) -> SavedModel:
       "weights_sha256"):
     raise ModelFormatError(f"{weights_path}: checksum does not match "
                            "model.json; the weights are corrupt or foreign")
+  entries = _network_entries(description, description_path)
+  ensemble = "members" in description
   try:
-    arch = _architecture_from_json(description["architecture"])
     encoder = graphs_lib.NodeEncoder.from_json(description["encoder"])
     _check_encoder(encoder)
-    _check_fit(arch, encoder)
     fanouts = tuple(description["fanouts"])
     if not all(isinstance(f, int) and not isinstance(f, bool) and f >= 0
                for f in fanouts):
@@ -326,23 +459,40 @@ def _parse(directory: str, description: dict) -> SavedModel:
     seed = description.get("sampling_seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
       raise ValueError(f"sampling_seed {seed!r} must be an integer")
-    if arch.searchable:
-      raise ValueError("the architecture is a supernet, not a derived network")
   except (KeyError, TypeError, ValueError) as error:
     raise ModelFormatError(f"{description_path}: bad field ({error})"
                            ) from None
+  archs = []
+  for index, entry in enumerate(entries):
+    try:
+      arch = _architecture_from_json(entry)
+      _check_network(arch, encoder)
+    except (KeyError, TypeError, ValueError) as error:
+      raise ModelFormatError(
+          f"{description_path}: bad field {_member_field(index, ensemble)} "
+          f"({error})") from None
+    archs.append(arch)
   try:
     with np.load(weights_path, allow_pickle=False) as archive:
       flat = {k: archive[k] for k in archive.files}
   except (ValueError, OSError, EOFError) as error:
     raise ModelFormatError(f"{weights_path}: unreadable ({error})") from None
-  template, _ = model_lib.init_shapes(arch)
-  try:
-    weights = unflatten_like(flat, template)
-  except ModelFormatError as error:
-    raise ModelFormatError(f"{weights_path}: {error}") from None
+  members, read = [], set()
+  for index, arch in enumerate(archs):
+    template, _ = model_lib.init_shapes(arch)
+    prefix = _member_prefix(index, ensemble)
+    try:
+      members.append(ModelMember(arch, unflatten_like(flat, template,
+                                                      prefix)))
+    except ModelFormatError as error:
+      raise ModelFormatError(f"{weights_path}: {error}") from None
+    read.update(flatten_tree(template, prefix))
+  unread = sorted(set(flat) - read)
+  if unread:
+    raise ModelFormatError(f"{weights_path}: arrays {unread} belong to no "
+                           f"network of {DESCRIPTION_FILE}")
   metadata = description.get("metadata", {})
-  return SavedModel(arch, weights, encoder, fanouts,
+  return SavedModel(tuple(members), encoder, fanouts,
                     metadata if isinstance(metadata, dict) else {}, seed)
 
 
@@ -361,6 +511,6 @@ def upgrade_model(directory: str) -> None:
         f"{os.path.join(directory, DESCRIPTION_FILE)}: format version "
         f"{description.get('format_version')!r}; only version 1 is upgraded")
   saved = _parse(directory, description)
-  save_model(directory, saved.arch, saved.weights, saved.encoder,
-             saved.fanouts, saved.metadata,
-             sampling_seed=description.get("sampling_seed"))
+  save_ensemble(directory, saved.members, saved.encoder, saved.fanouts,
+                saved.metadata,
+                sampling_seed=description.get("sampling_seed"))

@@ -41,7 +41,20 @@ checked output paths and atomic writes for ``experiments/score.py``.
   cost.) The most negative contributions are the reasons, most negative
   first. A refused applicant always has at least one reason: when nothing
   pulled its score below the average borrower's, the reason is
-  ``score_below_lowest_band``.
+  ``score_below_lowest_band``. Reasons are per feature: the gate groups of
+  a feature's embeddings ("<feature>:<kind>", ``model.feature_of``) are one
+  reason, and each of its encoded columns counts once however many
+  embeddings read it.
+* Ensembles: a model of several networks (``model_io.SavedModel.members``)
+  scores the mean of its members' probabilities, on the same neighbourhood.
+  Probabilities, not logits: the mean probability is a probability of good
+  credit that points and bands read as any model's, it is the score the
+  ensemble was chosen on (a sweep ranks it by the validation AUC of that
+  mean), and a member that is very sure cannot outweigh the others without
+  bound, as it can in a mean of logits. Its contributions are the mean of
+  the members' (a member without a feature adds 0 to it), which is gradient
+  x input of the mean score itself, since a gradient is linear; the same
+  holds for the neighbourhood's share.
 """
 
 from __future__ import annotations
@@ -585,14 +598,32 @@ class ModelOutputs:
   neighbourhood: np.ndarray | None
 
 
+def _dispatch(member: model_io.ModelMember, graphs: jraph.GraphsTuple,
+              baseline: jax.Array | None, attribution: str) -> tuple:
+  """One network's device outputs on a batch, not yet read back: (scores,)
+  or, with a ``baseline``, (scores, gradient x input, scores alone)."""
+  if baseline is None:
+    return (_scores_only(member.weights, graphs, member.arch),)
+  return _scores_and_attributions(member.weights, graphs, baseline,
+                                  member.arch, attribution)
+
+
+def _member_mean(outputs: Sequence[tuple], part: int,
+                 count: int) -> np.ndarray:
+  """The members' mean of one output's first ``count`` rows (float64)."""
+  return np.mean([np.asarray(o[part])[:count] for o in outputs], axis=0,
+                 dtype=np.float64)
+
+
 def score_batches(saved: model_io.SavedModel,
                   batches: Iterator[tuple[np.ndarray, jraph.GraphsTuple]],
                   num_applicants: int, *, attributions: bool,
                   attribution: str = "own_record") -> ModelOutputs:
-  """Step 5: runs the model over the batches.
+  """Step 5: runs the model (every member of an ensemble) over the batches.
 
   Every batch is dispatched before any result is read back, so building
-  the next batch overlaps the model's work on the last.
+  the next batch overlaps the model's work on the last. An ensemble's
+  outputs are the mean of its members' (see the module docstring).
 
   Args:
     saved: the model.
@@ -605,20 +636,14 @@ def score_batches(saved: model_io.SavedModel,
   Returns:
     A :class:`ModelOutputs`; rows not in any batch stay NaN.
   """
-  arch = saved.arch
   pending = []
   baseline = None
   for rows, graphs in batches:
-    if attributions:
-      if baseline is None:
-        baseline = jnp.zeros(graphs.nodes.shape[1], jnp.float32)
-      pending.append((rows, graphs.n_node[:rows.size],
-                      _scores_and_attributions(saved.weights, graphs,
-                                               baseline, arch,
-                                               attribution)))
-    else:
-      pending.append((rows, None, (_scores_only(saved.weights, graphs,
-                                                arch),)))
+    if attributions and baseline is None:
+      baseline = jnp.zeros(graphs.nodes.shape[1], jnp.float32)
+    pending.append((rows, graphs.n_node[:rows.size],
+                    [_dispatch(member, graphs, baseline, attribution)
+                     for member in saved.members]))
   scores = np.full(num_applicants, np.nan)
   contributions = neighbourhood = None
   if attributions:
@@ -627,10 +652,10 @@ def score_batches(saved: model_io.SavedModel,
     neighbourhood = np.zeros(num_applicants)
   for rows, n_node, outputs in pending:
     count = rows.size
-    scores[rows] = np.asarray(outputs[0])[:count]
+    scores[rows] = _member_mean(outputs, 0, count)
     if attributions:
-      contributions[rows] = np.asarray(outputs[1])[:count]
-      alone = np.asarray(outputs[2])[:count]
+      contributions[rows] = _member_mean(outputs, 1, count)
+      alone = _member_mean(outputs, 2, count)
       # One node: the neighbourhood is empty, its effect exactly 0.
       neighbourhood[rows] = np.where(n_node > 1, scores[rows] - alone, 0.0)
   return ModelOutputs(scores, contributions, neighbourhood)
@@ -654,19 +679,31 @@ def _reason_strings(contributions: np.ndarray, names: Sequence[str],
   return reasons
 
 
+def feature_columns(saved: model_io.SavedModel) -> dict[str, list[int]]:
+  """Every feature the model reads (in the order of its members' gate
+  groups, first appearance first) and its distinct encoded columns,
+  ascending."""
+  columns: dict[str, set[int]] = {}
+  for arch, _ in saved.members:
+    for group, name in enumerate(arch.group_names):
+      columns.setdefault(model_lib.feature_of(name), set()).update(
+          int(c) for c, g in zip(arch.input_columns, arch.column_groups)
+          if g == group)
+  return {feature: sorted(c) for feature, c in columns.items()}
+
+
 def reason_names(saved: model_io.SavedModel) -> tuple[str, ...]:
-  """The reason codes of a model: its kept features, then the neighbourhood."""
-  return tuple(saved.arch.group_names) + (NEIGHBOURHOOD_REASON,)
+  """The reason codes of a model: the features its members read, then the
+  neighbourhood."""
+  return tuple(feature_columns(saved)) + (NEIGHBOURHOOD_REASON,)
 
 
 def feature_contributions(saved: model_io.SavedModel,
                           outputs: ModelOutputs) -> np.ndarray:
-  """[applicants, reasons] contributions in :func:`reason_names` order."""
-  arch = saved.arch
-  groups = np.asarray(arch.column_groups)
-  columns = np.asarray(arch.input_columns)
-  per_feature = [outputs.contributions[:, columns[groups == g]].sum(1)
-                 for g in range(arch.num_groups)]
+  """[applicants, reasons] contributions in :func:`reason_names` order: a
+  feature's is the sum over its distinct encoded columns."""
+  per_feature = [outputs.contributions[:, columns].sum(1)
+                 for columns in feature_columns(saved).values()]
   return np.stack(per_feature + [outputs.neighbourhood], axis=1)
 
 

@@ -14,6 +14,11 @@ group after another inside the same program (``jax.lax.map``).
 Grids that do not fit in memory run in equal chunks (the last one padded
 with repeats, so the program compiles once); the chunk size comes from the
 compiled step's memory analysis and the device's memory, capped by config.
+
+The retrained members of best validation AUC form an ensemble (the mean of
+their probabilities), saved as ``<workdir>/ensemble_model`` in the model
+format (``model_io``) and scored like any model. Every choice reads
+validation figures only; the test labels are never read.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import functools
 import itertools
 import json
 import os
+import shutil
 import time
 from typing import Any
 
@@ -36,6 +42,7 @@ from absl import logging
 from credit_nas_jax import experiment
 from credit_nas_jax import metrics as metrics_lib
 from credit_nas_jax import model as model_lib
+from credit_nas_jax import model_io
 from credit_nas_jax import parallel
 from credit_nas_jax import pipeline
 from credit_nas_jax import progress
@@ -46,6 +53,7 @@ from credit_nas_jax import train as train_lib
 # Config fields that list the values a sweep takes; an empty tuple keeps the
 # base config's single value.
 SWEPT_FLOATS = search_lib.HYPERPARAMETERS + ("gate_threshold",)
+ENSEMBLE_DIR = "ensemble_model"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,6 +292,95 @@ def retrain_members(exp: experiment.Experiment, members: list[Member],
   return np.asarray(train_states.best_auc, np.float64), train_states
 
 
+def ensemble_size_of(config: ml_collections.ConfigDict) -> int:
+  """Members of the sweep's ensemble: ``config.ensemble_size``, by default
+  every retrained member (``sweep_top_k``); 0 saves no ensemble.
+
+  Raises:
+    ValueError: the size is negative or above ``sweep_top_k`` (the ensemble
+      is chosen among the retrained members).
+  """
+  size = config.get("ensemble_size", config.sweep_top_k)
+  if (isinstance(size, bool) or not isinstance(size, int)
+      or not 0 <= size <= config.sweep_top_k):
+    raise ValueError(f"ensemble_size={size!r} must be an integer from 0 to "
+                     f"sweep_top_k={config.sweep_top_k}: the ensemble is "
+                     "chosen among the retrained members")
+  return size
+
+
+def choose_ensemble(retrained_val_auc: np.ndarray, size: int) -> list[int]:
+  """Positions of the ``size`` retrained members of highest validation AUC,
+  best first (ties: the earlier position); a member whose AUC is not finite
+  (it diverged) is never chosen, so fewer may come back."""
+  aucs = np.asarray(retrained_val_auc, np.float64)
+  order = np.argsort(-np.where(np.isfinite(aucs), aucs, -np.inf),
+                     kind="stable")
+  return [int(i) for i in order[:size] if np.isfinite(aucs[i])]
+
+
+def validation_probabilities(exp: experiment.Experiment,
+                             networks: list[model_io.ModelMember],
+                             keys: dict[str, jax.Array]) -> np.ndarray:
+  """[networks, validation borrowers] good-credit probabilities of derived
+  networks, every network on the same neighbourhoods (``keys``), as the
+  members of a saved ensemble are scored."""
+  return np.stack([experiment.evaluate(exp, weights, {}, arch, "validation",
+                                       keys=keys)[1]
+                   for arch, weights in networks])
+
+
+def _save_ensemble(exp, members, derived, retrained, train_states, size,
+                   workdir):
+  """Chooses the ensemble among the retrained members on validation, saves
+  it and returns its summary (None when no member qualifies).
+
+  ``members``, ``derived``, ``retrained`` and ``train_states`` are those of
+  the retrained members, position by position.
+  """
+  chosen = choose_ensemble(retrained, size)
+  if not chosen:
+    logging.warning("no ensemble: no retrained member has a finite "
+                    "validation AUC")
+    return None
+  networks = [model_io.ModelMember(derived[j].arch, search_lib.slice_weights(
+      jax.tree.map(lambda x, j=j: x[j], train_states.best_weights),
+      exp.supernet, derived[j])) for j in chosen]
+  # The members share the best member's neighbourhoods here, as they share
+  # the saved sampling seed when scored.
+  seed = members[chosen[0]].seed
+  probabilities = validation_probabilities(exp, networks,
+                                           experiment.run_keys(seed))
+  labels = exp.dataset.labels[exp.dataset.splits["validation"]]
+
+  def auc(scores):
+    return metrics_lib.classification_metrics(labels, scores)["auc"]
+
+  rows = [{"member": members[j].index, "seed": members[j].seed,
+           **members[j].settings,
+           "retrained_val_auc": float(retrained[j]),
+           "val_auc": auc(p),
+           "architecture": derived[j].to_json()}
+          for j, p in zip(chosen, probabilities)]
+  summary = {"model_dir": ENSEMBLE_DIR, "sampling_seed": seed,
+             "val_auc": auc(probabilities.mean(axis=0)),
+             "members": [{k: v for k, v in row.items() if k != "architecture"}
+                         for row in rows]}
+  logging.info("ensemble of members %s (chosen by retrained validation AUC "
+               "%s): validation AUC %.4f, its members' %s on the same "
+               "neighbourhoods", [r["member"] for r in rows],
+               [round(r["retrained_val_auc"], 4) for r in rows],
+               summary["val_auc"], [round(r["val_auc"], 4) for r in rows])
+  if parallel.is_writer():
+    model_io.save_ensemble(
+        os.path.join(workdir, ENSEMBLE_DIR), networks, exp.dataset.encoder,
+        tuple(exp.config.fanouts),
+        {"ensemble": "mean of the members' probabilities",
+         "validation_auc": summary["val_auc"], "members": rows,
+         "config": exp.config.to_dict()}, sampling_seed=seed)
+  return summary
+
+
 def _write_markdown(frame: pd.DataFrame, path: str) -> None:
   header = "| " + " | ".join(frame.columns) + " |"
   rule = "|" + "---|" * len(frame.columns)
@@ -346,7 +443,8 @@ def plot_stability(stability: pd.DataFrame, path: str) -> None:
 
 def run_sweep(config: ml_collections.ConfigDict,
               workdir: str) -> pd.DataFrame:
-  """Runs the grid, derives every member, retrains the best; writes reports.
+  """Runs the grid, derives every member, retrains the best and saves the
+  ensemble of the best retrained; writes reports.
 
   Returns:
     The leaderboard, one row per member.
@@ -378,6 +476,7 @@ def _run_sweep(config, workdir, heartbeat):
   if parallel.is_writer():
     os.makedirs(workdir, exist_ok=True)
   _write_json(os.path.join(workdir, "config.json"), config.to_dict())
+  ensemble_size = ensemble_size_of(config)
   members = grid_members(config)
   heartbeat.stage("loading the dataset")
   dataset = pipeline.load_dataset(config)
@@ -417,12 +516,13 @@ def _run_sweep(config, workdir, heartbeat):
   search_wall = time.perf_counter() - start
 
   aucs = _supernet_validation_auc(states, members, exp)
-  rows = []
+  rows, derived_all = [], []
   for i, member in enumerate(members):
     state = _member_state(states, i)
     report = search_lib.nonfinite_report(state)
     derived = search_lib.derive_architecture(
         state.alphas, arch, member.settings["gate_threshold"])
+    derived_all.append(derived)
     rows.append({
         "member": i, "seed": member.seed, **member.settings,
         "supernet_val_auc": aucs[i],
@@ -436,18 +536,34 @@ def _run_sweep(config, workdir, heartbeat):
   order = leaderboard.sort_values("supernet_val_auc", ascending=False,
                                   na_position="last")
   leaderboard["retrained_val_auc"] = np.nan
+  leaderboard["in_ensemble"] = False
   top = [int(i) for i in order["member"].head(config.sweep_top_k)]
+  ensemble = None
   if top:
     retrain_start = time.perf_counter()
     top_states = jax.tree.map(lambda x: x[np.asarray(top)], states)
     heartbeat.stage(f"retraining the top {len(top)} members (compiling)")
-    retrained, _ = retrain_members(exp, [members[i] for i in top], top_states,
-                                   beat=heartbeat.beat)
+    retrained, train_states = retrain_members(
+        exp, [members[i] for i in top], top_states, beat=heartbeat.beat)
     leaderboard.loc[top, "retrained_val_auc"] = retrained
     logging.info("top %d members retrained in one program (%.1fs): "
                  "validation AUC %s", len(top),
                  time.perf_counter() - retrain_start,
                  np.round(retrained, 4).tolist())
+    if ensemble_size:
+      heartbeat.stage("choosing and saving the ensemble")
+      ensemble = _save_ensemble(
+          exp, [members[i] for i in top], [derived_all[i] for i in top],
+          retrained, train_states, ensemble_size, workdir)
+    if ensemble:
+      leaderboard.loc[[m["member"] for m in ensemble["members"]],
+                      "in_ensemble"] = True
+  stale = os.path.join(workdir, ENSEMBLE_DIR)
+  if ensemble is None and parallel.is_writer() and os.path.isdir(stale):
+    # An earlier sweep's ensemble would pass for this one's.
+    shutil.rmtree(stale)
+    logging.info("removed %s: an earlier sweep's; this one saved no "
+                 "ensemble", stale)
 
   leaderboard = leaderboard.sort_values("supernet_val_auc", ascending=False,
                                         na_position="last")
@@ -474,6 +590,7 @@ def _run_sweep(config, workdir, heartbeat):
       "val_auc_std": float(best_group["supernet_val_auc"].std(ddof=0)),
       "val_auc_min": float(best_group["supernet_val_auc"].min()),
       "val_auc_max": float(best_group["supernet_val_auc"].max()),
+      "ensemble": ensemble,
   }
   _write_json(os.path.join(workdir, "auc_spread.json"), spread)
   cost: dict[str, Any] = {

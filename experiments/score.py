@@ -5,13 +5,16 @@ r"""Scores applicants from raw records and writes lending decisions.
       --as_of=2026-01-01 --output=scores.csv
   python experiments/score.py --model_dir=runs/default/model ... \
       --config=experiments/configs/score.py --config.num_reasons=4
+  python experiments/score.py --model_dir=runs/sweep/ensemble_model ...
   python experiments/score.py --features_only --borrowers=b.csv \
       --loans=l.csv --installments=i.csv --as_of=2026-01-01 \
       --output=features.csv
 
-Inputs are CSV or Parquet; --edges is optional (an applicant without
-relations is scored from itself alone). Policy (bands, points scale,
-reasons, batch size) comes from --config (default
+--model_dir is one network (search.py's model/) or an ensemble (sweep.py's
+ensemble_model/, the mean of its members' probabilities), with the same
+flags and outputs. Inputs are CSV or Parquet; --edges is optional (an
+applicant without relations is scored from itself alone). Policy (bands,
+points scale, reasons, batch size) comes from --config (default
 experiments/configs/score.py). Every rejected record goes to the rejects
 file with its table, row and reason. Flags, settings and paths are checked
 before any work; both outputs are written to temporary files and renamed
@@ -33,8 +36,9 @@ from ml_collections import config_flags
 
 from credit_nas_jax import scoring
 
-_MODEL_DIR = flags.DEFINE_string("model_dir", None,
-                                 "A model directory written by search.py.")
+_MODEL_DIR = flags.DEFINE_string(
+    "model_dir", None, "A model directory: search.py's model/ or sweep.py's "
+    "ensemble_model/ (an ensemble scores the mean of its members).")
 _BORROWERS = flags.DEFINE_string("borrowers", None, "Borrowers table.",
                                  required=True)
 _LOANS = flags.DEFINE_string("loans", None, "Loans table.", required=True)

@@ -4,8 +4,12 @@ r"""Runs a hyperparameter grid as one vmapped search program.
   python experiments/sweep.py --workdir=/tmp/sweep \
       --config.sweep_seeds="(0,1,2,3)" --config.sweep_zero_one_weight="(0.0, 0.1)"
 
-Writes leaderboard.csv/.md, stability.csv/.md/.png, auc_spread.json and
-sweep_cost.json into --workdir.
+Writes leaderboard.csv/.md, stability.csv/.md/.png, auc_spread.json,
+sweep_cost.json and ensemble_model/ (the best retrained members, chosen on
+validation; config.ensemble_size of them, by default all sweep_top_k) into
+--workdir. Score the ensemble like any model:
+
+  python experiments/score.py --model_dir=/tmp/sweep/ensemble_model ...
 """
 
 import os
