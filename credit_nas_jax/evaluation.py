@@ -30,7 +30,17 @@ setting of the best validation AUC; the supernet trains once.
 * ``searched_isolated``: ours on one-node graphs (no edges at all).
 * ``searched_selected``: of the searched models a seed ran, the one with
   the best validation AUC (the choice of search space, made on validation
-  like every other choice). It costs nothing more and is our headline row.
+  like every other choice). It costs nothing more.
+* ``searched_ensemble``: the mean of the probabilities of the searched
+  models of the seed, over the subset of them (one model included) whose
+  mean has the best validation AUC: independently searched and trained
+  networks averaged, the choice made on validation. It costs nothing more
+  than its members and is our headline row.
+
+The searched models embed every feature by the kinds of
+``config.feature_embeddings`` (the evaluation's config offers all three);
+the fixed networks and the untrained-search supernet keep the patent's
+linear embedding.
 
 The neural models share the readout, head, optimizer and early stopping.
 """
@@ -63,11 +73,14 @@ from credit_nas_jax import search as search_lib
 from credit_nas_jax import train as train_lib
 
 MODELS = ("logistic_regression", "lightgbm", "mlp", "gcn", "graphsage",
-          "supernet", "searched", "searched_extended", "searched_isolated")
+          "supernet", "searched", "searched_extended", "searched_isolated",
+          "searched_ensemble")
 BASELINES = ("logistic_regression", "lightgbm", "mlp", "gcn", "graphsage",
              "supernet")
 SEARCHED = ("searched", "searched_extended", "searched_isolated")
-OURS = "searched_selected"
+SELECTED = "searched_selected"
+ENSEMBLE = "searched_ensemble"
+OURS = ENSEMBLE
 LR_STRENGTHS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 
 
@@ -82,6 +95,8 @@ class ModelResult:
   seconds: float
   roc: dict[str, list[float]]
   details: dict[str, Any] = dataclasses.field(default_factory=dict)
+  # Validation and test probabilities, kept for the ensemble's choice.
+  scores: dict[str, list[float]] = dataclasses.field(default_factory=dict)
 
   def to_json(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -210,27 +225,39 @@ def fixed_architecture(dataset: data_lib.Dataset, kind: str, hidden_dim: int,
 
 def _seed_experiment(dataset: data_lib.Dataset,
                      config: ml_collections.ConfigDict, seed: int,
-                     search_space: str = "patent") -> experiment.Experiment:
-  """The experiment core over one seed's dataset."""
+                     search_space: str = "patent",
+                     embeddings: bool = True) -> experiment.Experiment:
+  """The experiment core over one seed's dataset (without ``embeddings``:
+  the patent's linear feature embedding alone)."""
   config = ml_collections.ConfigDict(config.to_dict())
   config.seed = seed
   config.search_space = search_space
+  if not embeddings:
+    config.feature_embeddings = ("linear",)
   return experiment.prepare(config, dataset)
 
 
 def _test_result(model: str, graph: str, exp: experiment.Experiment,
                  state: train_lib.TrainState, arch: model_lib.Architecture,
                  history: list[dict], start: float,
-                 details: dict[str, Any] | None = None) -> ModelResult:
-  """Scores the best weights of a retrain once on test."""
+                 details: dict[str, Any] | None = None,
+                 keep_scores: bool = False) -> ModelResult:
+  """Scores the best weights of a retrain once on test (``keep_scores``:
+  and keeps the validation and test probabilities)."""
   _, scores = experiment.evaluate(exp, state.best_weights, {}, arch, "test")
   labels = exp.dataset.labels[exp.dataset.splits["test"]]
   best = max(history, key=lambda r: r["val_auc"])
-  return _result(model, graph, labels, scores, best["val_auc"], start,
-                 {"retrain_steps": history[-1]["step"],
-                  "best_step": best["step"],
-                  "validation_aucs": [r["val_auc"] for r in history],
-                  **(details or {})})
+  result = _result(model, graph, labels, scores, best["val_auc"], start,
+                   {"retrain_steps": history[-1]["step"],
+                    "best_step": best["step"],
+                    "validation_aucs": [r["val_auc"] for r in history],
+                    **(details or {})})
+  if keep_scores:
+    _, validation = experiment.evaluate(exp, state.best_weights, {}, arch,
+                                        "validation")
+    result.scores = {"validation": np.round(validation, 7).tolist(),
+                     "test": np.round(scores, 7).tolist()}
+  return result
 
 
 def fixed_grid(name: str, config: ml_collections.ConfigDict
@@ -251,7 +278,7 @@ def train_fixed(name: str, dataset: data_lib.Dataset,
   """Trains one of the fixed-network baselines from scratch over its grid
   (:func:`fixed_grid`) and keeps the setting of the best validation AUC."""
   start = time.perf_counter()
-  exp = _seed_experiment(dataset, config, seed)
+  exp = _seed_experiment(dataset, config, seed, embeddings=False)
   key = jax.random.fold_in(experiment.run_keys(seed)["init"],
                            MODELS.index(name))
   best, tried = None, []
@@ -321,7 +348,43 @@ def search_and_retrain(name: str, dataset: data_lib.Dataset,
        "search_seconds": timing["search_seconds"],
        "supernet_inference_ms": supernet_ms,
        "derived_inference_ms": derived_ms,
-       "inference_speedup": supernet_ms / derived_ms})
+       "inference_speedup": supernet_ms / derived_ms}, keep_scores=True)
+
+
+def ensemble_on_validation(rows: Sequence[dict],
+                           dataset: data_lib.Dataset) -> ModelResult:
+  """Ours, averaged: the mean probability of the subset of searched models
+  (each subset tried, single models included) with the best validation AUC;
+  test scored once.
+
+  Raises:
+    ValueError: no searched model of the seed kept its probabilities.
+  """
+  start = time.perf_counter()
+  members = [r for r in rows if r["model"] in SEARCHED and r.get("scores")]
+  if not members:
+    raise ValueError(f"{ENSEMBLE} averages searched models: run some of "
+                     f"{list(SEARCHED)} on the seed first")
+  labels = {split: dataset.labels[dataset.splits[split]]
+            for split in ("validation", "test")}
+  tried, best = [], None
+  for size in range(1, len(members) + 1):
+    for subset in itertools.combinations(members, size):
+      mean = np.mean([r["scores"]["validation"] for r in subset], axis=0)
+      auc = float(sk_metrics.roc_auc_score(labels["validation"], mean))
+      tried.append({"members": [r["model"] for r in subset],
+                    "validation_auc": auc})
+      if best is None or auc > best[0]:
+        best = (auc, subset)
+  auc, subset = best
+  scores = np.mean([r["scores"]["test"] for r in subset], axis=0)
+  graph = "+".join(dict.fromkeys(r["graph"] for r in subset))
+  result = _result(ENSEMBLE, graph, labels["test"], scores, auc, start,
+                   {"members": [r["model"] for r in subset],
+                    "budget": len(tried), "grid": tried})
+  # Its cost is every search it chose among.
+  result.seconds += sum(r["seconds"] for r in members)
+  return result
 
 
 def default_models(has_relations: bool) -> tuple[str, ...]:
@@ -361,7 +424,9 @@ def evaluate_seed(dataset: data_lib.Dataset, config: ml_collections.ConfigDict,
     if name in ("mlp", "searched_isolated"):
       lonely = lonely or isolated(dataset)
       data, edges = lonely, "isolated"
-    if name == "logistic_regression":
+    if name == ENSEMBLE:
+      result = ensemble_on_validation(list(done.values()), dataset)
+    elif name == "logistic_regression":
       result = fit_logistic_regression(data)
     elif name == "lightgbm":
       result = fit_lightgbm(data, seed, lightgbm_grid(config))
@@ -393,7 +458,7 @@ def select_on_validation(rows: Sequence[dict]) -> list[dict]:
   for seed, candidates in sorted(by_seed.items()):
     best = max(candidates, key=lambda r: r["validation_auc"])
       # Its cost (and its budget) is every search it chose among.
-    selected.append({**best, "model": OURS,
+    selected.append({**best, "model": SELECTED,
                      "seconds": sum(r["seconds"] for r in candidates),
                      "details": {**best["details"], "selected": best["model"],
                                  "budget": sum(r["details"].get("budget", 1)
@@ -453,7 +518,7 @@ def combined_table(summaries: dict[str, pd.DataFrame],
   """Test AUC (mean +- std over seeds) of every model on every dataset,
   with each dataset's compute minutes."""
   names = list(summaries)
-  models = [m for m in MODELS + (OURS,)
+  models = [m for m in MODELS + (SELECTED,)
             if any(m in summary.index for summary in summaries.values())]
   lines = ["| model | " + " | ".join(names) + " |",
            "|---|" + "---|" * len(names)]
@@ -475,29 +540,41 @@ def combined_table(summaries: dict[str, pd.DataFrame],
   return "\n".join(lines)
 
 
-def searched_facts(rows: Sequence[dict], model: str = OURS) -> dict[str, Any]:
-  """What our search chose over the seeds: how often each feature was kept,
-  the chosen ops, and the derived model's inference speedup."""
+def _counts(values) -> dict[str, int]:
+  counts: dict[str, int] = {}
+  for value in values:
+    counts[value] = counts.get(value, 0) + 1
+  return counts
+
+
+def searched_facts(rows: Sequence[dict],
+                   model: str = SELECTED) -> dict[str, Any]:
+  """What our search chose over the seeds: how often each feature was kept
+  (by any of its embeddings), how often each embedding kind was, the chosen
+  ops, and the derived model's inference speedup; for the ensemble, how
+  often each searched model was a member."""
   ours = [r for r in rows if r["model"] == model]
   if not ours:
     return {}
+  if model == ENSEMBLE:
+    return {"seeds": len(ours), "member_counts": _counts(
+        m for r in ours for m in r["details"]["members"])}
   kept: dict[str, int] = {}
   for r in ours:
     for name in r["details"]["feature_gates"]:
-      kept.setdefault(name, 0)
-    for name in r["details"]["kept_features"]:
+      kept.setdefault(model_lib.feature_of(name), 0)
+    for name in dict.fromkeys(model_lib.feature_of(n)
+                              for n in r["details"]["kept_features"]):
       kept[name] += 1
-  ops: dict[str, int] = {}
-  for r in ours:
-    key = " / ".join(r["details"]["chosen_ops"])
-    ops[key] = ops.get(key, 0) + 1
+  embeddings = _counts(
+      name.partition(model_lib.EMBEDDING_SEPARATOR)[2] or "linear"
+      for r in ours for name in r["details"]["kept_features"])
+  ops = _counts(" / ".join(r["details"]["chosen_ops"]) for r in ours)
   speedups = [r["details"]["inference_speedup"] for r in ours]
-  selected: dict[str, int] = {}
-  for r in ours:
-    if "selected" in r["details"]:
-      selected[r["details"]["selected"]] = selected.get(
-          r["details"]["selected"], 0) + 1
+  selected = _counts(r["details"]["selected"] for r in ours
+                     if "selected" in r["details"])
   return {"seeds": len(ours), "kept_feature_counts": kept,
+          "kept_embedding_counts": embeddings,
           "chosen_ops_counts": ops, "selected_counts": selected,
           "pooled_readout_count": sum(
               r["details"].get("pooled_readout", True) for r in ours),

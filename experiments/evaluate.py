@@ -148,7 +148,7 @@ def evaluate_dataset(name: str, base: ml_collections.ConfigDict, seeds: int,
   summary = evaluation.summarize(frame)
   table = evaluation.markdown_table(summary)
   facts = {ours: evaluation.searched_facts(rows, ours)
-           for ours in models + [evaluation.OURS]
+           for ours in models + [evaluation.SELECTED]
            if ours.startswith("searched")}
   wall = time.perf_counter() - start
   evaluation.write_json(os.path.join(directory, "summary.json"), {
@@ -169,7 +169,11 @@ def evaluate_dataset(name: str, base: ml_collections.ConfigDict, seeds: int,
       f"(legend: mean AUC over {seeds} seeds)")
   lines = [f"### {name} ({graph} graph, {seeds} seeds)", "", table, ""]
   for ours, fact in facts.items():
-    if fact:
+    if fact and "member_counts" in fact:
+      lines.append(f"- {ours}: members chosen on validation (seeds): " + ", "
+                   .join(f"{k} {v}/{fact['seeds']}"
+                         for k, v in fact["member_counts"].items()) + ".")
+    elif fact:
       chosen = ("space chosen on validation: " + ", ".join(
           f"{k} {v}/{fact['seeds']}" for k, v in fact["selected_counts"]
           .items()) + "; ") if fact["selected_counts"] else ""
@@ -177,8 +181,11 @@ def evaluate_dataset(name: str, base: ml_collections.ConfigDict, seeds: int,
                        for k, v in fact["kept_feature_counts"].items())
       ops = ", ".join(f"{k} ({v})" for k, v in
                       fact["chosen_ops_counts"].items())
+      embeddings = ", ".join(f"{k} {v}" for k, v in
+                             fact["kept_embedding_counts"].items())
       lines.append(
-          f"- {ours}: {chosen}features kept (seeds): {kept}; ops: {ops}; "
+          f"- {ours}: {chosen}features kept (seeds): {kept}; embeddings "
+          f"kept (groups over seeds): {embeddings}; ops: {ops}; "
           f"pooled readout kept: {fact['pooled_readout_count']}/"
           f"{fact['seeds']}; derived "
           f"inference {fact['derived_inference_ms_median']:.2f} ms against "

@@ -12,6 +12,9 @@ from experiments.configs import test
 def get_config() -> ml_collections.ConfigDict:
   config = test.get_config()
   config.derive = "validation"
+  config.feature_embeddings = ("linear", "piecewise", "periodic")
+  config.embedding_bins = 4
+  config.embedding_frequencies = 2
   # Grids of two settings each, so every choice is exercised.
   config.lightgbm_num_leaves = (7,)
   config.lightgbm_learning_rates = (0.03, 0.1)
