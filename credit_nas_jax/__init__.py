@@ -24,6 +24,8 @@ from credit_nas_jax.model import Architecture
 from credit_nas_jax.model import init
 from credit_nas_jax.model import supernet_architecture
 from credit_nas_jax.model_io import load_model
+from credit_nas_jax.model_io import ModelMember
+from credit_nas_jax.model_io import save_ensemble
 from credit_nas_jax.model_io import save_model
 from credit_nas_jax.pipeline import run_experiment
 from credit_nas_jax.scoring import score_applicants
@@ -60,12 +62,14 @@ __all__ = (
     "init",
     "init_search_state",
     "load_model",
+    "ModelMember",
     "prepare_experiment",
     "read_records",
     "run_experiment",
     "run_keys",
     "run_sweep",
     "sample_graphs",
+    "save_ensemble",
     "save_model",
     "score_applicants",
     "search_step",

@@ -293,20 +293,22 @@ def retrain_members(exp: experiment.Experiment, members: list[Member],
 
 
 def ensemble_size_of(config: ml_collections.ConfigDict) -> int:
-  """Members of the sweep's ensemble: ``config.ensemble_size``, by default
-  every retrained member (``sweep_top_k``); 0 saves no ensemble.
+  """Members of the sweep's ensemble: ``config.sweep_ensemble_size``; -1
+  (the default) is every retrained member (``sweep_top_k``); 0 saves no
+  ensemble.
 
   Raises:
-    ValueError: the size is negative or above ``sweep_top_k`` (the ensemble
+    ValueError: the size is below -1 or above ``sweep_top_k`` (the ensemble
       is chosen among the retrained members).
   """
-  size = config.get("ensemble_size", config.sweep_top_k)
+  size = config.get("sweep_ensemble_size", -1)
   if (isinstance(size, bool) or not isinstance(size, int)
-      or not 0 <= size <= config.sweep_top_k):
-    raise ValueError(f"ensemble_size={size!r} must be an integer from 0 to "
+      or not -1 <= size <= config.sweep_top_k):
+    raise ValueError(f"config.sweep_ensemble_size={size!r}: must be a whole "
+                     f"number from -1 (every retrained member) to "
                      f"sweep_top_k={config.sweep_top_k}: the ensemble is "
                      "chosen among the retrained members")
-  return size
+  return config.sweep_top_k if size == -1 else size
 
 
 def choose_ensemble(retrained_val_auc: np.ndarray, size: int) -> list[int]:

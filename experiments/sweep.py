@@ -6,7 +6,7 @@ r"""Runs a hyperparameter grid as one vmapped search program.
 
 Writes leaderboard.csv/.md, stability.csv/.md/.png, auc_spread.json,
 sweep_cost.json and ensemble_model/ (the best retrained members, chosen on
-validation; config.ensemble_size of them, by default all sweep_top_k) into
+validation; config.sweep_ensemble_size of them, -1: all sweep_top_k) into
 --workdir. Score the ensemble like any model:
 
   python experiments/score.py --model_dir=/tmp/sweep/ensemble_model ...

@@ -34,7 +34,7 @@ def _config():
   config = sweep_test.get_config()
   config.sweep_max_chunk = 4
   config.sweep_top_k = TOP_K
-  config.ensemble_size = ENSEMBLE_SIZE
+  config.sweep_ensemble_size = ENSEMBLE_SIZE
   return config
 
 
@@ -128,14 +128,15 @@ def test_choose_ensemble_ranks_by_validation_and_skips_diverged():
   assert sweep.choose_ensemble(np.array([np.nan]), 1) == []
 
 
-@pytest.mark.parametrize("size", [-1, 4, 1.5, True])
+@pytest.mark.parametrize("size", [-2, 4, 1.5, True])
 def test_an_ensemble_size_outside_the_retrained_is_refused(size):
   config = ml_collections.ConfigDict({"sweep_top_k": 3,
-                                      "ensemble_size": size})
-  with pytest.raises(ValueError, match="ensemble_size=.* sweep_top_k=3"):
+                                      "sweep_ensemble_size": size})
+  with pytest.raises(ValueError,
+                     match="sweep_ensemble_size=.* sweep_top_k=3"):
     sweep.ensemble_size_of(config)
-  del config.ensemble_size
-  assert sweep.ensemble_size_of(config) == 3
+  assert sweep.ensemble_size_of(ml_collections.ConfigDict(
+      {"sweep_top_k": 3, "sweep_ensemble_size": -1})) == 3
 
 
 def test_the_choice_never_reads_test_labels(swept,

@@ -10,6 +10,7 @@ import pytest
 import launch  # pylint: disable=g-bad-import-order
 from credit_nas_jax import data
 from credit_nas_jax import evaluation
+from credit_nas_jax import model
 from credit_nas_jax import pipeline
 from experiments.configs import evaluate_test
 
@@ -90,7 +91,7 @@ def test_lightgbm_keeps_the_grid_setting_best_on_validation(dataset,
 
 def test_every_network_runs_on_one_seed(dataset, config, tmp_path):
   models = ("mlp", "gcn", "graphsage", "supernet", "searched",
-            "searched_extended", "searched_isolated")
+            "searched_extended", "searched_isolated", "searched_ensemble")
   seen = []
   rows = evaluation.evaluate_seed(dataset, config, 0, models, "relations",
                                   str(tmp_path), on_result=seen.append)
@@ -105,7 +106,18 @@ def test_every_network_runs_on_one_seed(dataset, config, tmp_path):
     assert 0.0 <= row["test"]["auc"] <= 1.0
     assert row["test"]["count"] == dataset.splits["test"].size
   extended = by_model["searched_extended"]["details"]
-  assert set(extended["feature_gates"]) == set(dataset.encoder.features)
+  # A gate per (feature, embedding kind); every feature has its linear one.
+  assert {model.feature_of(n) for n in extended["feature_gates"]} == set(
+      dataset.encoder.features)
+  assert set(dataset.encoder.features) <= set(extended["feature_gates"])
+  assert any(":periodic" in n for n in extended["feature_gates"])
+  # The ensemble: the searched subset of best validation AUC, so at least
+  # as good on validation as its best member alone.
+  ensemble = by_model["searched_ensemble"]
+  searched = {m: by_model[m]["validation_auc"] for m in evaluation.SEARCHED}
+  assert set(ensemble["details"]["members"]) <= set(searched)
+  assert ensemble["details"]["budget"] == 7  # the non-empty subsets of 3
+  assert ensemble["validation_auc"] >= max(searched.values()) - 1e-5
   assert extended["readout_gate"] is not None
   # Every op combination and feature count was scored on validation.
   assert len([t for t in extended["derive_trials"] if "ops" in t]) == 25
@@ -154,7 +166,7 @@ def test_selection_uses_validation_not_test():
                                                 0.95),
           _row(0, "gcn", 0.99, 0.99)]
   selected = [r for r in evaluation.select_on_validation(rows)
-              if r["model"] == evaluation.OURS]
+              if r["model"] == evaluation.SELECTED]
   assert [(r["seed"], r["details"]["selected"], r["test"]["auc"])
           for r in selected] == [(0, "searched_extended", 0.60),
                                  (1, "searched", 0.70)]
@@ -216,7 +228,7 @@ def test_launcher_rejects_unknown_dataset(tmp_path):
 def test_combined_table_marks_ours_where_it_matches_the_best_baseline():
   def summary(ours_auc):
     frame = pd.DataFrame({
-        "seed": [0, 0, 1, 1], "model": ["searched_selected", "gcn"] * 2,
+        "seed": [0, 0, 1, 1], "model": ["searched_ensemble", "gcn"] * 2,
         "graph": ["relations"] * 4, "auc": [ours_auc, 0.7, ours_auc, 0.72],
         "ks": [0.4] * 4, "gini": [0.5] * 4, "val_auc": [0.7] * 4,
         "budget": [1] * 4, "seconds": [60.0] * 4})
@@ -224,7 +236,7 @@ def test_combined_table_marks_ours_where_it_matches_the_best_baseline():
   table = evaluation.combined_table({"a": summary(0.8), "b": summary(0.6)},
                                     {"a": 2.0, "b": 3.0})
   assert "| model | a | b |" in table
-  assert "| searched_selected | **0.8000 +- 0.0000** | 0.6000 +- 0.0000 |" in (
+  assert "| searched_ensemble | **0.8000 +- 0.0000** | 0.6000 +- 0.0000 |" in (
       table)
   assert "| gcn | 0.7100 +- 0.0141 | 0.7100 +- 0.0141 |" in table
   assert "| compute (min) | 2.0 | 3.0 |" in table
