@@ -412,8 +412,9 @@ def derive_by_validation(alphas: chex.ArrayTree,
   every combination of one op per layer (all features open), then, with the
   best ops, the top k features by gate (k from ``fractions`` of all and
   from the threshold), with and without the pooled readout where it is
-  searched. Last, every kept feature is closed alone: one whose closing
-  costs less than ``min_feature_gain`` validation AUC is dropped (a gate
+  searched. Last, every kept feature is closed alone (all its embeddings'
+  gates at once): one whose closing costs less than ``min_feature_gain``
+  validation AUC is dropped (a gate
   ranks a feature by how the supernet leans on it, which can keep a column
   that carries no signal; the validation AUC tells them apart). The best
   is derived.
@@ -459,21 +460,26 @@ def derive_by_validation(alphas: chex.ArrayTree,
   if best["pooled_readout"] is False:
     best_alphas["readout"] = jnp.full_like(alphas["readout"], _CLOSED)
   dropped = []
-  if min_feature_gain > 0 and len(kept) > 1:
-    for group in list(kept):
+  features = {}  # feature -> its kept gate groups (one per embedding kind)
+  for group in kept:
+    features.setdefault(model_lib.feature_of(supernet.group_names[group]),
+                        []).append(group)
+  if min_feature_gain > 0 and len(features) > 1:
+    gains = {}
+    for name, groups in features.items():
+      # A feature's embeddings stand in for one another: closed one at a
+      # time, each would look dispensable; the feature is closed whole.
       closed = base.copy()
-      closed[group] = _CLOSED
+      closed[groups] = _CLOSED
       auc = float(validation_auc(dict(best_alphas,
                                       features=jnp.asarray(closed))))
-      gain = best["validation_auc"] - auc
-      trials.append({"closed_feature": supernet.group_names[group],
-                     "validation_auc": auc, "gain": gain})
-      if gain < min_feature_gain:
-        dropped.append(group)
-    if len(dropped) == len(kept):  # keep the feature that matters most
-      dropped.remove(max(dropped, key=lambda g: next(
-          t["gain"] for t in trials
-          if t.get("closed_feature") == supernet.group_names[g])))
+      gains[name] = best["validation_auc"] - auc
+      trials.append({"closed_feature": name, "validation_auc": auc,
+                     "gain": gains[name]})
+    weak = [n for n in features if gains[n] < min_feature_gain]
+    if len(weak) == len(features):  # keep the feature that matters most
+      weak.remove(max(weak, key=gains.get))
+    dropped = [g for n in weak for g in features[n]]
   derived = derive_architecture(alphas, supernet, threshold,
                                 pooled_readout=best["pooled_readout"],
                                 ops=best_ops["ops"],

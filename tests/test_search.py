@@ -271,3 +271,27 @@ def test_derive_by_validation_drops_a_feature_that_adds_nothing():
   unchanged, _ = search.derive_by_validation(alphas, arch, 0.5,
                                              validation_auc)
   assert "noise" in unchanged.kept_features
+
+
+def test_derive_by_validation_closes_a_feature_with_all_its_embeddings():
+  """Two embeddings of one feature stand in for each other: either alone
+  can be closed for free, both together cost the signal."""
+  arch = model.supernet_architecture(
+      (0, 1), ("signal", "noise"), hidden_dim=4, op_ratios=(2, 1),
+      embeddings=[(0, "signal:periodic", "periodic", (2.0, 0.5))])
+  assert arch.group_names == ("signal", "noise", "signal:periodic")
+  alphas = {"features": jnp.array([1.0, 2.0, 1.5]), "ops": jnp.zeros((2, 2))}
+
+  def validation_auc(trial):
+    open_ = np.asarray(trial["features"]) > -100
+    return (0.6 + 0.1 * (open_[0] | open_[2]) + 0.0005 * open_[0]
+            + 0.0001 * open_[1])
+
+  # Closed one group at a time, each of signal's groups would cost under
+  # 0.001 and both would go.
+  derived, trials = search.derive_by_validation(
+      alphas, arch, 0.5, validation_auc, min_feature_gain=0.001)
+  assert derived.kept_features == ("signal", "signal:periodic")
+  gains = {t["closed_feature"]: t["gain"] for t in trials
+           if "closed_feature" in t}
+  assert gains == pytest.approx({"signal": 0.1005, "noise": 0.0001})
