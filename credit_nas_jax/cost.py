@@ -47,11 +47,11 @@ def forward_flops(arch: model_lib.Architecture,
     folded = layer == 0 and folded_first_layer
     width_in = columns + 1 if folded else d
     flops += ops.aggregation_flops(kinds, n, e, width_in)
-    first = sum(ops.GCN_OPS[k].first_product_flops(n, width_in, w)
-                for w, k in zip(widths, kinds))
-    if folded:  # fold Wg into W1
-      flops += first // n * d
-    flops += first  # first products of the ops' MLPs
+    for w, k in zip(widths, kinds):
+      kind = ops.GCN_OPS[k]
+      if folded:  # fold Wg into W1: [columns + 1, D] @ [D, w]
+        flops += kind.first_product_flops(columns + 1, d, w)
+      flops += kind.first_product_flops(n, width_in, w)  # the op's first
     flops += 2 * n * hidden * d  # second products of the ops' MLPs
     if arch.pooled_readout:
       flops += 2 * n * d + n * d  # readout: sums for the mean, max

@@ -47,6 +47,7 @@ The neural models share the readout, head, optimizer and early stopping.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import inspect
 import itertools
@@ -541,10 +542,7 @@ def combined_table(summaries: dict[str, pd.DataFrame],
 
 
 def _counts(values) -> dict[str, int]:
-  counts: dict[str, int] = {}
-  for value in values:
-    counts[value] = counts.get(value, 0) + 1
-  return counts
+  return dict(collections.Counter(values))
 
 
 def searched_facts(rows: Sequence[dict],
