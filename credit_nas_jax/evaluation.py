@@ -273,6 +273,34 @@ def fixed_grid(name: str, config: ml_collections.ConfigDict
           for d in config.fixed_weight_decays]
 
 
+def _members_result(model: str, graph: str, exp: experiment.Experiment,
+                    retrained: Sequence[tuple[train_lib.TrainState,
+                                              list[dict]]],
+                    arch: model_lib.Architecture, start: float,
+                    details: dict[str, Any]) -> ModelResult:
+  """A retrained ensemble of one network: the mean of its members'
+  probabilities (each member's best weights on validation); its validation
+  AUC is the mean's, test scored once. Keeps both splits' probabilities."""
+  scores = {}
+  for split in ("validation", "test"):
+    scores[split] = np.mean(
+        [experiment.evaluate(exp, state.best_weights, {}, arch, split)[1]
+         for state, _ in retrained], axis=0)
+  labels = {split: exp.dataset.labels[exp.dataset.splits[split]]
+            for split in scores}
+  validation_auc = sk_metrics.roc_auc_score(labels["validation"],
+                                            scores["validation"])
+  members = [{"retrain_steps": history[-1]["step"],
+              "best_step": max(history, key=lambda r: r["val_auc"])["step"],
+              "validation_auc": max(r["val_auc"] for r in history)}
+             for _, history in retrained]
+  result = _result(model, graph, labels["test"], scores["test"],
+                   validation_auc, start, {**details, "members": members})
+  result.scores = {split: np.round(value, 7).tolist()
+                   for split, value in scores.items()}
+  return result
+
+
 def train_fixed(name: str, dataset: data_lib.Dataset,
                 config: ml_collections.ConfigDict, seed: int,
                 graph: str) -> ModelResult:
@@ -311,7 +339,8 @@ def train_fixed(name: str, dataset: data_lib.Dataset,
 def search_and_retrain(name: str, dataset: data_lib.Dataset,
                        config: ml_collections.ConfigDict, seed: int,
                        graph: str, log_path: str) -> ModelResult:
-  """Ours: bilevel search, derive, retrain, test."""
+  """Ours: bilevel search, derive, retrain (``retrain_ensemble_size``
+  members, the mean of their probabilities where more than one), test."""
   start = time.perf_counter()
   exp = _seed_experiment(
       dataset, config, seed,
@@ -329,27 +358,34 @@ def search_and_retrain(name: str, dataset: data_lib.Dataset,
   finally:
     log.close()
   derived, trials = experiment.derive(exp, state, keys=keys)
-  train_state, history = experiment.retrain(
-      exp, experiment.retrain_state(exp, derived, keys), derived.arch,
-      keys=keys)
+  retrained = []
+  for member in range(int(config.retrain_ensemble_size)):
+    member_keys = experiment.member_keys(keys, member)
+    retrained.append(experiment.retrain(
+        exp, experiment.retrain_state(exp, derived, member_keys),
+        derived.arch, keys=member_keys))
   probe = exp.maker.training_batch("test", 0)
   supernet_ms = experiment.inference_milliseconds(state.weights, state.alphas,
                                                   arch, probe)
-  derived_ms = experiment.inference_milliseconds(train_state.best_weights, {},
-                                                 derived.arch, probe)
-  return _test_result(
-      name, graph, exp, train_state, derived.arch, history, start,
-      {"budget": len(trials) or 1,
-       "feature_gates": derived.feature_gates,
-       "kept_features": list(derived.kept_features),
-       "chosen_ops": list(derived.chosen_ops),
-       "pooled_readout": derived.arch.pooled_readout,
-       "readout_gate": derived.readout_gate,
-       "derive_trials": trials,
-       "search_seconds": timing["search_seconds"],
-       "supernet_inference_ms": supernet_ms,
-       "derived_inference_ms": derived_ms,
-       "inference_speedup": supernet_ms / derived_ms}, keep_scores=True)
+  derived_ms = experiment.inference_milliseconds(
+      retrained[0][0].best_weights, {}, derived.arch, probe)
+  details = {"budget": len(trials) or 1,
+             "feature_gates": derived.feature_gates,
+             "kept_features": list(derived.kept_features),
+             "chosen_ops": list(derived.chosen_ops),
+             "pooled_readout": derived.arch.pooled_readout,
+             "readout_gate": derived.readout_gate,
+             "derive_trials": trials,
+             "search_seconds": timing["search_seconds"],
+             "supernet_inference_ms": supernet_ms,
+             "derived_inference_ms": derived_ms,
+             "inference_speedup": supernet_ms / derived_ms}
+  if len(retrained) > 1:
+    return _members_result(name, graph, exp, retrained, derived.arch, start,
+                           details)
+  train_state, history = retrained[0]
+  return _test_result(name, graph, exp, train_state, derived.arch, history,
+                      start, details, keep_scores=True)
 
 
 def ensemble_on_validation(rows: Sequence[dict],
@@ -383,9 +419,18 @@ def ensemble_on_validation(rows: Sequence[dict],
   result = _result(ENSEMBLE, graph, labels["test"], scores, auc, start,
                    {"members": [r["model"] for r in subset],
                     "budget": len(tried), "grid": tried})
-  # Its cost is every search it chose among.
-  result.seconds += sum(r["seconds"] for r in members)
+  # Its cost is every search it chose among (counted once in the total:
+  # :func:`compute_seconds`).
+  result.details["member_seconds"] = sum(r["seconds"] for r in members)
+  result.seconds += result.details["member_seconds"]
   return result
+
+
+def compute_seconds(rows: Sequence[dict]) -> float:
+  """The model compute of ``rows``, each model run counted once: an
+  ensemble row's own seconds, less the members counted in their rows."""
+  return sum(r["seconds"] - r["details"].get("member_seconds", 0.0)
+             for r in rows)
 
 
 def default_models(has_relations: bool) -> tuple[str, ...]:

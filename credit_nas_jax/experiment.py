@@ -231,7 +231,7 @@ def choose_sampler(config: ml_collections.ConfigDict,
 
 _POSITIVE = ("hidden_dim", "batch_size", "num_gcn_layers", "search_steps",
              "log_every", "checkpoint_every", "retrain_steps", "eval_every",
-             "patience")
+             "patience", "retrain_ensemble_size")
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -666,6 +666,17 @@ def retrain(exp: Experiment, state: train_lib.TrainState,
     if on_block:
       on_block(state, record, step)
   return state, history
+
+
+def member_keys(keys: dict[str, jax.Array],
+                member: int) -> dict[str, jax.Array]:
+  """The keys of member ``member`` of a retrained ensemble: member 0 keeps
+  the run's keys; the others fold their index into the retrain keys (the
+  initial weights and the batches), so they differ only there."""
+  if member == 0:
+    return keys
+  return {**keys, **{name: jax.random.fold_in(keys[name], member)
+                     for name in ("retrain", "retrain_batches")}}
 
 
 def retrain_state(exp: Experiment, derived: search_lib.DerivedArchitecture,

@@ -141,8 +141,9 @@ def evaluate_dataset(name: str, base: ml_collections.ConfigDict, seeds: int,
     # Every seed compiles its own networks; dropping them keeps a long
     # evaluation within the process's mapped-memory limit.
     jax.clear_caches()
-  # The compute of every model run (the selected row repeats searches).
-  compute_minutes = sum(r["seconds"] for r in rows) / 60
+  # The compute of every model run, once (the selected row, added next, and
+  # the ensemble row repeat searches).
+  compute_minutes = evaluation.compute_seconds(rows) / 60
   rows = evaluation.select_on_validation(rows)
   frame = evaluation.results_frame(rows)
   summary = evaluation.summarize(frame)

@@ -19,11 +19,24 @@ every other op are left as they are. An unmarked exactness test then fails,
 a marked one passes. It does not emulate a GPU's accumulation order, its
 kernel choices or its reductions (segment sums), nor anything a test runs in
 a subprocess.
+
+Compilation dominates the suite's time (the tiny configs run in milliseconds
+once compiled), and many tests compile the same programs: the session shares
+one persistent XLA compilation cache (a fresh temporary directory, removed at
+the end) between the xdist workers and the launchers they start, unless
+``JAX_COMPILATION_CACHE_DIR`` is already set.
 """
+
+import os
+import shutil
+import tempfile
 
 import jax
 import numpy as np
 import pytest
+
+_CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
+_OWNED_CACHE = None
 
 _MANTISSA_BITS = {"tensorfloat32": 10, "bfloat16": 7}
 
@@ -45,6 +58,36 @@ def pytest_configure(config):
   name = config.getoption("--matmul-precision")
   if name is not None:
     _round_default_precision_dot_operands(_MANTISSA_BITS[name])
+  _share_compilation_cache()
+
+
+def pytest_unconfigure(config):
+  """Removes the session's compilation cache if this process made it."""
+  del config
+  if _OWNED_CACHE is not None:
+    shutil.rmtree(_OWNED_CACHE, ignore_errors=True)
+
+
+def _share_compilation_cache() -> None:
+  """Points this process, and every process it starts, at one cache.
+
+  The first process (the xdist controller, or a plain pytest run) makes the
+  directory and exports it; the workers and launched subprocesses inherit
+  the variable. Every program is cached, however quick its compile.
+  """
+  global _OWNED_CACHE
+  if not os.environ.get(_CACHE_ENV):
+    _OWNED_CACHE = tempfile.mkdtemp(prefix="credit_nas_jax_xla_cache_")
+    os.environ[_CACHE_ENV] = _OWNED_CACHE
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+  jax.config.update("jax_compilation_cache_dir", os.environ[_CACHE_ENV])
+  jax.config.update(
+      "jax_persistent_cache_min_compile_time_secs",
+      float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+  jax.config.update(
+      "jax_persistent_cache_min_entry_size_bytes",
+      int(os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]))
 
 
 @pytest.fixture(autouse=True)

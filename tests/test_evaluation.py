@@ -10,7 +10,6 @@ import pytest
 import launch  # pylint: disable=g-bad-import-order
 from credit_nas_jax import data
 from credit_nas_jax import evaluation
-from credit_nas_jax import model
 from credit_nas_jax import pipeline
 from experiments.configs import evaluate_test
 
@@ -89,48 +88,6 @@ def test_lightgbm_keeps_the_grid_setting_best_on_validation(dataset,
   assert result.details["budget"] == len(grid)
 
 
-def test_every_network_runs_on_one_seed(dataset, config, tmp_path):
-  # The other fixed networks (gcn, graphsage, supernet) run twice in
-  # tests/test_protocol.py.
-  models = ("mlp", "searched", "searched_extended", "searched_isolated",
-            "searched_ensemble")
-  seen = []
-  rows = evaluation.evaluate_seed(dataset, config, 0, models, "relations",
-                                  str(tmp_path), on_result=seen.append)
-  assert [r["model"] for r in rows] == list(models) == [
-      r["model"] for r in seen]
-  by_model = {r["model"]: r for r in rows}
-  assert by_model["mlp"]["graph"] == "isolated"
-  assert by_model["searched_isolated"]["graph"] == "isolated"
-  assert by_model["searched"]["graph"] == "relations"
-  for row in rows:
-    assert row["seed"] == 0
-    assert 0.0 <= row["test"]["auc"] <= 1.0
-    assert row["test"]["count"] == dataset.splits["test"].size
-  extended = by_model["searched_extended"]["details"]
-  # A gate per (feature, embedding kind); every feature has its linear one.
-  assert {model.feature_of(n) for n in extended["feature_gates"]} == set(
-      dataset.encoder.features)
-  assert set(dataset.encoder.features) <= set(extended["feature_gates"])
-  assert any(":periodic" in n for n in extended["feature_gates"])
-  # The ensemble: the searched subset of best validation AUC, so at least
-  # as good on validation as its best member alone.
-  ensemble = by_model["searched_ensemble"]
-  searched = {m: by_model[m]["validation_auc"] for m in evaluation.SEARCHED}
-  assert set(ensemble["details"]["members"]) <= set(searched)
-  assert ensemble["details"]["budget"] == 7  # the non-empty subsets of 3
-  assert ensemble["validation_auc"] >= max(searched.values()) - 1e-5
-  assert extended["readout_gate"] is not None
-  # Every op combination and feature count was scored on validation.
-  assert len([t for t in extended["derive_trials"] if "ops" in t]) == 25
-  assert by_model["searched"]["details"]["readout_gate"] is None
-  # Finished models are kept as they are when a seed is resumed.
-  again = evaluation.evaluate_seed(dataset, config, 0, models, "relations",
-                                   str(tmp_path), done=by_model,
-                                   on_result=lambda row: pytest.fail("rerun"))
-  assert again == rows
-
-
 def test_unknown_model_is_named(dataset, config, tmp_path):
   with pytest.raises(ValueError, match="unknown models.*'forest'"):
     evaluation.evaluate_seed(dataset, config, 0, ("forest",), "relations",
@@ -175,12 +132,20 @@ def test_selection_uses_validation_not_test():
   assert selected[0]["seconds"] == 3.0  # both searches are its cost
 
 
+def test_compute_counts_each_model_run_once():
+  ensemble = _row(0, evaluation.ENSEMBLE, 0.8, 0.8, seconds=3.5)
+  ensemble["details"] = {"member_seconds": 3.0}  # its members' rows below
+  rows = [_row(0, "searched", 0.7, 0.7, seconds=1.0),
+          _row(0, "searched_extended", 0.7, 0.7, seconds=2.0), ensemble]
+  assert evaluation.compute_seconds(rows) == pytest.approx(3.5)
+
+
 def test_launcher_writes_tables_and_resumes(tmp_path):
   args = ("--dataset=synthetic", "--seeds=2",
           "--models=logistic_regression,mlp,searched",
           f"--config={EVAL_CONFIG}", "--config.search_steps=10",
           "--config.arch_warmup_steps=3", "--config.retrain_steps=10",
-          "--config.eval_every=5",
+          "--config.eval_every=5", "--config.fixed_width_ratios=(1.0,)",
           f"--workdir={tmp_path}")
   first = launch.run("evaluate.py", *args)
   directory = tmp_path / "synthetic"

@@ -172,6 +172,8 @@ def test_rate_and_time_left():
     (("--config.nonsense=3",), "an unknown field or a bad value"),
     (("--config.batch_size=abc",), "--config.batch_size=abc"),
     (("--config.sampler=gpu",), "unknown sampler 'gpu'"),
+    (("--config.retrain_ensemble_size=3",),
+     "config.retrain_ensemble_size=3: a search run retrains one network"),
 ])
 def test_launcher_refuses_config_mistakes_in_one_line(tmp_path, overrides,
                                                       message):

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 
 from credit_nas_jax import evaluation
+from credit_nas_jax import model
 from credit_nas_jax import pipeline
 from experiments.configs import evaluate_test
 
 # What depends on the machine's clock, not on the data.
 _TIMING = ("search_seconds", "supernet_inference_ms", "derived_inference_ms",
-           "inference_speedup")
+           "inference_speedup", "member_seconds")
 
 
 def _flip_test_labels(dataset):
@@ -29,7 +30,7 @@ def _choices(row):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def config():
   config = evaluate_test.get_config()
   # Smaller than the tiny config: the test needs every choice made, not a
   # good model (two protocol runs of every model).
@@ -38,14 +39,79 @@ def runs(tmp_path_factory):
   config.arch_warmup_steps = 3
   config.retrain_steps = 10
   config.eval_every = 5
-  dataset = pipeline.load_dataset(config)
-  models = [m for m in evaluation.MODELS
-            if m != "lightgbm" or evaluation.lightgbm_available()]
+  return config
+
+
+@pytest.fixture(scope="module")
+def dataset(config):
+  return pipeline.load_dataset(config)
+
+
+@pytest.fixture(scope="module")
+def models():
+  return tuple(m for m in evaluation.MODELS
+               if m != "lightgbm" or evaluation.lightgbm_available())
+
+
+@pytest.fixture(scope="module")
+def runs(config, dataset, models, tmp_path_factory):
+  """Every model on one seed, as it is and with the test labels flipped."""
   return [evaluation.evaluate_seed(
       data, config, 0, models, "relations",
       str(tmp_path_factory.mktemp(name)))
           for name, data in (("as_is", dataset),
                              ("flipped", _flip_test_labels(dataset)))]
+
+
+def test_every_model_runs_on_one_seed(runs, dataset, config, models,
+                                      tmp_path):
+  rows = runs[0]
+  assert [r["model"] for r in rows] == list(models)
+  by_model = {r["model"]: r for r in rows}
+  assert by_model["mlp"]["graph"] == "isolated"
+  assert by_model["searched_isolated"]["graph"] == "isolated"
+  assert by_model["searched"]["graph"] == "relations"
+  for row in rows:
+    assert row["seed"] == 0
+    assert 0.0 <= row["test"]["auc"] <= 1.0
+    assert row["test"]["count"] == dataset.splits["test"].size
+  extended = by_model["searched_extended"]["details"]
+  # A gate per (feature, embedding kind); every feature has its linear one.
+  assert {model.feature_of(n) for n in extended["feature_gates"]} == set(
+      dataset.encoder.features)
+  assert set(dataset.encoder.features) <= set(extended["feature_gates"])
+  assert any(":periodic" in n for n in extended["feature_gates"])
+  assert extended["readout_gate"] is not None
+  # Every op combination and feature count was scored on validation.
+  assert len([t for t in extended["derive_trials"] if "ops" in t]) == 25
+  assert by_model["searched"]["details"]["readout_gate"] is None
+  # Finished models are kept as they are when a seed is resumed.
+  again = evaluation.evaluate_seed(dataset, config, 0, models, "relations",
+                                   str(tmp_path), done=by_model,
+                                   on_result=lambda row: pytest.fail("rerun"))
+  assert again == rows
+
+
+def test_searched_rows_average_their_retrained_members(runs, config):
+  size = config.retrain_ensemble_size
+  assert size > 1  # the protocol's config exercises the members' mean
+  for name in evaluation.SEARCHED:
+    row = next(r for r in runs[0] if r["model"] == name)
+    members = row["details"]["members"]
+    assert len(members) == size
+    # Each member stopped on validation by itself; the mean is scored.
+    assert all(0 < m["best_step"] <= m["retrain_steps"] for m in members)
+    assert len(row["scores"]["test"]) == row["test"]["count"]
+
+
+def test_the_ensemble_is_the_best_subset_on_validation(runs):
+  by_model = {r["model"]: r for r in runs[0]}
+  ensemble = by_model[evaluation.ENSEMBLE]
+  searched = {m: by_model[m]["validation_auc"] for m in evaluation.SEARCHED}
+  assert set(ensemble["details"]["members"]) <= set(searched)
+  assert ensemble["details"]["budget"] == 7  # the non-empty subsets of 3
+  # At least as good on validation as its best member alone.
+  assert ensemble["validation_auc"] >= max(searched.values()) - 1e-5
 
 
 def test_the_flip_reaches_every_test_score(runs):
@@ -60,9 +126,8 @@ def test_every_choice_and_validation_figure_ignores_test_labels(runs):
     assert _choices(row) == _choices(flipped), row["model"]
 
 
-def test_every_model_reports_its_validation_budget(runs):
+def test_every_model_reports_its_validation_budget(runs, config):
   budgets = {row["model"]: row["details"]["budget"] for row in runs[0]}
-  config = evaluate_test.get_config()
   assert budgets["logistic_regression"] == len(evaluation.LR_STRENGTHS)
   for name in ("mlp", "gcn", "graphsage"):
     assert budgets[name] == len(config.fixed_width_ratios) * len(

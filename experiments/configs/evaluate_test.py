@@ -21,4 +21,5 @@ def get_config() -> ml_collections.ConfigDict:
   config.lightgbm_min_child_samples = (20,)
   config.fixed_width_ratios = (1.0, 2.0)
   config.fixed_weight_decays = (1e-4,)
+  config.retrain_ensemble_size = 2
   return config
