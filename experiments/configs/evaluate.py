@@ -27,6 +27,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Ours chooses, per numeric feature, among the patent's linear embedding
   # and the piecewise and periodic ones (the fixed networks keep linear).
   config.feature_embeddings = ("linear", "piecewise", "periodic")
+  # Each searched model is the mean of three retrains of its derived
+  # network (different initial weights and batches).
+  config.retrain_ensemble_size = 3
 
   # Validation budgets of the baselines: every setting below is trained and
   # the best on validation kept. LightGBM: 2 x 2 x 2 = 8 settings, each with
