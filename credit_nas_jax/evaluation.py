@@ -56,6 +56,7 @@ import os
 import time
 from typing import Any, Callable, Sequence
 
+import chex
 import jax
 import ml_collections
 import numpy as np
@@ -239,13 +240,13 @@ def _seed_experiment(dataset: data_lib.Dataset,
 
 
 def _test_result(model: str, graph: str, exp: experiment.Experiment,
-                 state: train_lib.TrainState, arch: model_lib.Architecture,
+                 weights: chex.ArrayTree, arch: model_lib.Architecture,
                  history: list[dict], start: float,
                  details: dict[str, Any] | None = None,
                  keep_scores: bool = False) -> ModelResult:
-  """Scores the best weights of a retrain once on test (``keep_scores``:
-  and keeps the validation and test probabilities)."""
-  _, scores = experiment.evaluate(exp, state.best_weights, {}, arch, "test")
+  """Scores a retrain's best weights once on test (``keep_scores``: and
+  keeps the validation and test probabilities)."""
+  _, scores = experiment.evaluate(exp, weights, {}, arch, "test")
   labels = exp.dataset.labels[exp.dataset.splits["test"]]
   best = max(history, key=lambda r: r["val_auc"])
   result = _result(model, graph, labels, scores, best["val_auc"], start,
@@ -254,7 +255,7 @@ def _test_result(model: str, graph: str, exp: experiment.Experiment,
                     "validation_aucs": [r["val_auc"] for r in history],
                     **(details or {})})
   if keep_scores:
-    _, validation = experiment.evaluate(exp, state.best_weights, {}, arch,
+    _, validation = experiment.evaluate(exp, weights, {}, arch,
                                         "validation")
     result.scores = {"validation": np.round(validation, 7).tolist(),
                      "test": np.round(scores, 7).tolist()}
@@ -274,18 +275,18 @@ def fixed_grid(name: str, config: ml_collections.ConfigDict
 
 
 def _members_result(model: str, graph: str, exp: experiment.Experiment,
-                    retrained: Sequence[tuple[train_lib.TrainState,
-                                              list[dict]]],
+                    retrained: Sequence[tuple[chex.ArrayTree, list[dict]]],
                     arch: model_lib.Architecture, start: float,
                     details: dict[str, Any]) -> ModelResult:
   """A retrained ensemble of one network: the mean of its members'
-  probabilities (each member's best weights on validation); its validation
-  AUC is the mean's, test scored once. Keeps both splits' probabilities."""
+  probabilities (``retrained``: each member's best weights on validation
+  and its history); its validation AUC is the mean's, test scored once.
+  Keeps both splits' probabilities."""
   scores = {}
   for split in ("validation", "test"):
     scores[split] = np.mean(
-        [experiment.evaluate(exp, state.best_weights, {}, arch, split)[1]
-         for state, _ in retrained], axis=0)
+        [experiment.evaluate(exp, weights, {}, arch, split)[1]
+         for weights, _ in retrained], axis=0)
   labels = {split: exp.dataset.labels[exp.dataset.splits[split]]
             for split in scores}
   validation_auc = sk_metrics.roc_auc_score(labels["validation"],
@@ -295,7 +296,8 @@ def _members_result(model: str, graph: str, exp: experiment.Experiment,
               "validation_auc": max(r["val_auc"] for r in history)}
              for _, history in retrained]
   result = _result(model, graph, labels["test"], scores["test"],
-                   validation_auc, start, {**details, "members": members})
+                   validation_auc, start,
+                   {**details, "retrain_members": members})
   result.scores = {split: np.round(value, 7).tolist()
                    for split, value in scores.items()}
   return result
@@ -332,7 +334,8 @@ def train_fixed(name: str, dataset: data_lib.Dataset,
     if best is None or auc > best[0]:
       best = (auc, run, state, arch, history, setting)
   _, run, state, arch, history, setting = best
-  return _test_result(name, graph, run, state, arch, history, start,
+  return _test_result(name, graph, run, state.best_weights, arch, history,
+                      start,
                       {**setting, "budget": len(tried), "grid": tried})
 
 
@@ -361,14 +364,16 @@ def search_and_retrain(name: str, dataset: data_lib.Dataset,
   retrained = []
   for member in range(int(config.retrain_ensemble_size)):
     member_keys = experiment.member_keys(keys, member)
-    retrained.append(experiment.retrain(
+    train_state, history = experiment.retrain(
         exp, experiment.retrain_state(exp, derived, member_keys),
-        derived.arch, keys=member_keys))
+        derived.arch, keys=member_keys)
+    retrained.append((train_state.best_weights, history))
   probe = exp.maker.training_batch("test", 0)
   supernet_ms = experiment.inference_milliseconds(state.weights, state.alphas,
                                                   arch, probe)
+  # One network's inference (the model runs each member once).
   derived_ms = experiment.inference_milliseconds(
-      retrained[0][0].best_weights, {}, derived.arch, probe)
+      retrained[0][0], {}, derived.arch, probe)
   details = {"budget": len(trials) or 1,
              "feature_gates": derived.feature_gates,
              "kept_features": list(derived.kept_features),
@@ -383,8 +388,8 @@ def search_and_retrain(name: str, dataset: data_lib.Dataset,
   if len(retrained) > 1:
     return _members_result(name, graph, exp, retrained, derived.arch, start,
                            details)
-  train_state, history = retrained[0]
-  return _test_result(name, graph, exp, train_state, derived.arch, history,
+  weights, history = retrained[0]
+  return _test_result(name, graph, exp, weights, derived.arch, history,
                       start, details, keep_scores=True)
 
 
@@ -421,16 +426,22 @@ def ensemble_on_validation(rows: Sequence[dict],
                     "budget": len(tried), "grid": tried})
   # Its cost is every search it chose among (counted once in the total:
   # :func:`compute_seconds`).
-  result.details["member_seconds"] = sum(r["seconds"] for r in members)
-  result.seconds += result.details["member_seconds"]
+  result.details["member_seconds"] = {r["model"]: r["seconds"]
+                                      for r in members}
+  result.seconds += sum(result.details["member_seconds"].values())
   return result
 
 
 def compute_seconds(rows: Sequence[dict]) -> float:
-  """The model compute of ``rows``, each model run counted once: an
-  ensemble row's own seconds, less the members counted in their rows."""
-  return sum(r["seconds"] - r["details"].get("member_seconds", 0.0)
-             for r in rows)
+  """The model compute of ``rows`` in seconds, each model run counted once:
+  an ensemble row counts its own seconds and those of the members whose
+  rows are not in ``rows``."""
+  present = {(r["seed"], r["model"]) for r in rows}
+  return sum(
+      r["seconds"] - sum(seconds for model, seconds in
+                         r["details"].get("member_seconds", {}).items()
+                         if (r["seed"], model) in present)
+      for r in rows)
 
 
 def default_models(has_relations: bool) -> tuple[str, ...]:

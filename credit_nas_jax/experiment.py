@@ -58,6 +58,28 @@ def run_keys(seed: int) -> dict[str, jax.Array]:
                                           len(names))))
 
 
+def member_keys(keys: dict[str, jax.Array],
+                member: int) -> dict[str, jax.Array]:
+  """The keys of member ``member`` of a retrained ensemble.
+
+  Member 0 keeps the run's keys; the others fold their index into the
+  retrain keys: their initial weights differ, and with the device sampler
+  their batch order too (the host sampler's batches follow the config's
+  seed, the same for every member).
+
+  Args:
+    keys: the run's keys (:func:`run_keys`).
+    member: the member's index, from 0.
+
+  Returns:
+    ``keys`` with the member's "retrain" and "retrain_batches".
+  """
+  if member == 0:
+    return keys
+  return {**keys, **{name: jax.random.fold_in(keys[name], member)
+                     for name in ("retrain", "retrain_batches")}}
+
+
 @dataclasses.dataclass(frozen=True)
 class Plan:
   """Static settings of a run's compiled programs (hashable).
@@ -232,6 +254,22 @@ def choose_sampler(config: ml_collections.ConfigDict,
 _POSITIVE = ("hidden_dim", "batch_size", "num_gcn_layers", "search_steps",
              "log_every", "checkpoint_every", "retrain_steps", "eval_every",
              "patience", "retrain_ensemble_size")
+
+
+def refuse_retrained_members(config: ml_collections.ConfigDict,
+                             launcher: str) -> None:
+  """Refuses ``retrain_ensemble_size`` other than 1 where ``launcher``
+  retrains one network per run.
+
+  Raises:
+    ValueError: one line naming the field and where members are averaged.
+  """
+  if config.retrain_ensemble_size != 1:
+    raise ValueError(
+        f"config.retrain_ensemble_size={config.retrain_ensemble_size}: "
+        f"{launcher} retrains one network; the evaluation "
+        "(experiments/evaluate.py) averages retrained members, and a sweep "
+        "saves an ensemble model (config.sweep_ensemble_size)")
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -666,17 +704,6 @@ def retrain(exp: Experiment, state: train_lib.TrainState,
     if on_block:
       on_block(state, record, step)
   return state, history
-
-
-def member_keys(keys: dict[str, jax.Array],
-                member: int) -> dict[str, jax.Array]:
-  """The keys of member ``member`` of a retrained ensemble: member 0 keeps
-  the run's keys; the others fold their index into the retrain keys (the
-  initial weights and the batches), so they differ only there."""
-  if member == 0:
-    return keys
-  return {**keys, **{name: jax.random.fold_in(keys[name], member)
-                     for name in ("retrain", "retrain_batches")}}
 
 
 def retrain_state(exp: Experiment, derived: search_lib.DerivedArchitecture,

@@ -364,12 +364,7 @@ def _run_experiment(config, workdir, fresh, heartbeat):
                           experiment.block_length(config),
                           os.path.join(workdir, PROFILE_DIR), writer)
   experiment.validate_config(config)
-  if config.retrain_ensemble_size != 1:
-    raise ValueError(
-        f"config.retrain_ensemble_size={config.retrain_ensemble_size}: a "
-        "search run retrains one network; the evaluation "
-        "(experiments/evaluate.py) averages retrained members, and a sweep "
-        "saves an ensemble model (config.sweep_ensemble_size)")
+  experiment.refuse_retrained_members(config, "a search run")
   prepare_workdir(config, workdir, fresh)
   start = time.perf_counter()
   heartbeat.stage("loading the dataset")

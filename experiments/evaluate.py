@@ -14,7 +14,8 @@ into --workdir/<dataset>/: seed_<k>.json (every model's test metrics, ROC
 curve and choices), results.md (mean +- std over seeds and the paired
 per-seed AUC differences of ours against each model), summary.json and
 roc.png; with several datasets also --workdir/all.md (test AUC of every
-model on every dataset). A seed file already there with the same config is
+model on every dataset). Compiled programs are kept in --workdir/xla_cache
+(--compilation_cache; delete it freely, it only saves compiles). A seed file already there with the same config is
 resumed: its finished models are kept. k-NN graphs are inductive unless
 --config.knn_graph=transductive; every baseline's validation budget is in
 results.md.
@@ -229,12 +230,15 @@ def main(argv):
   if "lightgbm" in _MODELS.value and not evaluation.lightgbm_available():
     raise app.UsageError("lightgbm is not installed: pip install -e "
                          "'.[baselines]'")
-  if _COMPILATION_CACHE.value != "none":
+  if _COMPILATION_CACHE.value == "none":
+    jax.config.update("jax_enable_compilation_cache", False)
+  else:
     cache = (_COMPILATION_CACHE.value
              or os.environ.get("JAX_COMPILATION_CACHE_DIR")
              or os.path.join(_WORKDIR.value, "xla_cache"))
     jax.config.update("jax_compilation_cache_dir", cache)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
+      jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     logging.info("compiled programs cached in %s", cache)
   summaries, minutes = {}, {}
   for name in _DATASET.value:

@@ -80,7 +80,7 @@ def _share_compilation_cache() -> None:
     _OWNED_CACHE = tempfile.mkdtemp(prefix="credit_nas_jax_xla_cache_")
     os.environ[_CACHE_ENV] = _OWNED_CACHE
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
   jax.config.update("jax_compilation_cache_dir", os.environ[_CACHE_ENV])
   jax.config.update(
       "jax_persistent_cache_min_compile_time_secs",

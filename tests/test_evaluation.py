@@ -134,10 +134,13 @@ def test_selection_uses_validation_not_test():
 
 def test_compute_counts_each_model_run_once():
   ensemble = _row(0, evaluation.ENSEMBLE, 0.8, 0.8, seconds=3.5)
-  ensemble["details"] = {"member_seconds": 3.0}  # its members' rows below
+  ensemble["details"] = {"member_seconds": {"searched": 1.0,
+                                            "searched_extended": 2.0}}
   rows = [_row(0, "searched", 0.7, 0.7, seconds=1.0),
           _row(0, "searched_extended", 0.7, 0.7, seconds=2.0), ensemble]
   assert evaluation.compute_seconds(rows) == pytest.approx(3.5)
+  # A member whose row is not there is counted through the ensemble.
+  assert evaluation.compute_seconds(rows[1:]) == pytest.approx(3.5)
 
 
 def test_launcher_writes_tables_and_resumes(tmp_path):
@@ -146,6 +149,9 @@ def test_launcher_writes_tables_and_resumes(tmp_path):
           f"--config={EVAL_CONFIG}", "--config.search_steps=10",
           "--config.arch_warmup_steps=3", "--config.retrain_steps=10",
           "--config.eval_every=5", "--config.fixed_width_ratios=(1.0,)",
+          # One retrain per searched model: the default path (the protocol
+          # test runs two).
+          "--config.retrain_ensemble_size=1",
           f"--workdir={tmp_path}")
   first = launch.run("evaluate.py", *args)
   directory = tmp_path / "synthetic"

@@ -257,3 +257,28 @@ def test_config_mistakes_are_refused_before_any_work(dataset, field, value,
   config = _config(**{field: value})
   with pytest.raises(ValueError, match=re.escape(message)):
     experiment.prepare(config, dataset)
+
+
+def test_member_keys_differ_only_in_the_retrain():
+  keys = experiment.run_keys(3)
+  assert experiment.member_keys(keys, 0) is keys
+  changed = {"retrain", "retrain_batches"}
+  for member in (1, 2):
+    other = experiment.member_keys(keys, member)
+    assert other.keys() == keys.keys()
+    for name in keys:
+      same = bool(jnp.all(jax.random.key_data(other[name])
+                          == jax.random.key_data(keys[name])))
+      assert same == (name not in changed), (member, name)
+  one, two = (experiment.member_keys(keys, m)["retrain"] for m in (1, 2))
+  assert not bool(jnp.all(jax.random.key_data(one)
+                          == jax.random.key_data(two)))
+
+
+def test_one_network_launchers_refuse_retrained_members():
+  config = test_config.get_config()
+  experiment.refuse_retrained_members(config, "a search run")  # size 1
+  config.retrain_ensemble_size = 2
+  with pytest.raises(ValueError, match=r"retrain_ensemble_size=2: a sweep "
+                     r"member retrains one network"):
+    experiment.refuse_retrained_members(config, "a sweep member")

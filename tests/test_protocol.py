@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from sklearn import metrics as sk_metrics
 
 from credit_nas_jax import evaluation
 from credit_nas_jax import model
@@ -92,15 +93,22 @@ def test_every_model_runs_on_one_seed(runs, dataset, config, models,
   assert again == rows
 
 
-def test_searched_rows_average_their_retrained_members(runs, config):
+def test_searched_rows_average_their_retrained_members(runs, config,
+                                                       dataset):
   size = config.retrain_ensemble_size
   assert size > 1  # the protocol's config exercises the members' mean
+  labels = dataset.labels[dataset.splits["validation"]]
   for name in evaluation.SEARCHED:
     row = next(r for r in runs[0] if r["model"] == name)
-    members = row["details"]["members"]
+    members = row["details"]["retrain_members"]
     assert len(members) == size
-    # Each member stopped on validation by itself; the mean is scored.
+    # Each member stopped on validation by itself, from its own weights.
     assert all(0 < m["best_step"] <= m["retrain_steps"] for m in members)
+    assert len({m["validation_auc"] for m in members}) == size, name
+    # The row is the mean of the members: its validation AUC is the mean's.
+    assert row["validation_auc"] == pytest.approx(
+        sk_metrics.roc_auc_score(labels, row["scores"]["validation"]),
+        abs=1e-6)
     assert len(row["scores"]["test"]) == row["test"]["count"]
 
 
