@@ -9,8 +9,9 @@ cores in minutes per seed.
 
 Smaller than the default search (D = 64, fanouts 5 and 3, 300 search
 steps); the number of features kept is chosen on validation, as is every
-other choice of the protocol. On 2 CPU cores one 30,000-borrower set
-(credit) takes about an hour for five seeds of every model.
+other choice of the protocol. On 2 CPU cores five seeds of every model
+take about 20 minutes on lending (9,857 borrowers) and german, about 40 on
+a 30,000-borrower set (credit, taiwan).
 """
 
 import ml_collections
