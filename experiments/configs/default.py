@@ -93,9 +93,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.retrain_weight_decay = 1e-4
   config.eval_every = 100
   config.patience = 3
-  # Retrains of the derived network from different initial weights and
-  # batches; the model is the mean of their probabilities (the evaluation's
-  # searched rows; 1: a single network).
+  # Retrains of the derived network from different initial weights (and
+  # batch order, with the device sampler); the model is the mean of their
+  # probabilities (the evaluation's searched rows; the search and sweep
+  # launchers retrain one network: 1).
   config.retrain_ensemble_size = 1
 
   # Devices: 1 runs on one device; N > 1 (or 0: all local devices) shards

@@ -29,7 +29,8 @@ def get_config() -> ml_collections.ConfigDict:
   # and the piecewise and periodic ones (the fixed networks keep linear).
   config.feature_embeddings = ("linear", "piecewise", "periodic")
   # Each searched model is the mean of three retrains of its derived
-  # network (different initial weights and batches).
+  # network (different initial weights and, with the device sampler, batch
+  # order).
   config.retrain_ensemble_size = 3
 
   # Validation budgets of the baselines: every setting below is trained and
