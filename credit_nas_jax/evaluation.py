@@ -242,24 +242,16 @@ def _seed_experiment(dataset: data_lib.Dataset,
 def _test_result(model: str, graph: str, exp: experiment.Experiment,
                  weights: chex.ArrayTree, arch: model_lib.Architecture,
                  history: list[dict], start: float,
-                 details: dict[str, Any] | None = None,
-                 keep_scores: bool = False) -> ModelResult:
-  """Scores a retrain's best weights once on test (``keep_scores``: and
-  keeps the validation and test probabilities)."""
+                 details: dict[str, Any] | None = None) -> ModelResult:
+  """Scores a retrain's best weights once on test."""
   _, scores = experiment.evaluate(exp, weights, {}, arch, "test")
   labels = exp.dataset.labels[exp.dataset.splits["test"]]
   best = max(history, key=lambda r: r["val_auc"])
-  result = _result(model, graph, labels, scores, best["val_auc"], start,
-                   {"retrain_steps": history[-1]["step"],
-                    "best_step": best["step"],
-                    "validation_aucs": [r["val_auc"] for r in history],
-                    **(details or {})})
-  if keep_scores:
-    _, validation = experiment.evaluate(exp, weights, {}, arch,
-                                        "validation")
-    result.scores = {"validation": np.round(validation, 7).tolist(),
-                     "test": np.round(scores, 7).tolist()}
-  return result
+  return _result(model, graph, labels, scores, best["val_auc"], start,
+                 {"retrain_steps": history[-1]["step"],
+                  "best_step": best["step"],
+                  "validation_aucs": [r["val_auc"] for r in history],
+                  **(details or {})})
 
 
 def fixed_grid(name: str, config: ml_collections.ConfigDict
@@ -278,10 +270,11 @@ def _members_result(model: str, graph: str, exp: experiment.Experiment,
                     retrained: Sequence[tuple[chex.ArrayTree, list[dict]]],
                     arch: model_lib.Architecture, start: float,
                     details: dict[str, Any]) -> ModelResult:
-  """A retrained ensemble of one network: the mean of its members'
+  """A derived network retrained once or more: the mean of its members'
   probabilities (``retrained``: each member's best weights on validation
-  and its history); its validation AUC is the mean's, test scored once.
-  Keeps both splits' probabilities."""
+  and its history; one member is the network itself); its validation AUC
+  is the mean's, test scored once. Keeps both splits' probabilities (the
+  ensemble's choice reads them)."""
   scores = {}
   for split in ("validation", "test"):
     scores[split] = np.mean(
@@ -343,7 +336,7 @@ def search_and_retrain(name: str, dataset: data_lib.Dataset,
                        config: ml_collections.ConfigDict, seed: int,
                        graph: str, log_path: str) -> ModelResult:
   """Ours: bilevel search, derive, retrain (``retrain_ensemble_size``
-  members, the mean of their probabilities where more than one), test."""
+  members, the mean of their probabilities), test."""
   start = time.perf_counter()
   exp = _seed_experiment(
       dataset, config, seed,
@@ -385,12 +378,8 @@ def search_and_retrain(name: str, dataset: data_lib.Dataset,
              "supernet_inference_ms": supernet_ms,
              "derived_inference_ms": derived_ms,
              "inference_speedup": supernet_ms / derived_ms}
-  if len(retrained) > 1:
-    return _members_result(name, graph, exp, retrained, derived.arch, start,
-                           details)
-  weights, history = retrained[0]
-  return _test_result(name, graph, exp, weights, derived.arch, history,
-                      start, details, keep_scores=True)
+  return _members_result(name, graph, exp, retrained, derived.arch, start,
+                         details)
 
 
 def ensemble_on_validation(rows: Sequence[dict],

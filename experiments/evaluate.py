@@ -15,8 +15,9 @@ curve and choices), results.md (mean +- std over seeds and the paired
 per-seed AUC differences of ours against each model), summary.json and
 roc.png; with several datasets also --workdir/all.md (test AUC of every
 model on every dataset). Compiled programs are kept in --workdir/xla_cache
-(--compilation_cache; delete it freely, it only saves compiles). A seed file already there with the same config is
-resumed: its finished models are kept. k-NN graphs are inductive unless
+(--compilation_cache; delete it freely, it only saves compiles). A seed
+file already there with the same config is resumed: its finished models are
+kept. k-NN graphs are inductive unless
 --config.knn_graph=transductive; every baseline's validation budget is in
 results.md.
 """
@@ -64,9 +65,8 @@ _COMPILATION_CACHE = flags.DEFINE_string(
     "compilation_cache", "",
     "Directory of XLA's persistent compilation cache (default: "
     "$JAX_COMPILATION_CACHE_DIR, else <workdir>/xla_cache; 'none' turns it "
-    "off). The seeds of a dataset run "
-    "the same programs, so every seed after the first skips most compiles; "
-    "results are unchanged.")
+    "off). The seeds of a dataset run the same programs, so every seed after "
+    "the first skips most compiles; results are unchanged.")
 _CONFIG = config_flags.DEFINE_config_file(
     "config", os.path.join(_CONFIG_DIR, "evaluate.py"),
     "Config file; override fields with --config.name=value.")

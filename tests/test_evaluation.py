@@ -149,8 +149,8 @@ def test_launcher_writes_tables_and_resumes(tmp_path):
           f"--config={EVAL_CONFIG}", "--config.search_steps=10",
           "--config.arch_warmup_steps=3", "--config.retrain_steps=10",
           "--config.eval_every=5", "--config.fixed_width_ratios=(1.0,)",
-          # One retrain per searched model: the default path (the protocol
-          # test runs two).
+          # One retrain per searched model, the default (the protocol test
+          # runs two).
           "--config.retrain_ensemble_size=1",
           f"--workdir={tmp_path}")
   first = launch.run("evaluate.py", *args)
