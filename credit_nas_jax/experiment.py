@@ -648,13 +648,26 @@ def _host_retrain_batches(exp, start, length):
   return jax.tree.map(lambda *xs: np.stack(xs), *trees)
 
 
+def eval_interval(config: ml_collections.ConfigDict,
+                  dataset: data_lib.Dataset) -> int:
+  """Retrain steps between validation evaluations: ``eval_every``, and with
+  ``config.eval_each_epoch`` at most one epoch of the training rows (german's
+  600 rows are 5 steps of 128: 100 steps would be 21 epochs, long past a
+  small table's best)."""
+  every = int(config.eval_every)
+  if config.get("eval_each_epoch", False):
+    epoch = math.ceil(dataset.splits["train"].size / int(config.batch_size))
+    every = max(1, min(every, epoch))
+  return every
+
+
 def retrain(exp: Experiment, state: train_lib.TrainState,
             arch: model_lib.Architecture, *, gates: Any = None,
             keys: dict[str, jax.Array] | None = None,
             on_block: BlockCallback | None = None
             ) -> tuple[train_lib.TrainState, list[dict]]:
   """Trains a fixed network from ``state`` with early stopping on
-  validation AUC, in blocks of ``eval_every`` steps.
+  validation AUC, in blocks of :func:`eval_interval` steps.
 
   ``gates`` fixes a supernet-shaped network's gates (a derived network as
   a masked supernet). After every block, ``on_block(state, record, step)``
@@ -669,7 +682,8 @@ def retrain(exp: Experiment, state: train_lib.TrainState,
   """
   config, plan = exp.config, exp.plan
   keys = keys or run_keys(config.seed)
-  length, total = int(config.eval_every), int(config.retrain_steps)
+  length = eval_interval(config, exp.dataset)
+  total = int(config.retrain_steps)
   start = time.perf_counter()
   history = []
   step = int(state.step)

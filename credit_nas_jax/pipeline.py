@@ -499,7 +499,8 @@ def _run_experiment(config, workdir, fresh, heartbeat):
         checkpoints.save("retrain", step, jax.device_get(train_state), {})
 
     heartbeat.stage(f"compiling the retrain ({retrain_total} steps, "
-                    f"validation every {config.eval_every})")
+                    f"validation every "
+                    f"{experiment.eval_interval(config, exp.dataset)})")
     train_state, history = experiment.retrain(
         exp, place(train_state), derived.arch, keys=keys,
         on_block=on_retrain_block)

@@ -271,16 +271,17 @@ def retrain_members(exp: experiment.Experiment, members: list[Member],
   tx = experiment.retrain_optimizer(config)
   train_states = jax.vmap(lambda key: train_lib.init_train_state(
       key, arch, tx, model_lib.init(key, arch)[0]))(keys["retrain"])
+  every = experiment.eval_interval(config, exp.dataset)
   block = jax.jit(jax.vmap(
       functools.partial(experiment._retrain_block_fn,  # pylint: disable=protected-access
                         arch=arch, plan=exp.plan,
-                        length=int(config.eval_every),
+                        length=every,
                         patience=int(config.patience)),
       in_axes=(0, None, 0, 0, None)), donate_argnums=0)
   total = int(config.retrain_steps)
   step, start = 0, time.perf_counter()
   while step < total and not bool(np.all(train_states.stopped)):
-    step = min(step + int(config.eval_every), total)
+    step = min(step + every, total)
     train_states, record = block(train_states, exp.arrays, keys, gates,
                                  jnp.int32(step))
     logging.info("sweep retrain step %d/%d: validation AUC %s; %s (the first "

@@ -199,6 +199,26 @@ def test_retrain_keeps_the_best_weights_and_stops_early(dataset):
   assert validation["auc"] == pytest.approx(aucs[best], abs=1e-5)
 
 
+def test_eval_each_epoch_caps_the_validation_interval(dataset):
+  config = _config(eval_every=100, patience=100)
+  epoch = -(-dataset.splits["train"].size // config.batch_size)
+  assert 1 < epoch < 100
+  assert experiment.eval_interval(config, dataset) == 100
+  config.eval_each_epoch = True
+  config.retrain_steps = 2 * epoch + 1
+  assert experiment.eval_interval(config, dataset) == epoch
+  config.eval_every = 1
+  assert experiment.eval_interval(config, dataset) == 1  # never raised
+  config.eval_every = 100
+  exp = experiment.prepare(config, dataset)
+  arch = experiment.supernet_for(config, dataset)
+  fixed = search.derive_architecture(
+      model.init(jax.random.key(0), arch)[1], arch, 0.5)
+  state = experiment.retrain_state(exp, fixed, experiment.run_keys(0))
+  _, history = experiment.retrain(exp, state, fixed.arch)
+  assert [r["step"] for r in history] == [epoch, 2 * epoch, 2 * epoch + 1]
+
+
 def test_early_stopping_update_counts_patience():
   weights = {"w": jnp.zeros(2)}
   state = train.TrainState(

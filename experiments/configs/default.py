@@ -92,6 +92,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.retrain_lr = 3e-3
   config.retrain_weight_decay = 1e-4
   config.eval_every = 100
+  # True: evaluate at least once an epoch of the training rows (eval_every
+  # capped at ceil(train rows / batch_size)); a small table overfits within
+  # eval_every steps.
+  config.eval_each_epoch = False
   config.patience = 3
   # Retrains of the derived network from different initial weights (and
   # batch order, with the device sampler); the model is the mean of their
