@@ -24,7 +24,9 @@ The fixed networks (mlp, gcn, graphsage) are trained over a grid of widths
 (``config.fixed_width_ratios`` of ``hidden_dim``) and weight decays
 (``config.fixed_weight_decays``; the model has no dropout) and keep the
 setting of the best validation AUC; the supernet trains once.
-* ``searched``: ours: bilevel search, derive, retrain (the patent's ops).
+* ``searched``: ours: bilevel search, derive, retrain (the patent's ops);
+  the retrain's weight decay is chosen on validation among
+  ``config.retrain_weight_decays``, as the fixed networks' is.
 * ``searched_extended``: the same over the extended space (also SAGE-style
   and no-neighbour ops).
 * ``searched_isolated``: ours on one-node graphs (no edges at all).
@@ -266,6 +268,24 @@ def fixed_grid(name: str, config: ml_collections.ConfigDict
           for d in config.fixed_weight_decays]
 
 
+def retrain_weight_decays(config: ml_collections.ConfigDict
+                          ) -> tuple[float, ...]:
+  """The weight decays a searched model's retrain chooses among on
+  validation: ``config.retrain_weight_decays``, or (empty) the one
+  ``retrain_weight_decay``."""
+  grid = tuple(config.get("retrain_weight_decays", ()))
+  return tuple(float(d) for d in grid) or (
+      float(config.retrain_weight_decay),)
+
+
+def _with_weight_decay(exp: experiment.Experiment,
+                       weight_decay: float) -> experiment.Experiment:
+  """The experiment with its retrains' decoupled weight decay replaced."""
+  config = ml_collections.ConfigDict(exp.config.to_dict())
+  config.retrain_weight_decay = float(weight_decay)
+  return dataclasses.replace(exp, config=config)
+
+
 def _members_result(model: str, graph: str, exp: experiment.Experiment,
                     retrained: Sequence[tuple[chex.ArrayTree, list[dict]]],
                     arch: model_lib.Architecture, start: float,
@@ -314,11 +334,9 @@ def train_fixed(name: str, dataset: data_lib.Dataset,
       arch = fixed_architecture(dataset, kind, config.hidden_dim,
                                 setting["width_ratio"],
                                 config.num_gcn_layers)
-    run_config = ml_collections.ConfigDict(exp.config.to_dict())
-    run_config.retrain_weight_decay = setting["weight_decay"]
-    run = dataclasses.replace(exp, config=run_config)
+    run = _with_weight_decay(exp, setting["weight_decay"])
     state = train_lib.init_train_state(
-        key, arch, experiment.retrain_optimizer(run_config))
+        key, arch, experiment.retrain_optimizer(run.config))
     state, history = experiment.retrain(run, state, arch)
     auc = max(r["val_auc"] for r in history)
     tried.append({**setting, "validation_auc": auc,
@@ -354,20 +372,39 @@ def search_and_retrain(name: str, dataset: data_lib.Dataset,
   finally:
     log.close()
   derived, trials = experiment.derive(exp, state, keys=keys)
-  retrained = []
-  for member in range(int(config.retrain_ensemble_size)):
+
+  def retrain_member(run, member):
     member_keys = experiment.member_keys(keys, member)
     train_state, history = experiment.retrain(
-        exp, experiment.retrain_state(exp, derived, member_keys),
+        run, experiment.retrain_state(run, derived, member_keys),
         derived.arch, keys=member_keys)
-    retrained.append((train_state.best_weights, history))
+    return train_state.best_weights, history
+
+  # The weight decay is chosen on the first member's validation AUC; the
+  # other members retrain with the chosen one.
+  best, decays = None, []
+  for decay in retrain_weight_decays(config):
+    run = _with_weight_decay(exp, decay)
+    first = retrain_member(run, 0)
+    best_record = max(first[1], key=lambda r: r["val_auc"])
+    decays.append({"weight_decay": decay,
+                   "validation_auc": best_record["val_auc"],
+                   "best_step": best_record["step"]})
+    if best is None or best_record["val_auc"] > best[0]:
+      best = (best_record["val_auc"], run, first)
+  _, run, first = best
+  retrained = [first] + [
+      retrain_member(run, member)
+      for member in range(1, int(config.retrain_ensemble_size))]
   probe = exp.maker.training_batch("test", 0)
   supernet_ms = experiment.inference_milliseconds(state.weights, state.alphas,
                                                   arch, probe)
   # One network's inference (the model runs each member once).
   derived_ms = experiment.inference_milliseconds(
       retrained[0][0], {}, derived.arch, probe)
-  details = {"budget": len(trials) or 1,
+  details = {"budget": (len(trials) or 1) + len(decays) - 1,
+             "weight_decay": run.config.retrain_weight_decay,
+             "weight_decays": decays,
              "feature_gates": derived.feature_gates,
              "kept_features": list(derived.kept_features),
              "chosen_ops": list(derived.chosen_ops),

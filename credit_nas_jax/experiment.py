@@ -290,6 +290,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if not config.op_ratios or any(float(r) <= 0 for r in config.op_ratios):
     raise ValueError(f"config.op_ratios={tuple(config.op_ratios)!r}: must "
                      "be positive expansion ratios")
+  decays = tuple(config.get("retrain_weight_decays", ()))
+  if any(not float(d) >= 0 for d in decays):
+    raise ValueError(f"config.retrain_weight_decays={decays!r}: must be "
+                     "weight decays >= 0 (empty: retrain_weight_decay alone)")
   for name in ("weight_lr", "arch_lr", "retrain_lr"):
     if not float(config[name]) > 0:
       raise ValueError(f"config.{name}={config[name]!r}: must be > 0")

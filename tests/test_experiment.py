@@ -180,14 +180,21 @@ def test_host_sampler_runs_the_same_blocks(dataset):
       max(r["val_auc"] for r in history), abs=1e-6)
 
 
-def test_retrain_keeps_the_best_weights_and_stops_early(dataset):
-  config = _config(retrain_steps=200, eval_every=5, patience=2,
-                   retrain_lr=0.3)
+def _threshold_network(config, dataset):
+  """The experiment, the threshold-derived network of a fresh supernet and
+  its retrain state."""
   exp = experiment.prepare(config, dataset)
   arch = experiment.supernet_for(config, dataset)
   fixed = search.derive_architecture(
       model.init(jax.random.key(0), arch)[1], arch, 0.5)
-  state = experiment.retrain_state(exp, fixed, experiment.run_keys(0))
+  return exp, fixed, experiment.retrain_state(exp, fixed,
+                                              experiment.run_keys(0))
+
+
+def test_retrain_keeps_the_best_weights_and_stops_early(dataset):
+  config = _config(retrain_steps=200, eval_every=5, patience=2,
+                   retrain_lr=0.3)
+  exp, fixed, state = _threshold_network(config, dataset)
   state, history = experiment.retrain(exp, state, fixed.arch)
   aucs = [r["val_auc"] for r in history]
   best = int(np.argmax(aucs))
@@ -210,11 +217,7 @@ def test_eval_each_epoch_caps_the_validation_interval(dataset):
   config.eval_every = 1
   assert experiment.eval_interval(config, dataset) == 1  # never raised
   config.eval_every = 100
-  exp = experiment.prepare(config, dataset)
-  arch = experiment.supernet_for(config, dataset)
-  fixed = search.derive_architecture(
-      model.init(jax.random.key(0), arch)[1], arch, 0.5)
-  state = experiment.retrain_state(exp, fixed, experiment.run_keys(0))
+  exp, fixed, state = _threshold_network(config, dataset)
   _, history = experiment.retrain(exp, state, fixed.arch)
   assert [r["step"] for r in history] == [epoch, 2 * epoch, 2 * epoch + 1]
 
@@ -271,6 +274,8 @@ def test_op_layout_follows_the_backend():
     ("op_ratios", (4.0, 0.0), "config.op_ratios=(4.0, 0.0)"),
     ("arch_lr", 0.0, "config.arch_lr=0.0"),
     ("arch_warmup_steps", 30, "config.arch_warmup_steps=30"),
+    ("retrain_weight_decays", (1e-4, -1.0),
+     "config.retrain_weight_decays=(0.0001, -1.0): must be weight decays"),
 ])
 def test_config_mistakes_are_refused_before_any_work(dataset, field, value,
                                                      message):

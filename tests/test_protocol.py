@@ -110,6 +110,15 @@ def test_searched_rows_average_their_retrained_members(runs, config,
         sk_metrics.roc_auc_score(labels, row["scores"]["validation"]),
         abs=1e-6)
     assert len(row["scores"]["test"]) == row["test"]["count"]
+    # The first member tried every decay; the best on validation was kept
+    # and the other members retrained with it.
+    decays = row["details"]["weight_decays"]
+    assert [d["weight_decay"] for d in decays] == list(
+        config.retrain_weight_decays)
+    chosen = max(decays, key=lambda d: d["validation_auc"])
+    assert row["details"]["weight_decay"] == chosen["weight_decay"]
+    assert members[0]["validation_auc"] == pytest.approx(
+        chosen["validation_auc"])
 
 
 def test_the_ensemble_is_the_best_subset_on_validation(runs):
@@ -143,10 +152,13 @@ def test_every_model_reports_its_validation_budget(runs, config):
   assert budgets["supernet"] == 1
   if "lightgbm" in budgets:
     assert budgets["lightgbm"] == len(evaluation.lightgbm_grid(config)) == 2
-  # Ours: every derive candidate scored on validation.
+  # Ours: every derive candidate, then every retrain weight decay, scored
+  # on validation.
   for name in evaluation.SEARCHED:
     row = next(r for r in runs[0] if r["model"] == name)
-    assert budgets[name] == len(row["details"]["derive_trials"]) > 1
+    assert len(row["details"]["derive_trials"]) > 1
+    assert budgets[name] == len(row["details"]["derive_trials"]) + len(
+        config.retrain_weight_decays) - 1
   # The chosen setting is the grid's best on validation.
   for row in runs[0]:
     if "grid" in row["details"]:

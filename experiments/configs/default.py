@@ -91,6 +91,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.retrain_steps = 1000
   config.retrain_lr = 3e-3
   config.retrain_weight_decay = 1e-4
+  # The evaluation's searched models: decays chosen among on validation
+  # (one retrain each; the other members use the chosen one). Empty: the
+  # one retrain_weight_decay.
+  config.retrain_weight_decays = ()
   config.eval_every = 100
   # True: evaluate at least once an epoch of the training rows (eval_every
   # capped at ceil(train rows / batch_size)); a small table overfits within

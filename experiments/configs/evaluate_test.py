@@ -22,4 +22,5 @@ def get_config() -> ml_collections.ConfigDict:
   config.fixed_width_ratios = (1.0, 2.0)
   config.fixed_weight_decays = (1e-4,)
   config.retrain_ensemble_size = 2
+  config.retrain_weight_decays = (1e-4, 1.0)
   return config
