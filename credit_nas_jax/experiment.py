@@ -256,13 +256,14 @@ _POSITIVE = ("hidden_dim", "batch_size", "num_gcn_layers", "search_steps",
              "patience", "retrain_ensemble_size")
 
 
-def refuse_retrained_members(config: ml_collections.ConfigDict,
-                             launcher: str) -> None:
-  """Refuses ``retrain_ensemble_size`` other than 1 where ``launcher``
-  retrains one network per run.
+def refuse_evaluation_settings(config: ml_collections.ConfigDict,
+                               launcher: str) -> None:
+  """Refuses the evaluation's own retrain settings where ``launcher``
+  retrains one network with one weight decay: ``retrain_ensemble_size``
+  other than 1, a ``retrain_weight_decays`` grid.
 
   Raises:
-    ValueError: one line naming the field and where members are averaged.
+    ValueError: one line naming the field and where it is used.
   """
   if config.retrain_ensemble_size != 1:
     raise ValueError(
@@ -270,6 +271,13 @@ def refuse_retrained_members(config: ml_collections.ConfigDict,
         f"{launcher} retrains one network; the evaluation "
         "(experiments/evaluate.py) averages retrained members, and a sweep "
         "saves an ensemble model (config.sweep_ensemble_size)")
+  decays = tuple(config.get("retrain_weight_decays", ()))
+  if decays:
+    raise ValueError(
+        f"config.retrain_weight_decays={decays!r}: {launcher} retrains "
+        f"with config.retrain_weight_decay ({config.retrain_weight_decay}); "
+        "the evaluation (experiments/evaluate.py) chooses among them on "
+        "validation")
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:

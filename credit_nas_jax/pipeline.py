@@ -364,7 +364,7 @@ def _run_experiment(config, workdir, fresh, heartbeat):
                           experiment.block_length(config),
                           os.path.join(workdir, PROFILE_DIR), writer)
   experiment.validate_config(config)
-  experiment.refuse_retrained_members(config, "a search run")
+  experiment.refuse_evaluation_settings(config, "a search run")
   prepare_workdir(config, workdir, fresh)
   start = time.perf_counter()
   heartbeat.stage("loading the dataset")

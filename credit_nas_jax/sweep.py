@@ -476,7 +476,7 @@ def _write_json(path: str, value: Any) -> None:
 
 def _run_sweep(config, workdir, heartbeat):
   """run_sweep under a heartbeat that names each stage."""
-  experiment.refuse_retrained_members(config, "a sweep member")
+  experiment.refuse_evaluation_settings(config, "a sweep member")
   if parallel.is_writer():
     os.makedirs(workdir, exist_ok=True)
   _write_json(os.path.join(workdir, "config.json"), config.to_dict())

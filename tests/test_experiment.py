@@ -300,10 +300,16 @@ def test_member_keys_differ_only_in_the_retrain():
                           == jax.random.key_data(two)))
 
 
-def test_one_network_launchers_refuse_retrained_members():
+def test_one_network_launchers_refuse_the_evaluations_retrain_settings():
   config = test_config.get_config()
-  experiment.refuse_retrained_members(config, "a search run")  # size 1
+  experiment.refuse_evaluation_settings(config, "a search run")  # size 1
   config.retrain_ensemble_size = 2
   with pytest.raises(ValueError, match=r"retrain_ensemble_size=2: a sweep "
                      r"member retrains one network"):
-    experiment.refuse_retrained_members(config, "a sweep member")
+    experiment.refuse_evaluation_settings(config, "a sweep member")
+  config.retrain_ensemble_size = 1
+  config.retrain_weight_decays = (1e-4, 1.0)
+  with pytest.raises(ValueError, match=r"retrain_weight_decays=\(0.0001, "
+                     r"1.0\): a search run retrains with "
+                     r"config.retrain_weight_decay"):
+    experiment.refuse_evaluation_settings(config, "a search run")
