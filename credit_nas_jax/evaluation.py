@@ -286,6 +286,27 @@ def _with_weight_decay(exp: experiment.Experiment,
   return dataclasses.replace(exp, config=config)
 
 
+def _best_on_validation(settings: Sequence[dict[str, Any]],
+                        train: Callable[[dict[str, Any]],
+                                        tuple[Any, list[dict]]]):
+  """Trains every setting (``train(setting)``: (what it trained, its
+  retrain history)) and keeps the one of the best validation AUC.
+
+  Returns:
+    (the best setting, what it trained, its history, every setting tried
+    with its validation AUC and best step).
+  """
+  best, tried = None, []
+  for setting in settings:
+    trained, history = train(setting)
+    record = max(history, key=lambda r: r["val_auc"])
+    tried.append({**setting, "validation_auc": record["val_auc"],
+                  "best_step": record["step"]})
+    if best is None or record["val_auc"] > best[0]:
+      best = (record["val_auc"], setting, trained, history)
+  return (*best[1:], tried)
+
+
 def _members_result(model: str, graph: str, exp: experiment.Experiment,
                     retrained: Sequence[tuple[chex.ArrayTree, list[dict]]],
                     arch: model_lib.Architecture, start: float,
@@ -325,8 +346,7 @@ def train_fixed(name: str, dataset: data_lib.Dataset,
   exp = _seed_experiment(dataset, config, seed, embeddings=False)
   key = jax.random.fold_in(experiment.run_keys(seed)["init"],
                            MODELS.index(name))
-  best, tried = None, []
-  for setting in fixed_grid(name, config):
+  def train(setting):
     if name == "supernet":
       arch = dataclasses.replace(exp.supernet, searchable=False)
     else:
@@ -338,13 +358,10 @@ def train_fixed(name: str, dataset: data_lib.Dataset,
     state = train_lib.init_train_state(
         key, arch, experiment.retrain_optimizer(run.config))
     state, history = experiment.retrain(run, state, arch)
-    auc = max(r["val_auc"] for r in history)
-    tried.append({**setting, "validation_auc": auc,
-                  "best_step": max(history, key=lambda r: r["val_auc"])[
-                      "step"]})
-    if best is None or auc > best[0]:
-      best = (auc, run, state, arch, history, setting)
-  _, run, state, arch, history, setting = best
+    return (run, state, arch), history
+
+  setting, (run, state, arch), history, tried = _best_on_validation(
+      fixed_grid(name, config), train)
   return _test_result(name, graph, run, state.best_weights, arch, history,
                       start,
                       {**setting, "budget": len(tried), "grid": tried})
@@ -382,18 +399,15 @@ def search_and_retrain(name: str, dataset: data_lib.Dataset,
 
   # The weight decay is chosen on the first member's validation AUC; the
   # other members retrain with the chosen one.
-  best, decays = None, []
-  for decay in retrain_weight_decays(config):
-    run = _with_weight_decay(exp, decay)
-    first = retrain_member(run, 0)
-    best_record = max(first[1], key=lambda r: r["val_auc"])
-    decays.append({"weight_decay": decay,
-                   "validation_auc": best_record["val_auc"],
-                   "best_step": best_record["step"]})
-    if best is None or best_record["val_auc"] > best[0]:
-      best = (best_record["val_auc"], run, first)
-  _, run, first = best
-  retrained = [first] + [
+  def first_member(setting):
+    run = _with_weight_decay(exp, setting["weight_decay"])
+    weights, history = retrain_member(run, 0)
+    return (run, weights), history
+
+  _, (run, weights), history, decays = _best_on_validation(
+      [{"weight_decay": d} for d in retrain_weight_decays(config)],
+      first_member)
+  retrained = [(weights, history)] + [
       retrain_member(run, member)
       for member in range(1, int(config.retrain_ensemble_size))]
   probe = exp.maker.training_batch("test", 0)
