@@ -302,6 +302,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if any(not float(d) >= 0 for d in decays):
     raise ValueError(f"config.retrain_weight_decays={decays!r}: must be "
                      "weight decays >= 0 (empty: retrain_weight_decay alone)")
+  if not float(config.get("derive_confidence", 0.0)) >= 0:
+    raise ValueError(f"config.derive_confidence={config.derive_confidence!r}"
+                     ": must be >= 0 (standard errors; 0: the plain best)")
   for name in ("weight_lr", "arch_lr", "retrain_lr"):
     if not float(config[name]) > 0:
       raise ValueError(f"config.{name}={config[name]!r}: must be > 0")
@@ -573,11 +576,27 @@ def derive(exp: Experiment, state: search_lib.SearchState, *,
   if config.derive != "validation":
     raise ValueError(f"unknown derive rule {config.derive!r}; expected one "
                      f"of {list(DERIVE_RULES)}")
+  labels = exp.dataset.labels[exp.dataset.splits["validation"]]
+  scored = {}
+
+  def scores(alphas):
+    """The supernet's validation probabilities under a candidate's gates
+    (each candidate scored once: the standard errors reuse them)."""
+    key = tuple(np.asarray(leaf).tobytes()
+                for leaf in jax.tree_util.tree_leaves(alphas))
+    if key not in scored:
+      scored[key] = evaluate(exp, state.weights, alphas, exp.supernet,
+                             "validation", keys=keys)[1]
+    return scored[key]
+
   derived, trials = search_lib.derive_by_validation(
       state.alphas, exp.supernet, config.gate_threshold,
-      lambda alphas: evaluate(exp, state.weights, alphas, exp.supernet,
-                              "validation", keys=keys)[0]["auc"],
-      min_feature_gain=float(config.derive_min_feature_gain))
+      lambda alphas: metrics_lib.classification_metrics(
+          labels, scores(alphas))["auc"],
+      min_feature_gain=float(config.derive_min_feature_gain),
+      difference_se=lambda a, b: metrics_lib.auc_difference_se(
+          labels, scores(a), scores(b)),
+      confidence=float(config.get("derive_confidence", 0.0)))
   best_ops = max((t for t in trials if "ops" in t),
                  key=lambda t: t["validation_auc"])
   logging.info("derive on validation: ops %s (AUC %.4f)",

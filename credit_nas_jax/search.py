@@ -399,7 +399,11 @@ def derive_by_validation(alphas: chex.ArrayTree,
                          validation_auc: Callable[[chex.ArrayTree], float],
                          fractions: Sequence[float] = (0.2, 0.4, 0.6, 0.8,
                                                        1.0),
-                         min_feature_gain: float = 0.0
+                         min_feature_gain: float = 0.0,
+                         difference_se: Callable[[chex.ArrayTree,
+                                                  chex.ArrayTree], float]
+                         | None = None,
+                         confidence: float = 0.0
                          ) -> tuple[DerivedArchitecture, list[dict]]:
   """Derives with the ops, the number of features and the pooled readout
   chosen on validation.
@@ -418,6 +422,15 @@ def derive_by_validation(alphas: chex.ArrayTree,
   ranks a feature by how the supernet leans on it, which can keep a column
   that carries no signal; the validation AUC tells them apart). The best
   is derived.
+
+  With ``confidence`` z > 0 and ``difference_se`` (the standard error of
+  the validation AUC difference of two candidates, on the same borrowers),
+  closing features needs evidence: the number kept is the largest whose AUC
+  is within z standard errors of the best, and a feature is dropped only if
+  its gain is below ``min_feature_gain`` by z standard errors. On a small
+  validation split most one-shot differences are noise, and choosing on
+  them picks the candidate that fits the split's noise best; on a large one
+  the errors are small and the rule is the plain best.
 
   Returns:
     (the derived architecture, every candidate with its validation AUC).
@@ -442,7 +455,15 @@ def derive_by_validation(alphas: chex.ArrayTree,
       threshold, supernet.gate_function, count)).sum())))
   order = np.argsort(-feature_gates, kind="stable")
   readouts = (True, False) if supernet.readout_searchable else (None,)
-  trials = []
+  if confidence < 0:
+    raise ValueError(f"confidence must be >= 0, got {confidence}")
+  sure = confidence > 0 and difference_se is not None
+
+  def margin(a, b):
+    """z standard errors of the AUC difference of candidates a and b."""
+    return confidence * float(difference_se(a, b)) if sure else 0.0
+
+  trials, candidate_alphas = [], []
   for k in sorted(candidates):
     closed = np.asarray(alphas["features"]).copy()
     closed[order[k:]] = _CLOSED
@@ -452,7 +473,18 @@ def derive_by_validation(alphas: chex.ArrayTree,
         trial["readout"] = jnp.full_like(alphas["readout"], _CLOSED)
       trials.append({"num_features": k, "pooled_readout": pooled,
                      "validation_auc": float(validation_auc(trial))})
-  best = max(trials, key=lambda t: (t["validation_auc"], -t["num_features"]))
+      candidate_alphas.append(trial)
+  top = max(range(len(trials)),
+            key=lambda i: (trials[i]["validation_auc"],
+                           -trials[i]["num_features"]))
+  best = trials[top]
+  if sure:
+    # The most features whose AUC is not surely below the best's.
+    level = [i for i, t in enumerate(trials)
+             if t["validation_auc"] >= best["validation_auc"] - margin(
+                 candidate_alphas[top], candidate_alphas[i])]
+    best = max((trials[i] for i in level),
+               key=lambda t: (t["num_features"], t["validation_auc"]))
   kept = list(np.sort(order[:best["num_features"]]))
   base = np.asarray(alphas["features"]).copy()
   base[order[best["num_features"]:]] = _CLOSED
@@ -474,8 +506,13 @@ def derive_by_validation(alphas: chex.ArrayTree,
       auc = float(validation_auc(dict(best_alphas,
                                       features=jnp.asarray(closed))))
       gains[name] = best["validation_auc"] - auc
-      trials.append({"closed_feature": name, "validation_auc": auc,
-                     "gain": gains[name]})
+      trial = {"closed_feature": name, "validation_auc": auc,
+               "gain": gains[name]}
+      if sure:
+        trial["gain_se"] = float(difference_se(
+            best_alphas, dict(best_alphas, features=jnp.asarray(closed))))
+        gains[name] += confidence * trial["gain_se"]
+      trials.append(trial)
     weak = [n for n in features if gains[n] < min_feature_gain]
     if len(weak) == len(features):  # keep the feature that matters most
       weak.remove(max(weak, key=gains.get))

@@ -276,6 +276,7 @@ def test_op_layout_follows_the_backend():
     ("arch_warmup_steps", 30, "config.arch_warmup_steps=30"),
     ("retrain_weight_decays", (1e-4, -1.0),
      "config.retrain_weight_decays=(0.0001, -1.0): must be weight decays"),
+    ("derive_confidence", -1.0, "config.derive_confidence=-1.0: must be >= 0"),
 ])
 def test_config_mistakes_are_refused_before_any_work(dataset, field, value,
                                                      message):

@@ -44,3 +44,36 @@ def test_perfect_and_inverted():
 def test_one_class_is_an_error():
   with pytest.raises(ValueError, match="both good and bad"):
     metrics.classification_metrics(np.ones(3), np.array([.1, .2, .3]))
+
+
+def _pairwise_difference_se(labels, a, b):
+  """DeLong's error from its definition: placements over every pair."""
+  def placements(scores):
+    good, bad = scores[labels == 1], scores[labels == 0]
+    psi = (good[:, None] > bad[None, :]) + 0.5 * (good[:, None]
+                                                  == bad[None, :])
+    return psi.mean(axis=1), psi.mean(axis=0)
+  (good_a, bad_a), (good_b, bad_b) = placements(a), placements(b)
+  return np.sqrt(np.var(good_a - good_b, ddof=1) / good_a.size
+                 + np.var(bad_a - bad_b, ddof=1) / bad_a.size)
+
+
+def test_auc_difference_se_against_its_definition_and_a_bootstrap():
+  rng = np.random.default_rng(1)
+  labels = rng.integers(0, 2, 400)
+  a = (labels + rng.normal(size=400)).round(1)  # ties included
+  b = a + 0.7 * rng.normal(size=400)
+  se = metrics.auc_difference_se(labels, a, b)
+  assert se == pytest.approx(_pairwise_difference_se(labels, a, b))
+  boots = []
+  for _ in range(1000):
+    rows = rng.integers(0, 400, 400)
+    boots.append(_pairwise_auc(labels[rows], a[rows])
+                 - _pairwise_auc(labels[rows], b[rows]))
+  assert se == pytest.approx(np.std(boots), rel=0.15)
+  assert metrics.auc_difference_se(labels, a, a) == 0.0
+  # A small change of the scores is known better than a large one.
+  assert metrics.auc_difference_se(labels, a, a + 0.05 * rng.normal(
+      size=400)) < se / 3
+  with pytest.raises(ValueError, match="two good and two bad"):
+    metrics.auc_difference_se(np.array([1, 1, 1, 0]), a[:4], b[:4])

@@ -85,6 +85,10 @@ def test_every_model_runs_on_one_seed(runs, dataset, config, models,
   assert extended["readout_gate"] is not None
   # Every op combination and feature count was scored on validation.
   assert len([t for t in extended["derive_trials"] if "ops" in t]) == 25
+  # Features close on evidence: every drop candidate has its error.
+  assert config.derive_confidence > 0
+  closing = [t for t in extended["derive_trials"] if "closed_feature" in t]
+  assert closing and all(t["gain_se"] >= 0 for t in closing)
   assert by_model["searched"]["details"]["readout_gate"] is None
   # Finished models are kept as they are when a seed is resumed.
   again = evaluation.evaluate_seed(dataset, config, 0, models, "relations",

@@ -276,6 +276,46 @@ def test_derive_by_validation_drops_a_feature_that_adds_nothing():
   assert "noise" in unchanged.kept_features
 
 
+def test_derive_by_validation_closes_features_only_on_evidence():
+  """With a confidence, a gain or a loss within noise keeps the feature."""
+  arch = model.supernet_architecture(
+      (0, 1, 2, 3, 4), tuple("abcde"), hidden_dim=4, op_ratios=(2, 1))
+  alphas = {"features": jnp.array([3.0, 2.0, 1.0, 0.0, -1.0]),
+            "ops": jnp.zeros((2, 2))}
+  # Closing "e" looks better (+0.01), but within the noise; "d" costs
+  # nothing and its AUC difference is known to 0.0001: it goes either way.
+  effect = {"a": 0.1, "b": 0.05, "c": 0.02, "d": 0.0, "e": -0.01}
+  noise = {"a": 0.01, "b": 0.01, "c": 0.01, "d": 0.0001, "e": 0.02}
+
+  def open_features(trial):
+    return [n for n, alpha in zip("abcde", np.asarray(trial["features"]))
+            if alpha > -100]
+
+  def validation_auc(trial):
+    return 0.5 + sum(effect[n] for n in open_features(trial))
+
+  def difference_se(one, other):
+    changed = set(open_features(one)) ^ set(open_features(other))
+    return float(np.sqrt(sum(noise[n] ** 2 for n in changed)))
+
+  plain, _ = search.derive_by_validation(
+      alphas, arch, 0.5, validation_auc, fractions=(0.8, 1.0),
+      min_feature_gain=0.001, difference_se=difference_se)
+  assert plain.kept_features == ("a", "b", "c")  # the best four, less "d"
+  sure, trials = search.derive_by_validation(
+      alphas, arch, 0.5, validation_auc, fractions=(0.8, 1.0),
+      min_feature_gain=0.001, difference_se=difference_se, confidence=2.0)
+  # All five: the best four are within 2 x 0.02 of all five; then "e"'s
+  # gain of -0.01 +- 0.02 and "c"'s are not sure; "d" costs surely nothing.
+  assert sure.kept_features == ("a", "b", "c", "e")
+  gain_se = {t["closed_feature"]: t["gain_se"] for t in trials
+             if "closed_feature" in t}
+  assert gain_se["e"] == pytest.approx(0.02)
+  with pytest.raises(ValueError, match="confidence"):
+    search.derive_by_validation(alphas, arch, 0.5, validation_auc,
+                                difference_se=difference_se, confidence=-1)
+
+
 def test_derive_by_validation_closes_a_feature_with_all_its_embeddings():
   """Two embeddings of one feature stand in for each other: either alone
   can be closed for free, both together cost the signal."""

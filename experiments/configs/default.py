@@ -86,6 +86,11 @@ def get_config() -> ml_collections.ConfigDict:
   # Derive on validation: a kept feature whose closing costs less than this
   # validation AUC is dropped (0: never).
   config.derive_min_feature_gain = 0.001
+  # Derive on validation: z > 0 closes features only on evidence (the
+  # number kept: the most within z standard errors of the best AUC; a
+  # feature: dropped if its gain is below the minimum by z standard errors;
+  # DeLong's paired errors). 0: the plain best.
+  config.derive_confidence = 0.0
 
   # Retrain of the derived network.
   config.retrain_steps = 1000

@@ -12,6 +12,7 @@ from experiments.configs import test
 def get_config() -> ml_collections.ConfigDict:
   config = test.get_config()
   config.derive = "validation"
+  config.derive_confidence = 2.0
   config.feature_embeddings = ("linear", "piecewise", "periodic")
   config.embedding_bins = 4
   config.embedding_frequencies = 2
