@@ -582,8 +582,9 @@ def derive(exp: Experiment, state: search_lib.SearchState, *,
   def scores(alphas):
     """The supernet's validation probabilities under a candidate's gates
     (each candidate scored once: the standard errors reuse them)."""
-    key = tuple(np.asarray(leaf).tobytes()
-                for leaf in jax.tree_util.tree_leaves(alphas))
+    leaves, treedef = jax.tree_util.tree_flatten(alphas)
+    key = (treedef, *((np.asarray(leaf).dtype.str, np.shape(leaf),
+                       np.asarray(leaf).tobytes()) for leaf in leaves))
     if key not in scored:
       scored[key] = evaluate(exp, state.weights, alphas, exp.supernet,
                              "validation", keys=keys)[1]

@@ -426,8 +426,9 @@ def derive_by_validation(alphas: chex.ArrayTree,
   With ``confidence`` z > 0 and ``difference_se`` (the standard error of
   the validation AUC difference of two candidates, on the same borrowers),
   closing features needs evidence: the number kept is the largest whose AUC
-  is within z standard errors of the best, and a feature is dropped only if
-  its gain is below ``min_feature_gain`` by z standard errors. On a small
+  is within z standard errors of the best (with its better readout, where
+  that is searched), and a feature is dropped only if its gain plus z
+  standard errors is below ``min_feature_gain``. On a small
   validation split most one-shot differences are noise, and choosing on
   them picks the candidate that fits the split's noise best; on a large one
   the errors are small and the rule is the plain best.
@@ -435,6 +436,11 @@ def derive_by_validation(alphas: chex.ArrayTree,
   Returns:
     (the derived architecture, every candidate with its validation AUC).
   """
+  if not confidence >= 0:
+    raise ValueError(f"confidence must be >= 0, got {confidence}")
+  if confidence > 0 and difference_se is None:
+    raise ValueError("a confidence needs difference_se, the standard error "
+                     "of two candidates' AUC difference")
   alphas = dict(alphas)
   op_trials = []
   num_layers, num_ops = np.asarray(alphas["ops"]).shape
@@ -455,9 +461,7 @@ def derive_by_validation(alphas: chex.ArrayTree,
       threshold, supernet.gate_function, count)).sum())))
   order = np.argsort(-feature_gates, kind="stable")
   readouts = (True, False) if supernet.readout_searchable else (None,)
-  if confidence < 0:
-    raise ValueError(f"confidence must be >= 0, got {confidence}")
-  sure = confidence > 0 and difference_se is not None
+  sure = confidence > 0
 
   def margin(a, b):
     """z standard errors of the AUC difference of candidates a and b."""
@@ -497,7 +501,7 @@ def derive_by_validation(alphas: chex.ArrayTree,
     features.setdefault(model_lib.feature_of(supernet.group_names[group]),
                         []).append(group)
   if min_feature_gain > 0 and len(features) > 1:
-    gains = {}
+    gains, bounds = {}, {}
     for name, groups in features.items():
       # A feature's embeddings stand in for one another: closed one at a
       # time, each would look dispensable; the feature is closed whole.
@@ -508,12 +512,14 @@ def derive_by_validation(alphas: chex.ArrayTree,
       gains[name] = best["validation_auc"] - auc
       trial = {"closed_feature": name, "validation_auc": auc,
                "gain": gains[name]}
+      # The gain's upper bound: the feature goes if even that is small.
+      bounds[name] = gains[name]
       if sure:
         trial["gain_se"] = float(difference_se(
             best_alphas, dict(best_alphas, features=jnp.asarray(closed))))
-        gains[name] += confidence * trial["gain_se"]
+        bounds[name] += confidence * trial["gain_se"]
       trials.append(trial)
-    weak = [n for n in features if gains[n] < min_feature_gain]
+    weak = [n for n in features if bounds[n] < min_feature_gain]
     if len(weak) == len(features):  # keep the feature that matters most
       weak.remove(max(weak, key=gains.get))
     dropped = [g for n in weak for g in features[n]]

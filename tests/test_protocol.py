@@ -85,10 +85,18 @@ def test_every_model_runs_on_one_seed(runs, dataset, config, models,
   assert extended["readout_gate"] is not None
   # Every op combination and feature count was scored on validation.
   assert len([t for t in extended["derive_trials"] if "ops" in t]) == 25
-  # Features close on evidence: every drop candidate has its error.
-  assert config.derive_confidence > 0
+  # Features close on evidence: a feature went if and only if its gain plus
+  # z standard errors is below the minimum gain.
+  z, least = config.derive_confidence, config.derive_min_feature_gain
+  assert z > 0 and least > 0
   closing = [t for t in extended["derive_trials"] if "closed_feature" in t]
-  assert closing and all(t["gain_se"] >= 0 for t in closing)
+  assert closing and any(t["gain_se"] > 0 for t in closing)
+  bounds = {t["closed_feature"]: t["gain"] + z * t["gain_se"]
+            for t in closing}
+  kept = {model.feature_of(n) for n in extended["kept_features"]}
+  if any(bound >= least for bound in bounds.values()):  # not all weak
+    assert {n for n, bound in bounds.items() if bound >= least} == (
+        kept & set(bounds))
   assert by_model["searched"]["details"]["readout_gate"] is None
   # Finished models are kept as they are when a seed is resumed.
   again = evaluation.evaluate_seed(dataset, config, 0, models, "relations",

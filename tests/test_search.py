@@ -306,7 +306,7 @@ def test_derive_by_validation_closes_features_only_on_evidence():
       alphas, arch, 0.5, validation_auc, fractions=(0.8, 1.0),
       min_feature_gain=0.001, difference_se=difference_se, confidence=2.0)
   # All five: the best four are within 2 x 0.02 of all five; then "e"'s
-  # gain of -0.01 +- 0.02 and "c"'s are not sure; "d" costs surely nothing.
+  # gain of -0.01 +- 0.02 is not surely small; "d" costs surely nothing.
   assert sure.kept_features == ("a", "b", "c", "e")
   gain_se = {t["closed_feature"]: t["gain_se"] for t in trials
              if "closed_feature" in t}
@@ -314,6 +314,16 @@ def test_derive_by_validation_closes_features_only_on_evidence():
   with pytest.raises(ValueError, match="confidence"):
     search.derive_by_validation(alphas, arch, 0.5, validation_auc,
                                 difference_se=difference_se, confidence=-1)
+  with pytest.raises(ValueError, match="needs difference_se"):
+    search.derive_by_validation(alphas, arch, 0.5, validation_auc,
+                                confidence=2.0)
+  # Every feature weak: the one of the largest gain stays, not the one of
+  # the largest upper bound ("e": -0.01 + 2 x 0.08 against "a"'s 0.12).
+  noise["e"] = 0.08
+  lone, _ = search.derive_by_validation(
+      alphas, arch, 0.5, validation_auc, fractions=(1.0,),
+      min_feature_gain=1.0, difference_se=difference_se, confidence=2.0)
+  assert lone.kept_features == ("a",)
 
 
 def test_derive_by_validation_closes_a_feature_with_all_its_embeddings():

@@ -8,8 +8,8 @@ cores in minutes per seed.
       --config.bad_value=1
 
 Smaller than the default search (D = 64, fanouts 5 and 3, 300 search
-steps); the derived network is chosen on validation, as is every other
-choice of the protocol, and closes features only on evidence. On 2 CPU cores five seeds of every model
+steps); the derived network is chosen on validation, as is every
+other choice of the protocol; features close only on evidence. On 2 CPU cores five seeds of every model
 take about 9 minutes on german (1,000 borrowers), 28 on lending (9,857),
 29 on credit and about 39 on taiwan (30,000 each).
 """
@@ -25,10 +25,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.fanouts = (5, 3)
   config.search_steps = 300
   config.derive = "validation"
-  # Features close only on evidence: fewer features than the most within 2
-  # standard errors of the best validation AUC, and a feature whose gain is
-  # not surely below derive_min_feature_gain, are kept (200 validation rows
-  # on german cannot tell most one-shot candidates apart).
+  # Features close only on evidence: the derive keeps the most features
+  # within 2 standard errors of the best validation AUC, and drops a feature
+  # only if its gain + 2 standard errors < derive_min_feature_gain (200
+  # validation rows on german cannot tell most candidates apart).
   config.derive_confidence = 2.0
   # Ours chooses, per numeric feature, among the patent's linear embedding
   # and the piecewise and periodic ones (the fixed networks keep linear).
