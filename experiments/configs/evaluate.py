@@ -9,9 +9,10 @@ cores in minutes per seed.
 
 Smaller than the default search (D = 64, fanouts 5 and 3, 300 search
 steps); the derived network is chosen on validation, as is every
-other choice of the protocol; features close only on evidence. On 2 CPU cores five seeds of every model
-take about 9 minutes on german (1,000 borrowers), 28 on lending (9,857),
-29 on credit and about 39 on taiwan (30,000 each).
+other choice of the protocol; features close only on evidence. On 2 CPU
+cores five seeds of every model take about 12 minutes on german (1,000
+borrowers), 29 on lending (9,857), 29 on credit and about 39 on taiwan
+(30,000 each).
 """
 
 import ml_collections
