@@ -462,11 +462,6 @@ def derive_by_validation(alphas: chex.ArrayTree,
   order = np.argsort(-feature_gates, kind="stable")
   readouts = (True, False) if supernet.readout_searchable else (None,)
   sure = confidence > 0
-
-  def margin(a, b):
-    """z standard errors of the AUC difference of candidates a and b."""
-    return confidence * float(difference_se(a, b)) if sure else 0.0
-
   trials, candidate_alphas = [], []
   for k in sorted(candidates):
     closed = np.asarray(alphas["features"]).copy()
@@ -485,8 +480,9 @@ def derive_by_validation(alphas: chex.ArrayTree,
   if sure:
     # The most features whose AUC is not surely below the best's.
     level = [i for i, t in enumerate(trials)
-             if t["validation_auc"] >= best["validation_auc"] - margin(
-                 candidate_alphas[top], candidate_alphas[i])]
+             if t["validation_auc"] >= best["validation_auc"]
+             - confidence * float(difference_se(candidate_alphas[top],
+                                                candidate_alphas[i]))]
     best = max((trials[i] for i in level),
                key=lambda t: (t["num_features"], t["validation_auc"]))
   kept = list(np.sort(order[:best["num_features"]]))
