@@ -74,7 +74,6 @@ from credit_nas_jax import metrics as metrics_lib
 from credit_nas_jax import model as model_lib
 from credit_nas_jax import pipeline
 from credit_nas_jax import search as search_lib
-from credit_nas_jax import train as train_lib
 
 MODELS = ("logistic_regression", "lightgbm", "mlp", "gcn", "graphsage",
           "supernet", "searched", "searched_extended", "searched_isolated",
@@ -355,8 +354,7 @@ def train_fixed(name: str, dataset: data_lib.Dataset,
                                 setting["width_ratio"],
                                 config.num_gcn_layers)
     run = _with_weight_decay(exp, setting["weight_decay"])
-    state = train_lib.init_train_state(
-        key, arch, experiment.retrain_optimizer(run.config))
+    state = experiment.init_retrain_state(run.config, key, arch)
     state, history = experiment.retrain(run, state, arch)
     return (run, state, arch), history
 

@@ -609,19 +609,24 @@ def derive(exp: Experiment, state: search_lib.SearchState, *,
 
 
 @functools.cache
-def _adamw(learning_rate: float,
-           weight_decay: float) -> optax.GradientTransformation:
-  return optax.adamw(learning_rate, weight_decay=weight_decay)
+def retrain_optimizer() -> optax.GradientTransformation:
+  """AdamW with its learning rate and weight decay injected: they are values
+  of the train state (:func:`init_retrain_state`), not static, so retrains
+  of one network at any setting share one compiled program."""
+  return optax.inject_hyperparams(optax.adamw)(learning_rate=0.0,
+                                               weight_decay=0.0)
 
 
-def retrain_optimizer(config: ml_collections.ConfigDict
-                      ) -> optax.GradientTransformation:
-  """AdamW with the config's retrain learning rate and weight decay.
-
-  One object per setting: the optimizer is a static field of the train
-  state, so a new object would compile every retrain program anew.
-  """
-  return _adamw(float(config.retrain_lr), float(config.retrain_weight_decay))
+def init_retrain_state(config: ml_collections.ConfigDict, key: jax.Array,
+                       arch: model_lib.Architecture,
+                       weights: chex.ArrayTree | None = None
+                       ) -> train_lib.TrainState:
+  """A train state for ``arch`` (fresh weights from ``key``, or
+  ``weights``) with the config's retrain learning rate and weight decay."""
+  return train_lib.init_train_state(
+      key, arch, retrain_optimizer(), weights,
+      learning_rate=float(config.retrain_lr),
+      weight_decay=float(config.retrain_weight_decay))
 
 
 def _retrain_block_fn(state: train_lib.TrainState, arrays, keys, gates,
@@ -758,8 +763,8 @@ def retrain_state(exp: Experiment, derived: search_lib.DerivedArchitecture,
   supernet initialised with the retrain key, so a sweep that retrains the
   masked supernet from the same key starts from the same weights."""
   weights, _ = model_lib.init(keys["retrain"], exp.supernet)
-  return train_lib.init_train_state(
-      keys["retrain"], derived.arch, retrain_optimizer(exp.config),
+  return init_retrain_state(
+      exp.config, keys["retrain"], derived.arch,
       search_lib.slice_weights(weights, exp.supernet, derived))
 
 

@@ -90,7 +90,10 @@ def optimizers() -> tuple[optax.GradientTransformation,
   return weight_tx, arch_tx
 
 
-def _with_hyperparams(opt_state, **values):
+def with_hyperparams(opt_state, **values):
+  """An injected optimizer's state (``optax.inject_hyperparams``) with
+  ``values`` set: hyperparameters that are state, not static, so one
+  compiled step serves every setting."""
   hyperparams = dict(opt_state.hyperparams)
   for name, value in values.items():
     hyperparams[name] = jnp.asarray(value, dtype=jnp.float32)
@@ -111,10 +114,10 @@ def init_search_state(key: jax.Array, arch: model_lib.Architecture,
     raise ValueError(f"missing hyperparameters {missing}")
   weight_tx, arch_tx = optimizers()
   weights, alphas = model_lib.init(key, arch)
-  weight_opt_state = _with_hyperparams(
+  weight_opt_state = with_hyperparams(
       weight_tx.init(weights), learning_rate=hyperparameters["weight_lr"],
       weight_decay=hyperparameters["weight_decay"])
-  arch_opt_state = _with_hyperparams(
+  arch_opt_state = with_hyperparams(
       arch_tx.init(alphas), learning_rate=hyperparameters["arch_lr"],
       weight_decay=hyperparameters["arch_weight_decay"])
   return SearchState(

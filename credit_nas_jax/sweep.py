@@ -268,9 +268,8 @@ def retrain_members(exp: experiment.Experiment, members: list[Member],
   thresholds = jnp.asarray([m.settings["gate_threshold"] for m in members])
   gates = jax.vmap(lambda a, t: search_lib.threshold_gates(a, arch, t))(
       states.alphas, thresholds)
-  tx = experiment.retrain_optimizer(config)
-  train_states = jax.vmap(lambda key: train_lib.init_train_state(
-      key, arch, tx, model_lib.init(key, arch)[0]))(keys["retrain"])
+  train_states = jax.vmap(lambda key: experiment.init_retrain_state(
+      config, key, arch, model_lib.init(key, arch)[0]))(keys["retrain"])
   every = experiment.eval_interval(config, exp.dataset)
   block = jax.jit(jax.vmap(
       functools.partial(experiment._retrain_block_fn,  # pylint: disable=protected-access

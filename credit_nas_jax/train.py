@@ -45,12 +45,20 @@ class TrainState(struct.PyTreeNode):
 
 def init_train_state(key: jax.Array, arch: model_lib.Architecture,
                      tx: optax.GradientTransformation,
-                     weights: chex.ArrayTree | None = None) -> TrainState:
-  """Fresh weights for ``arch`` (trained from scratch), or ``weights``."""
+                     weights: chex.ArrayTree | None = None,
+                     **hyperparams: float) -> TrainState:
+  """Fresh weights for ``arch`` (trained from scratch), or ``weights``.
+
+  ``hyperparams`` set the values of an injected optimizer
+  (``optax.inject_hyperparams``: learning rate, weight decay).
+  """
   if weights is None:
     weights, _ = model_lib.init(key, arch)
+  opt_state = tx.init(weights)
+  if hyperparams:
+    opt_state = search_lib.with_hyperparams(opt_state, **hyperparams)
   return TrainState(step=jnp.zeros((), jnp.int32), weights=weights,
-                    opt_state=tx.init(weights),
+                    opt_state=opt_state,
                     nonfinite_step=jnp.full((), -1, jnp.int32),
                     best_weights=jax.tree.map(jnp.copy, weights),
                     best_auc=jnp.full((), -jnp.inf, jnp.float32),
