@@ -543,7 +543,7 @@ def split_logits(exp: Experiment, weights: chex.ArrayTree,
         arch=arch, plan=plan), np.float64)
   out = []
   for batch in exp.maker.evaluation_batches(split):
-    logits = search_lib.predict_step(weights, alphas, batch, arch)
+    logits = search_lib.predict_step(weights, alphas, batch, arch, gates)
     out.append(np.asarray(logits)[batch.globals["borrower"] >= 0])
   return np.concatenate(out).astype(np.float64)
 
@@ -577,17 +577,37 @@ def derive(exp: Experiment, state: search_lib.SearchState, *,
     raise ValueError(f"unknown derive rule {config.derive!r}; expected one "
                      f"of {list(DERIVE_RULES)}")
   labels = exp.dataset.labels[exp.dataset.splits["validation"]]
-  scored = {}
+  scored, networks = {}, {}
 
   def scores(alphas):
     """The supernet's validation probabilities under a candidate's gates
-    (each candidate scored once: the standard errors reuse them)."""
+    (each candidate scored once: the standard errors reuse them).
+
+    Every candidate has one op a layer. A combination of ops scored a
+    second time (the chosen one: every feature and readout candidate
+    has it) is scored on the supernet cut to those ops, the same function
+    without the closed ops' work, compiled once; the op candidates, each
+    scored once, share the supernet's program.
+    """
     leaves, treedef = jax.tree_util.tree_flatten(alphas)
     key = (treedef, *((np.asarray(leaf).dtype.str, np.shape(leaf),
                        np.asarray(leaf).tobytes()) for leaf in leaves))
-    if key not in scored:
+    if key in scored:
+      return scored[key]
+    ops = search_lib.open_ops(alphas)
+    if ops is not None and ops in networks:
+      if networks[ops] is None:
+        networks[ops] = search_lib.one_op_network(alphas, state.weights,
+                                                  exp.supernet, ops)
+      arch, weights = networks[ops]
+      scored[key] = evaluate(
+          exp, weights, {}, arch, "validation", keys=keys,
+          gates=search_lib.one_op_gates(alphas, exp.supernet, ops))[1]
+    else:
       scored[key] = evaluate(exp, state.weights, alphas, exp.supernet,
                              "validation", keys=keys)[1]
+      if ops is not None:
+        networks.setdefault(ops, None)  # cut if scored again
     return scored[key]
 
   derived, trials = search_lib.derive_by_validation(

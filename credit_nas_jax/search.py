@@ -273,9 +273,11 @@ search_step = jax.jit(
 
 def predict_logits(weights: chex.ArrayTree, alphas: chex.ArrayTree,
                    graphs: jraph.GraphsTuple,
-                   arch: model_lib.Architecture) -> jax.Array:
-  """Logits of every graph of a padded batch (padding graphs included)."""
-  return model_lib.apply(weights, alphas, graphs, arch)
+                   arch: model_lib.Architecture,
+                   gates: dict[str, jax.Array] | None = None) -> jax.Array:
+  """Logits of every graph of a padded batch (padding graphs included);
+  ``gates`` fix the gates (see :func:`model.apply`)."""
+  return model_lib.apply(weights, alphas, graphs, arch, gates)
 
 
 predict_step = jax.jit(predict_logits, static_argnames=("arch",))
@@ -604,3 +606,42 @@ def slice_weights(weights: chex.ArrayTree, supernet: model_lib.Architecture,
   if not derived.arch.pooled_readout:
     head["w1"] = head["w1"][:supernet.hidden_dim]
   return {"feature_embed": embed, "gcn": layers, "head": head}
+
+
+def open_ops(alphas: chex.ArrayTree) -> tuple[int, ...] | None:
+  """The open op of every layer of a derive candidate's alphas (the others
+  closed), or None where some layer has more than one open."""
+  is_open = np.asarray(alphas["ops"]) > _CLOSED / 2
+  if (is_open.sum(axis=1) != 1).any():
+    return None
+  return tuple(int(j) for j in is_open.argmax(axis=1))
+
+
+def one_op_network(alphas: chex.ArrayTree, weights: chex.ArrayTree,
+                   supernet: model_lib.Architecture, ops: Sequence[int]
+                   ) -> tuple[model_lib.Architecture, chex.ArrayTree]:
+  """The supernet cut to one op a layer (``ops``: an op index per layer),
+  every feature and the readout kept: (its architecture, its weights).
+
+  Under :func:`one_op_gates` it computes what the supernet computes with
+  every other op's gate closed, without running the closed ops: the
+  derive scores its feature and readout candidates on it.
+  """
+  every = range(supernet.num_groups)
+  cut = derive_architecture(
+      alphas, supernet, 0.0, ops=ops, features=every,
+      pooled_readout=True if supernet.readout_searchable else None)
+  return cut.arch, slice_weights(weights, supernet, cut)
+
+
+def one_op_gates(alphas: chex.ArrayTree, supernet: model_lib.Architecture,
+                 ops: Sequence[int]) -> dict[str, jax.Array]:
+  """A candidate's gates on :func:`one_op_network`: its feature and readout
+  gates, and each layer's gate of its one op (the values the supernet
+  gives them, softmax shares included)."""
+  gates = model_lib.gate_values(alphas, supernet.gate_function)
+  cut = {"features": gates["features"],
+         "ops": [gates["ops"][layer, j:j + 1] for layer, j in enumerate(ops)]}
+  if supernet.readout_searchable:
+    cut["readout"] = gates["readout"]
+  return cut

@@ -72,6 +72,61 @@ def test_derived_network_equals_its_masked_supernet(dataset, extended, ops,
   chex.assert_trees_all_close(masked, compact, atol=1e-5)
 
 
+@pytest.mark.highest_matmul_precision
+@pytest.mark.parametrize("extended,ops,gate_function,pooled", [
+    (False, (0, 1), "sigmoid", True), (False, (2, 0), "softmax", True),
+    (True, (3, 4), "sigmoid", False), (True, (4, 0), "softmax", True),
+    (True, (1, 3), "softmax", False)])
+def test_one_op_network_computes_its_candidate_on_the_supernet(
+    dataset, extended, ops, gate_function, pooled):
+  arch = dataclasses.replace(_supernet(dataset, extended),
+                             gate_function=gate_function)
+  weights, alphas = model.init(jax.random.key(0), arch)
+  alphas = jax.tree.map(
+      lambda a: np.array(jax.random.normal(jax.random.key(4), a.shape)),
+      alphas)
+  closed = search._CLOSED  # pylint: disable=protected-access
+  alphas["ops"] = np.full_like(alphas["ops"], closed)
+  alphas["ops"][np.arange(len(ops)), ops] = 0.7
+  alphas["features"][::3] = closed  # a candidate with features closed
+  if not pooled:
+    alphas["readout"] = np.full_like(alphas["readout"], closed)
+  assert search.open_ops(alphas) == ops
+  batch = data.BatchMaker(dataset, 16, (4, 2), 0).training_batch("train", 0)
+  cut, cut_weights = search.one_op_network(alphas, weights, arch, ops)
+  assert [len(widths) for widths in cut.layer_ops] == [1, 1]
+  chex.assert_trees_all_close(
+      model.apply(cut_weights, {}, batch, cut,
+                  search.one_op_gates(alphas, arch, ops)),
+      model.apply(weights, alphas, batch, arch), atol=1e-5)
+  alphas["ops"][0] = 0.0  # every op of the first layer open
+  assert search.open_ops(alphas) is None
+
+
+@pytest.mark.highest_matmul_precision
+@pytest.mark.parametrize("sampler", ["device", "host"])
+def test_derive_scores_what_the_supernet_scores(dataset, sampler):
+  """The derive's candidates scored on the one-op networks have the AUCs
+  the supernet gives them (either sampler: the host one honours fixed
+  gates)."""
+  config = _config(sampler=sampler, search_steps=6, derive="validation",
+                   search_space="extended")
+  exp, state, _, _ = _search(config, dataset)
+  labels = dataset.labels[dataset.splits["validation"]]
+  derived, trials = experiment.derive(exp, state)
+  plain, plain_trials = search.derive_by_validation(
+      state.alphas, exp.supernet, config.gate_threshold,
+      lambda alphas: metrics.classification_metrics(
+          labels, experiment.evaluate(exp, state.weights, alphas,
+                                      exp.supernet, "validation")[1])["auc"],
+      min_feature_gain=float(config.derive_min_feature_gain))
+  assert derived == plain
+  assert len(trials) == len(plain_trials) > 9
+  np.testing.assert_allclose([t["validation_auc"] for t in trials],
+                             [t["validation_auc"] for t in plain_trials],
+                             atol=1e-6)
+
+
 @pytest.mark.parametrize("extended", [False, True])
 @pytest.mark.parametrize("threshold", [0.3, 0.5, 0.9])
 def test_threshold_gates_follow_derive_architecture(dataset, extended,
@@ -204,6 +259,25 @@ def test_retrain_keeps_the_best_weights_and_stops_early(dataset):
   validation, _ = experiment.evaluate(exp, state.best_weights, {}, fixed.arch,
                                       "validation")
   assert validation["auc"] == pytest.approx(aucs[best], abs=1e-5)
+
+
+def test_retrain_settings_share_one_compiled_program(dataset):
+  """The retrain's learning rate and weight decay are values of the state:
+  a validation grid over them compiles the retrain once, and each setting
+  still acts on the weights."""
+  sizes, weights = [], []
+  for decay in (1e-4, 2.0, 8.0):
+    config = _config(retrain_steps=10, eval_every=5, patience=100,
+                     retrain_lr=0.05, retrain_weight_decay=decay)
+    exp, fixed, state = _threshold_network(config, dataset)
+    state, _ = experiment.retrain(exp, state, fixed.arch)
+    assert float(state.opt_state.hyperparams["weight_decay"]) == (
+        pytest.approx(decay))
+    sizes.append(experiment.retrain_block._cache_size())  # pylint: disable=protected-access
+    weights.append(jax.tree.leaves(state.weights))
+  assert sizes[0] == sizes[1] == sizes[2]
+  norms = [sum(float(jnp.sum(w**2)) for w in leaves) for leaves in weights]
+  assert norms[0] > norms[1] > norms[2]  # stronger decay, smaller weights
 
 
 def test_eval_each_epoch_caps_the_validation_interval(dataset):
