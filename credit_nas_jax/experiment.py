@@ -564,6 +564,48 @@ def evaluate(exp: Experiment, weights: chex.ArrayTree,
 # Derive ----------------------------------------------------------------------
 
 
+def _validation_scorer(exp: Experiment, state: search_lib.SearchState,
+                       keys: dict[str, jax.Array] | None
+                       ) -> Callable[[chex.ArrayTree], np.ndarray]:
+  """The derive's scorer: a candidate's alphas -> the supernet's validation
+  probabilities under its gates.
+
+  Each candidate is scored once (the standard errors reuse its scores).
+  Every candidate has one op a layer; the op candidates are scored once
+  each, on the supernet's program. A combination of ops met a second time
+  (the chosen ops: every feature and readout candidate has them) is scored
+  on the supernet cut to those ops (:func:`search.one_op_network`, compiled
+  once), the same function up to float rounding without the closed ops'
+  work.
+  """
+  scored, seen_ops = {}, set()
+
+  @functools.cache
+  def cut(ops):
+    return search_lib.one_op_network(state.alphas, state.weights,
+                                     exp.supernet, ops)
+
+  def scores(alphas):
+    leaves, treedef = jax.tree_util.tree_flatten(alphas)
+    key = (treedef, *((np.asarray(leaf).dtype.str, np.shape(leaf),
+                       np.asarray(leaf).tobytes()) for leaf in leaves))
+    if key in scored:
+      return scored[key]
+    ops = search_lib.open_ops(alphas)
+    if ops is not None and ops in seen_ops:
+      arch, weights = cut(ops)
+      scored[key] = evaluate(
+          exp, weights, {}, arch, "validation", keys=keys,
+          gates=search_lib.one_op_gates(alphas, exp.supernet, ops))[1]
+    else:
+      scored[key] = evaluate(exp, state.weights, alphas, exp.supernet,
+                             "validation", keys=keys)[1]
+      seen_ops.add(ops)
+    return scored[key]
+
+  return scores
+
+
 def derive(exp: Experiment, state: search_lib.SearchState, *,
            keys: dict[str, jax.Array] | None = None
            ) -> tuple[search_lib.DerivedArchitecture, list[dict]]:
@@ -577,39 +619,7 @@ def derive(exp: Experiment, state: search_lib.SearchState, *,
     raise ValueError(f"unknown derive rule {config.derive!r}; expected one "
                      f"of {list(DERIVE_RULES)}")
   labels = exp.dataset.labels[exp.dataset.splits["validation"]]
-  scored, networks = {}, {}
-
-  def scores(alphas):
-    """The supernet's validation probabilities under a candidate's gates
-    (each candidate scored once: the standard errors reuse them).
-
-    Every candidate has one op a layer. A combination of ops scored a
-    second time (the chosen one: every feature and readout candidate
-    has it) is scored on the supernet cut to those ops, the same function
-    without the closed ops' work, compiled once; the op candidates, each
-    scored once, share the supernet's program.
-    """
-    leaves, treedef = jax.tree_util.tree_flatten(alphas)
-    key = (treedef, *((np.asarray(leaf).dtype.str, np.shape(leaf),
-                       np.asarray(leaf).tobytes()) for leaf in leaves))
-    if key in scored:
-      return scored[key]
-    ops = search_lib.open_ops(alphas)
-    if ops is not None and ops in networks:
-      if networks[ops] is None:
-        networks[ops] = search_lib.one_op_network(alphas, state.weights,
-                                                  exp.supernet, ops)
-      arch, weights = networks[ops]
-      scored[key] = evaluate(
-          exp, weights, {}, arch, "validation", keys=keys,
-          gates=search_lib.one_op_gates(alphas, exp.supernet, ops))[1]
-    else:
-      scored[key] = evaluate(exp, state.weights, alphas, exp.supernet,
-                             "validation", keys=keys)[1]
-      if ops is not None:
-        networks.setdefault(ops, None)  # cut if scored again
-    return scored[key]
-
+  scores = _validation_scorer(exp, state, keys)
   derived, trials = search_lib.derive_by_validation(
       state.alphas, exp.supernet, config.gate_threshold,
       lambda alphas: metrics_lib.classification_metrics(
@@ -629,22 +639,26 @@ def derive(exp: Experiment, state: search_lib.SearchState, *,
 
 
 @functools.cache
-def retrain_optimizer() -> optax.GradientTransformation:
-  """AdamW with its learning rate and weight decay injected: they are values
-  of the train state (:func:`init_retrain_state`), not static, so retrains
-  of one network at any setting share one compiled program."""
-  return optax.inject_hyperparams(optax.adamw)(learning_rate=0.0,
-                                               weight_decay=0.0)
+def _retrain_optimizer() -> optax.GradientTransformation:
+  """AdamW whose learning rate and weight decay are state, not static.
+
+  Retrains of one network at any setting then share one compiled program.
+  Its values are placeholders until :func:`init_retrain_state` sets them.
+  """
+  return optax.inject_hyperparams(optax.adamw)(learning_rate=float("nan"),
+                                               weight_decay=float("nan"))
 
 
 def init_retrain_state(config: ml_collections.ConfigDict, key: jax.Array,
                        arch: model_lib.Architecture,
                        weights: chex.ArrayTree | None = None
                        ) -> train_lib.TrainState:
-  """A train state for ``arch`` (fresh weights from ``key``, or
-  ``weights``) with the config's retrain learning rate and weight decay."""
+  """A train state with the config's retrain learning rate and weight decay.
+
+  The weights are fresh from ``key``, or ``weights``.
+  """
   return train_lib.init_train_state(
-      key, arch, retrain_optimizer(), weights,
+      key, arch, _retrain_optimizer(), weights,
       learning_rate=float(config.retrain_lr),
       weight_decay=float(config.retrain_weight_decay))
 

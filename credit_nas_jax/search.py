@@ -90,11 +90,22 @@ def optimizers() -> tuple[optax.GradientTransformation,
   return weight_tx, arch_tx
 
 
-def with_hyperparams(opt_state, **values):
-  """An injected optimizer's state (``optax.inject_hyperparams``) with
-  ``values`` set: hyperparameters that are state, not static, so one
-  compiled step serves every setting."""
+def with_hyperparams(opt_state: optax.OptState,
+                     **values: float | jax.Array) -> optax.OptState:
+  """An injected optimizer's state with ``values`` set.
+
+  The optimizer is an ``optax.inject_hyperparams`` one: its
+  hyperparameters are state, not static, so one compiled step serves every
+  setting.
+
+  Raises:
+    ValueError: a name the optimizer does not inject.
+  """
   hyperparams = dict(opt_state.hyperparams)
+  unknown = sorted(set(values) - set(hyperparams))
+  if unknown:
+    raise ValueError(f"the optimizer injects {sorted(hyperparams)}, not "
+                     f"{unknown}")
   for name, value in values.items():
     hyperparams[name] = jnp.asarray(value, dtype=jnp.float32)
   return opt_state._replace(hyperparams=hyperparams)

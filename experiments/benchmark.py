@@ -43,10 +43,12 @@ from absl import logging
 import jax
 import jax.numpy as jnp
 import jraph
+import ml_collections
 import numpy as np
 
 from credit_nas_jax import cost
 from credit_nas_jax import data as data_lib
+from credit_nas_jax import experiment
 from credit_nas_jax import graphs as graphs_lib
 from credit_nas_jax import model as model_lib
 from credit_nas_jax import search as search_lib
@@ -181,8 +183,9 @@ def time_jax(workload: Workload, kind: str, steps: int, warmup: int,
     static = dict(arch=supernet,
                   second_order=kind == "search_second_order")
   elif kind == "retrain":
-    tx = __import__("optax").adamw(1e-3)
-    args = (train_lib.init_train_state(key, derived, tx), train)
+    settings = ml_collections.ConfigDict({"retrain_lr": 1e-3,
+                                          "retrain_weight_decay": 1e-4})
+    args = (experiment.init_retrain_state(settings, key, derived), train)
     jitted, static = train_lib.train_step, dict(arch=derived)
   else:
     arch = derived if kind == "inference" else supernet
