@@ -30,7 +30,6 @@ import jax.numpy as jnp
 import jraph
 import ml_collections
 import numpy as np
-import optax
 from absl import logging
 
 from credit_nas_jax import data as data_lib
@@ -638,27 +637,18 @@ def derive(exp: Experiment, state: search_lib.SearchState, *,
 # Retrain ---------------------------------------------------------------------
 
 
-@functools.cache
-def _retrain_optimizer() -> optax.GradientTransformation:
-  """AdamW whose learning rate and weight decay are state, not static.
-
-  Retrains of one network at any setting then share one compiled program.
-  Its values are placeholders until :func:`init_retrain_state` sets them.
-  """
-  return optax.inject_hyperparams(optax.adamw)(learning_rate=float("nan"),
-                                               weight_decay=float("nan"))
-
-
 def init_retrain_state(config: ml_collections.ConfigDict, key: jax.Array,
                        arch: model_lib.Architecture,
                        weights: chex.ArrayTree | None = None
                        ) -> train_lib.TrainState:
   """A train state with the config's retrain learning rate and weight decay.
 
-  The weights are fresh from ``key``, or ``weights``.
+  The weights are fresh from ``key``, or ``weights``. The optimizer is the
+  search's weight AdamW, its values state, not static: retrains of one
+  network at any setting share one compiled program.
   """
   return train_lib.init_train_state(
-      key, arch, _retrain_optimizer(), weights,
+      key, arch, search_lib.optimizers()[0], weights,
       learning_rate=float(config.retrain_lr),
       weight_decay=float(config.retrain_weight_decay))
 

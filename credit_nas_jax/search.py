@@ -80,13 +80,15 @@ def optimizers() -> tuple[optax.GradientTransformation,
   """(weight optimizer, alpha optimizer), both AdamW.
 
   Built once, so that states made at different times share the same static
-  fields and a jitted step compiles once. Learning rates and weight decays
-  are injected per state.
+  fields and a jitted step compiles once (the retrain uses the weight
+  optimizer too). Learning rates and weight decays are injected per state
+  (:func:`with_hyperparams`); until then they are NaN, so a state left
+  without them fails at its first step.
   """
   weight_tx = optax.inject_hyperparams(optax.adamw)(
-      learning_rate=0.0, weight_decay=0.0)
+      learning_rate=float("nan"), weight_decay=float("nan"))
   arch_tx = optax.inject_hyperparams(optax.adamw)(
-      learning_rate=0.0, weight_decay=0.0)
+      learning_rate=float("nan"), weight_decay=float("nan"))
   return weight_tx, arch_tx
 
 
