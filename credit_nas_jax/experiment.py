@@ -301,6 +301,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if any(not float(d) >= 0 for d in decays):
     raise ValueError(f"config.retrain_weight_decays={decays!r}: must be "
                      "weight decays >= 0 (empty: retrain_weight_decay alone)")
+  if not average_span(config) >= 0:
+    raise ValueError(
+        f"config.retrain_average_span={config.retrain_average_span!r}: must "
+        "be >= 0 (evaluation intervals the weight average spans; 0: none)")
   if not float(config.get("derive_confidence", 0.0)) >= 0:
     raise ValueError(f"config.derive_confidence={config.derive_confidence!r}"
                      ": must be >= 0 (standard errors; 0: the plain best)")
@@ -653,18 +657,26 @@ def init_retrain_state(config: ml_collections.ConfigDict, key: jax.Array,
       weight_decay=float(config.retrain_weight_decay))
 
 
+def average_span(config: ml_collections.ConfigDict) -> float:
+  """The retrain's weight average span in evaluation intervals
+  (``config.retrain_average_span``; 0: the weights as trained)."""
+  return float(config.get("retrain_average_span", 0.0))
+
+
 def _retrain_block_fn(state: train_lib.TrainState, arrays, keys, gates,
                       stop: jax.Array, host_batches: Any = None, *,
                       arch: model_lib.Architecture, plan: Plan, length: int,
-                      patience: int
+                      patience: int, span: float = 0.0
                       ) -> tuple[train_lib.TrainState, dict[str, jax.Array]]:
   """Up to ``length`` retrain steps, then (device sampler) the validation
-  AUC and the early-stopping update; all inside one program."""
+  AUC of the weights' average over ``span`` blocks (:func:`average_span`)
+  and the early-stopping update; all inside one program."""
   def step_fn(state, batch):
     if batch is None:
       batch = _training_batch(arrays, "train", state.step,
                               keys["retrain_batches"], plan)
-    return train_lib.train_step_fn(state, batch, arch=arch, gates=gates)
+    return train_lib.train_step_fn(state, batch, arch=arch, gates=gates,
+                                   average_steps=span * length)
 
   first = None if host_batches is None else jax.tree.map(lambda x: x[0],
                                                          host_batches)
@@ -683,7 +695,7 @@ def _retrain_block_fn(state: train_lib.TrainState, arrays, keys, gates,
     return state, metrics
   eval_plan = dataclasses.replace(plan, num_shards=1, sharding=None)
   logits = _split_logits_fn(
-      state.weights, {}, gates, arrays, arrays.splits["validation"],
+      state.average, {}, gates, arrays, arrays.splits["validation"],
       sampling.SPLIT_STREAMS["validation"], keys["evaluation"], arch=arch,
       plan=eval_plan)
   labels = arrays.labels[arrays.splits["validation"]]
@@ -696,7 +708,7 @@ def _retrain_block_fn(state: train_lib.TrainState, arrays, keys, gates,
 
 retrain_block = jax.jit(
     _retrain_block_fn,
-    static_argnames=("arch", "plan", "length", "patience"),
+    static_argnames=("arch", "plan", "length", "patience", "span"),
     donate_argnums=0)
 
 
@@ -754,14 +766,15 @@ def retrain(exp: Experiment, state: train_lib.TrainState,
     state, metrics = retrain_block(
         state, exp.arrays, keys, gates, jnp.int32(stop),
         _host_retrain_batches(exp, step, length) if host else None,
-        arch=arch, plan=plan, length=length, patience=int(config.patience))
+        arch=arch, plan=plan, length=length, patience=int(config.patience),
+        span=average_span(config))
     step = stop
     if int(state.nonfinite_step) >= 0:
       raise train_lib.NonFiniteError(
           f"retrain step {int(state.nonfinite_step)}: training loss or "
           "weight gradient not finite")
     if host:
-      validation, _ = evaluate(exp, state.weights, {}, arch, "validation",
+      validation, _ = evaluate(exp, state.average, {}, arch, "validation",
                                gates=gates, keys=keys)
       state = train_lib.early_stopping_update(
           state, jnp.float32(validation["auc"]), int(config.patience))

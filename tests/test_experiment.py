@@ -305,6 +305,55 @@ def test_retrain_settings_share_one_compiled_program(dataset):
   assert norms[0] > norms[1] > norms[2]  # stronger decay, smaller weights
 
 
+def test_average_decay_is_a_running_mean_then_an_ema():
+  decays = [float(train.average_decay(4.0, t)) for t in (0, 1, 2, 3, 100)]
+  assert decays == pytest.approx([0.0, 0.5, 2 / 3, 0.75, 0.75])
+
+
+@pytest.mark.parametrize("sampler", ["device", "host"])
+def test_retrain_evaluates_and_keeps_the_weight_average(dataset, sampler):
+  """With a span the retrain evaluates the moving average of its weights
+  (each step's weights folded in with train.average_decay), keeps it at its
+  best validation AUC, and trains the weights as it would without one."""
+  plain = _config(retrain_steps=12, eval_every=4, patience=100,
+                  retrain_lr=0.05, sampler=sampler)
+  averaged = _config(retrain_steps=12, eval_every=4, patience=100,
+                     retrain_lr=0.05, sampler=sampler,
+                     retrain_average_span=1.5)
+  exp_plain, fixed, state = _threshold_network(plain, dataset)
+  steps = []
+  for stop in range(1, 13):  # one step a block: each step's weights
+    stepped = _config(retrain_steps=stop, eval_every=1, patience=100,
+                      retrain_lr=0.05, sampler=sampler)
+    state, _ = experiment.retrain(dataclasses.replace(exp_plain,
+                                                      config=stepped),
+                                  state, fixed.arch)
+    steps.append(jax.device_get(state.weights))  # the state is donated
+  expected = steps[0]
+  for t, weights in enumerate(steps[1:], start=1):
+    decay = min(1 - 1 / 6, t / (t + 1))  # span 1.5 of 4-step intervals
+    expected = jax.tree.map(lambda a, w, d=decay: d * a + (1 - d) * w,
+                            expected, weights)
+  exp_avg, _, state = _threshold_network(averaged, dataset)
+  state, history = experiment.retrain(exp_avg, state, fixed.arch)
+  chex.assert_trees_all_close(state.weights, steps[-1], rtol=1e-5, atol=1e-6)
+  chex.assert_trees_all_close(state.average, expected, rtol=1e-4, atol=1e-5)
+  assert not jax.tree.reduce(
+      lambda same, pair: same and pair,
+      jax.tree.map(lambda a, w: bool(jnp.allclose(a, w)), state.average,
+                   state.weights))
+  validation, _ = experiment.evaluate(exp_avg, state.average, {}, fixed.arch,
+                                      "validation")
+  assert history[-1]["val_auc"] == pytest.approx(validation["auc"], abs=1e-5)
+  best, _ = experiment.evaluate(exp_avg, state.best_weights, {}, fixed.arch,
+                                "validation")
+  assert best["auc"] == pytest.approx(float(state.best_auc), abs=1e-5)
+  # No span: the average is the weights themselves.
+  exp, _, state = _threshold_network(plain, dataset)
+  state, _ = experiment.retrain(exp, state, fixed.arch)
+  chex.assert_trees_all_equal(state.average, state.weights)
+
+
 def test_eval_each_epoch_caps_the_validation_interval(dataset):
   config = _config(eval_every=100, patience=100)
   epoch = -(-dataset.splits["train"].size // config.batch_size)
@@ -324,7 +373,8 @@ def test_eval_each_epoch_caps_the_validation_interval(dataset):
 def test_early_stopping_update_counts_patience():
   weights = {"w": jnp.zeros(2)}
   state = train.TrainState(
-      step=jnp.int32(0), weights=weights, opt_state=(),
+      step=jnp.int32(0), weights={"w": jnp.full(2, 9.0)}, average=weights,
+      opt_state=(),
       nonfinite_step=jnp.int32(-1), best_weights={"w": jnp.ones(2)},
       best_auc=jnp.float32(0.7), waited=jnp.int32(0),
       stopped=jnp.bool_(False), tx=None)

@@ -106,6 +106,10 @@ def get_config() -> ml_collections.ConfigDict:
   # eval_every steps.
   config.eval_each_epoch = False
   config.patience = 3
+  # Evaluate (and keep at early stopping) an exponential moving average of
+  # the retrain's weights spanning this many evaluation intervals (decay
+  # 1 - 1 / (span * interval steps)); 0: the weights as trained.
+  config.retrain_average_span = 0.0
   # Retrains of the derived network from different initial weights (and
   # batch order, with the device sampler); the model is the mean of their
   # probabilities (the evaluation's searched rows; the search and sweep
