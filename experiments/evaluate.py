@@ -55,8 +55,8 @@ _DATASET = flags.DEFINE_list(
 _SEEDS = flags.DEFINE_integer("seeds", 5, "Seeds (splits) per dataset.",
                               lower_bound=1)
 _MODELS = flags.DEFINE_list(
-    "models", [], "Models to run (default: all; lightgbm when installed; "
-    f"searched_isolated on k-NN graphs). Choices: {list(evaluation.MODELS)}.")
+    "models", [], "Models to run (default: all; lightgbm when installed). "
+    f"Choices: {list(evaluation.MODELS)}.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/evaluation",
                                "Directory for the results.")
 _OLD_OUT_DIR = flags.DEFINE_string("out_dir", None,
@@ -112,7 +112,7 @@ def evaluate_dataset(name: str, base: ml_collections.ConfigDict, seeds: int,
   config = ml_collections.ConfigDict(base.to_dict())
   config.dataset = name
   graph = graph_name(config)
-  models = models or list(evaluation.default_models(graph == "relations"))
+  models = models or list(evaluation.default_models())
   start = time.perf_counter()
   rows = []
   for seed in range(seeds):
