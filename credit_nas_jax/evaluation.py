@@ -56,6 +56,7 @@ import inspect
 import itertools
 import json
 import os
+import platform
 import time
 from typing import Any, Callable, Sequence
 
@@ -69,6 +70,7 @@ from sklearn import linear_model
 from sklearn import metrics as sk_metrics
 
 from credit_nas_jax import data as data_lib
+from credit_nas_jax import datasets
 from credit_nas_jax import experiment
 from credit_nas_jax import graphs as graphs_lib
 from credit_nas_jax import metrics as metrics_lib
@@ -85,6 +87,12 @@ SEARCHED = ("searched", "searched_extended", "searched_isolated")
 SELECTED = "searched_selected"
 ENSEMBLE = "searched_ensemble"
 OURS = ENSEMBLE
+# The settings a searched model's retrain reads and its search does not:
+# what a screen of retrain settings may change after one search.
+RETRAIN_FIELDS = ("retrain_steps", "retrain_lr", "retrain_weight_decay",
+                  "retrain_weight_decays", "retrain_average_span",
+                  "retrain_ensemble_size", "eval_every", "eval_each_epoch",
+                  "patience")
 LR_STRENGTHS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 
 
@@ -111,6 +119,23 @@ def isolated(dataset: data_lib.Dataset) -> data_lib.Dataset:
   empty = np.zeros(0, np.int64)
   return dataclasses.replace(dataset, graph=graphs_lib.BorrowerGraph.from_edges(
       dataset.labels.shape[0], empty, empty))
+
+
+def load_dataset(config: ml_collections.ConfigDict) -> data_lib.Dataset:
+  """The dataset ``config.dataset`` names: a public set or a team's table
+  (with its k-NN graph kind), else a synthetic book."""
+  if config.dataset == "table" or config.dataset in datasets.SPECS:
+    return datasets.load_from_config(config)
+  return pipeline.load_dataset(config)
+
+
+def machine() -> str:
+  """The device, cores, architecture and jax version, for a results table."""
+  device = jax.devices()[0]
+  kind = (device.platform if device.device_kind == device.platform
+          else f"{device.platform} ({device.device_kind})")
+  return (f"{kind}, {os.cpu_count()} cores, {platform.machine()}, "
+          f"jax {jax.__version__}")
 
 
 def roc_points(labels: np.ndarray, scores: np.ndarray,
@@ -366,19 +391,33 @@ def train_fixed(name: str, dataset: data_lib.Dataset,
                       {**setting, "budget": len(tried), "grid": tried})
 
 
-def search_and_retrain(name: str, dataset: data_lib.Dataset,
-                       config: ml_collections.ConfigDict, seed: int,
-                       graph: str, log_path: str) -> ModelResult:
-  """Ours: bilevel search, derive, retrain (``retrain_ensemble_size``
-  members, the mean of their probabilities), test."""
-  start = time.perf_counter()
+@dataclasses.dataclass
+class Searched:
+  """One searched model before its retrain: the seed's experiment, the
+  search's final state, the derived network, the derive's trials on
+  validation, the search's timing and the run's keys."""
+
+  exp: experiment.Experiment
+  state: search_lib.SearchState
+  derived: search_lib.DerivedArchitecture
+  trials: list[dict]
+  timing: dict[str, float]
+  keys: dict[str, jax.Array]
+
+
+def search_and_derive(name: str, dataset: data_lib.Dataset,
+                      config: ml_collections.ConfigDict, seed: int,
+                      log_path: str) -> Searched:
+  """Ours up to the derived network: bilevel search (its records in
+  ``log_path``, a JSON line per block) and the derive on validation.
+  ``name`` picks the space: ``searched_extended`` the extended one, any
+  other the patent's."""
   exp = _seed_experiment(
       dataset, config, seed,
       "extended" if name == "searched_extended" else "patent")
-  arch = exp.supernet
   keys = experiment.run_keys(seed)
   state = search_lib.init_search_state(
-      keys["init"], arch, experiment.hyperparameters_of(exp.config))
+      keys["init"], exp.supernet, experiment.hyperparameters_of(exp.config))
   # A rerun of this model searches from the start: its old records go.
   log = pipeline.RunLog(log_path, keep=lambda record: False)
   try:
@@ -388,6 +427,39 @@ def search_and_retrain(name: str, dataset: data_lib.Dataset,
   finally:
     log.close()
   derived, trials = experiment.derive(exp, state, keys=keys)
+  return Searched(exp, state, derived, trials, timing, keys)
+
+
+def retrain_derived(searched: Searched,
+                    overrides: dict[str, Any] | None = None
+                    ) -> tuple[experiment.Experiment,
+                               list[tuple[chex.ArrayTree, list[dict]]],
+                               list[dict[str, Any]]]:
+  """The derived network's retrains under the search's config with
+  ``overrides`` (retrain fields only: :data:`RETRAIN_FIELDS`): the weight
+  decay chosen on the first member's validation AUC among
+  :func:`retrain_weight_decays`, then ``retrain_ensemble_size`` - 1 more
+  members with the chosen decay.
+
+  Returns:
+    (the experiment with the chosen decay, each member's best weights and
+    history, every decay tried with its validation AUC).
+
+  Raises:
+    ValueError: an override names a field other than the retrain's, or
+      gives a value the config refuses.
+  """
+  overrides = dict(overrides or {})
+  config = ml_collections.ConfigDict(searched.exp.config.to_dict())
+  for field, value in overrides.items():
+    if field not in RETRAIN_FIELDS:
+      raise ValueError(
+          f"retrain override {field!r}: only the retrain's settings can "
+          f"change after the search ({', '.join(RETRAIN_FIELDS)})")
+    config[field] = tuple(value) if isinstance(value, list) else value
+  experiment.validate_config(config)
+  exp = dataclasses.replace(searched.exp, config=config)
+  derived, keys = searched.derived, searched.keys
 
   def retrain_member(run, member):
     member_keys = experiment.member_keys(keys, member)
@@ -396,8 +468,6 @@ def search_and_retrain(name: str, dataset: data_lib.Dataset,
         derived.arch, keys=member_keys)
     return train_state.best_weights, history
 
-  # The weight decay is chosen on the first member's validation AUC; the
-  # other members retrain with the chosen one.
   def first_member(setting):
     run = _with_weight_decay(exp, setting["weight_decay"])
     weights, history = retrain_member(run, 0)
@@ -409,12 +479,25 @@ def search_and_retrain(name: str, dataset: data_lib.Dataset,
   retrained = [(weights, history)] + [
       retrain_member(run, member)
       for member in range(1, int(config.retrain_ensemble_size))]
+  return run, retrained, decays
+
+
+def search_and_retrain(name: str, dataset: data_lib.Dataset,
+                       config: ml_collections.ConfigDict, seed: int,
+                       graph: str, log_path: str) -> ModelResult:
+  """Ours: bilevel search, derive, retrain (``retrain_ensemble_size``
+  members, the mean of their probabilities), test."""
+  start = time.perf_counter()
+  searched = search_and_derive(name, dataset, config, seed, log_path)
+  exp, state, derived = searched.exp, searched.state, searched.derived
+  run, retrained, decays = retrain_derived(searched)
   probe = exp.maker.training_batch("test", 0)
-  supernet_ms = experiment.inference_milliseconds(state.weights, state.alphas,
-                                                  arch, probe)
+  supernet_ms = experiment.inference_milliseconds(
+      state.weights, state.alphas, exp.supernet, probe)
   # One network's inference (the model runs each member once).
   derived_ms = experiment.inference_milliseconds(
       retrained[0][0], {}, derived.arch, probe)
+  trials = searched.trials
   details = {"budget": (len(trials) or 1) + len(decays) - 1,
              "weight_decay": run.config.retrain_weight_decay,
              "weight_decays": decays,
@@ -424,7 +507,7 @@ def search_and_retrain(name: str, dataset: data_lib.Dataset,
              "pooled_readout": derived.arch.pooled_readout,
              "readout_gate": derived.readout_gate,
              "derive_trials": trials,
-             "search_seconds": timing["search_seconds"],
+             "search_seconds": searched.timing["search_seconds"],
              "supernet_inference_ms": supernet_ms,
              "derived_inference_ms": derived_ms,
              "inference_speedup": supernet_ms / derived_ms}

@@ -24,7 +24,6 @@ results.md.
 
 import json
 import os
-import platform
 import sys
 import time
 
@@ -38,7 +37,6 @@ import ml_collections
 from ml_collections import config_flags
 import pandas as pd
 
-from credit_nas_jax import data as data_lib
 from credit_nas_jax import datasets
 from credit_nas_jax import evaluation
 from credit_nas_jax import pipeline
@@ -88,22 +86,6 @@ def graph_name(config: ml_collections.ConfigDict) -> str:
   return f"knn{config.knn_k}{suffix}"
 
 
-def load_dataset(config: ml_collections.ConfigDict) -> data_lib.Dataset:
-  """The dataset a config names (a public set or table: with its k-NN
-  graph kind)."""
-  if config.dataset == "table" or config.dataset in datasets.SPECS:
-    return datasets.load_from_config(config)
-  return pipeline.load_dataset(config)
-
-
-def machine() -> str:
-  device = jax.devices()[0]
-  kind = (device.platform if device.device_kind == device.platform
-          else f"{device.platform} ({device.device_kind})")
-  return (f"{kind}, {os.cpu_count()} cores, {platform.machine()}, "
-          f"jax {jax.__version__}")
-
-
 def evaluate_dataset(name: str, base: ml_collections.ConfigDict, seeds: int,
                      models: list[str], workdir: str) -> str:
   """Every seed of one dataset; returns the markdown table."""
@@ -130,7 +112,7 @@ def evaluate_dataset(name: str, base: ml_collections.ConfigDict, seeds: int,
       else:
         logging.warning("%s holds another config; running it again", path)
     load_start = time.perf_counter()
-    dataset = load_dataset(seed_config)
+    dataset = evaluation.load_dataset(seed_config)
     logging.info("%s seed %d of %d: %d borrowers, %d edges, loaded in "
                  "%.1fs; %.0fs into the dataset", name, seed + 1, seeds,
                  dataset.labels.size, dataset.graph.indices.size,
@@ -162,7 +144,8 @@ def evaluate_dataset(name: str, base: ml_collections.ConfigDict, seeds: int,
            if ours.startswith("searched")}
   wall = time.perf_counter() - start
   evaluation.write_json(os.path.join(directory, "summary.json"), {
-      "dataset": name, "graph": graph, "seeds": seeds, "machine": machine(),
+      "dataset": name, "graph": graph, "seeds": seeds,
+      "machine": evaluation.machine(),
       "wall_seconds_this_run": wall,
       "model_seconds_total": 60 * compute_minutes,
       "summary": summary.reset_index().to_dict(orient="records"),
@@ -202,7 +185,7 @@ def evaluate_dataset(name: str, base: ml_collections.ConfigDict, seeds: int,
           f"the supernet's {fact['supernet_inference_ms_median']:.2f} ms "
           f"per batch ({fact['inference_speedup_median']:.1f}x).")
   lines.append(f"- models' compute: {compute_minutes:.1f} min in all on "
-               f"{machine()}.")
+               f"{evaluation.machine()}.")
   text = "\n".join(lines) + "\n"
   with open(os.path.join(directory, "results.md"), "w") as f:
     f.write(text)
@@ -253,7 +236,7 @@ def main(argv):
     table = evaluation.combined_table(summaries, minutes)
     with open(os.path.join(_WORKDIR.value, "all.md"), "w") as f:
       f.write(f"Test ROC AUC, mean +- std over {_SEEDS.value} seeds; "
-              f"{machine()}.\n\n{table}\n")
+              f"{evaluation.machine()}.\n\n{table}\n")
     print(table, flush=True)
 
 

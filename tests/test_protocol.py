@@ -1,27 +1,17 @@
 """The protocol's fairness: no test label reaches any choice of any model."""
 
-import dataclasses
-
 import numpy as np
 import pytest
 from sklearn import metrics as sk_metrics
 
+import protocol_helpers  # pylint: disable=g-bad-import-order
 from credit_nas_jax import evaluation
 from credit_nas_jax import model
 from credit_nas_jax import pipeline
-from experiments.configs import evaluate_test
 
 # What depends on the machine's clock, not on the data.
 _TIMING = ("search_seconds", "supernet_inference_ms", "derived_inference_ms",
            "inference_speedup", "member_seconds")
-
-
-def _flip_test_labels(dataset):
-  """The same borrowers, features, graph and split; every test label flipped."""
-  labels = dataset.labels.copy()
-  test = dataset.splits["test"]
-  labels[test] = 1 - labels[test]
-  return dataclasses.replace(dataset, labels=labels)
 
 
 def _choices(row):
@@ -32,15 +22,7 @@ def _choices(row):
 
 @pytest.fixture(scope="module")
 def config():
-  config = evaluate_test.get_config()
-  # Smaller than the tiny config: the test needs every choice made, not a
-  # good model (two protocol runs of every model).
-  config.num_borrowers = 400
-  config.search_steps = 10
-  config.arch_warmup_steps = 3
-  config.retrain_steps = 10
-  config.eval_every = 5
-  return config
+  return protocol_helpers.tiny_protocol_config()
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +43,7 @@ def runs(config, dataset, models, tmp_path_factory):
       data, config, 0, models, "relations",
       str(tmp_path_factory.mktemp(name)))
           for name, data in (("as_is", dataset),
-                             ("flipped", _flip_test_labels(dataset)))]
+                             ("flipped", protocol_helpers.flip_test_labels(dataset)))]
 
 
 def test_every_model_runs_on_one_seed(runs, dataset, config, models,

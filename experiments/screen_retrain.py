@@ -1,0 +1,135 @@
+r"""Screens retrain settings on the same searched network, paired by seed.
+
+  python experiments/screen_retrain.py --dataset=credit \
+      --model=searched_extended --workdir=runs/screen \
+      --variants='{"as_evaluated": {}, "average": {"retrain_average_span": 1}}'
+
+Per seed: one search and derive of --model under the evaluation's config
+(--config, override fields with --config.name=value), then the derived
+network retrained under each variant: a JSON object of variant names to
+overrides of retrain fields (retrain_steps, retrain_lr, the weight decays,
+retrain_average_span, retrain_ensemble_size, eval_every, eval_each_epoch,
+patience). The first variant is the reference. Writes --workdir/rows.jsonl
+(a row per seed and variant, appended as each finishes), screen.csv and
+screen.md (validation and test AUC, differences from the reference paired
+by seed, retrain seconds).
+
+Adopting a setting is a choice: read the validation columns, on seeds the
+evaluation does not use (the default, 100 to 102; the evaluation runs 0 to
+--seeds - 1).
+"""
+
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+from absl import logging
+import jax
+import ml_collections
+from ml_collections import config_flags
+
+from credit_nas_jax import evaluation
+from credit_nas_jax import pipeline
+from credit_nas_jax import progress
+from credit_nas_jax import screening
+
+_CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                           "configs")
+_DATASET = flags.DEFINE_string(
+    "dataset", "synthetic",
+    f"One dataset: {', '.join(pipeline.DATASETS)}.")
+_MODEL = flags.DEFINE_enum("model", "searched_extended",
+                           list(evaluation.SEARCHED),
+                           "Which searched model's retrain to screen.")
+_SEEDS = flags.DEFINE_list(
+    "seeds", ["100", "101", "102"],
+    "Split seeds; the default avoids the evaluation's seeds 0 to 4.")
+_VARIANTS = flags.DEFINE_string(
+    "variants", '{"as_configured": {}}',
+    "JSON object: variant name -> retrain overrides; the first is the "
+    "reference.")
+_WORKDIR = flags.DEFINE_string("workdir", "runs/screen",
+                               "Directory for the results.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", os.path.join(_CONFIG_DIR, "evaluate.py"),
+    "Config file; override fields with --config.name=value.")
+
+
+def parse_variants(text: str) -> dict:
+  """--variants as a dict, checked (:func:`screening.check_variants`)."""
+  try:
+    variants = json.loads(text)
+  except json.JSONDecodeError as error:
+    raise app.UsageError(f"--variants is not JSON: {error}") from None
+  if not isinstance(variants, dict):
+    raise app.UsageError("--variants must be a JSON object of variant names "
+                         "to retrain overrides")
+  try:
+    screening.check_variants(variants)
+  except ValueError as error:
+    raise app.UsageError(f"--variants: {error}") from None
+  return variants
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.INFO)
+  if _DATASET.value not in pipeline.DATASETS:
+    raise app.UsageError(f"unknown dataset {_DATASET.value!r}; expected one "
+                         f"of {list(pipeline.DATASETS)}")
+  try:
+    seeds = [int(s) for s in _SEEDS.value]
+  except ValueError:
+    raise app.UsageError(f"--seeds must be integers: {_SEEDS.value}") from None
+  variants = parse_variants(_VARIANTS.value)
+  reference = next(iter(variants))
+  evaluated = sorted(set(seeds) & set(range(5)))
+  if evaluated:
+    logging.warning("seeds %s are the evaluation's own splits: a setting "
+                    "chosen on them has seen its test rows' neighbours",
+                    evaluated)
+  workdir = _WORKDIR.value
+  os.makedirs(workdir, exist_ok=True)
+  jax.config.update("jax_compilation_cache_dir",
+                    os.path.join(workdir, "xla_cache"))
+  rows_path = os.path.join(workdir, "rows.jsonl")
+  start, rows = time.perf_counter(), []
+
+  def on_row(row):
+    with open(rows_path, "a") as f:
+      f.write(json.dumps(row) + "\n")
+    logging.info("seed %d, %s: validation AUC %.4f, test AUC %.4f, decay "
+                 "%g, best steps %s (%.0fs)", row["seed"], row["variant"],
+                 row["validation_auc"], row["test_auc"], row["weight_decay"],
+                 row["best_steps"], row["seconds"])
+
+  for index, seed in enumerate(seeds):
+    config = ml_collections.ConfigDict(_CONFIG.value.to_dict())
+    config.dataset, config.seed, config.split_seed = _DATASET.value, seed, seed
+    dataset = evaluation.load_dataset(config)
+    rows += screening.screen_seed(
+        dataset, config, seed, _MODEL.value, variants,
+        os.path.join(workdir, f"search_seed_{seed}.jsonl"), on_row=on_row)
+    elapsed = time.perf_counter() - start
+    logging.info("seed %d done (%d of %d) after %s; about %s left", seed,
+                 index + 1, len(seeds), progress.duration_text(elapsed),
+                 progress.duration_text(elapsed / (index + 1)
+                                        * (len(seeds) - index - 1)))
+    jax.clear_caches()
+  summary = screening.summarize(rows, reference)
+  summary.to_csv(os.path.join(workdir, "screen.csv"))
+  table = screening.markdown_table(summary, reference)
+  with open(os.path.join(workdir, "screen.md"), "w") as f:
+    f.write(f"{_DATASET.value}, {_MODEL.value}, seeds {seeds}; "
+            f"{evaluation.machine()}.\n\n{table}\n")
+  print(table, flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)

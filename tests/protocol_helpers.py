@@ -1,0 +1,29 @@
+"""What the protocol's tests share: the smallest config that makes every
+choice, and a dataset whose test labels are flipped."""
+
+import dataclasses
+
+import ml_collections
+
+from experiments.configs import evaluate_test
+
+
+def tiny_protocol_config() -> ml_collections.ConfigDict:
+  """Smaller than the tiny config: the tests need every choice made, not a
+  good model."""
+  config = evaluate_test.get_config()
+  config.num_borrowers = 400
+  config.search_steps = 10
+  config.arch_warmup_steps = 3
+  config.retrain_steps = 10
+  config.eval_every = 5
+  return config
+
+
+def flip_test_labels(dataset):
+  """The same borrowers, features, graph and split; every test label
+  flipped."""
+  labels = dataset.labels.copy()
+  test = dataset.splits["test"]
+  labels[test] = 1 - labels[test]
+  return dataclasses.replace(dataset, labels=labels)

@@ -1,0 +1,144 @@
+"""Screens of retrain settings: one search a seed, paired variants."""
+
+import json
+import math
+
+import pytest
+
+import launch  # pylint: disable=g-bad-import-order
+import protocol_helpers
+from credit_nas_jax import evaluation
+from credit_nas_jax import pipeline
+from credit_nas_jax import screening
+
+VARIANTS = {"as_configured": {},
+            "short_alone": {"retrain_steps": 5, "retrain_ensemble_size": 1}}
+
+
+@pytest.fixture(scope="module")
+def config():
+  return protocol_helpers.tiny_protocol_config()
+
+
+@pytest.fixture(scope="module")
+def dataset(config):
+  return pipeline.load_dataset(config)
+
+
+@pytest.fixture(scope="module")
+def screened(config, dataset, tmp_path_factory):
+  """The screen as it is and with the test labels flipped, counting the
+  searches it ran."""
+  searches = []
+  original = evaluation.search_and_derive
+
+  def counted(*args, **kwargs):
+    searches.append(args[0])
+    return original(*args, **kwargs)
+
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(evaluation, "search_and_derive", counted)
+    rows = [screening.screen_seed(
+        data, config, 0, "searched", VARIANTS,
+        str(tmp_path_factory.mktemp(name) / "search.jsonl"))
+            for name, data in (("as_is", dataset),
+                               ("flipped", protocol_helpers.flip_test_labels(dataset)))]
+  return rows, searches
+
+
+def test_one_search_serves_every_variant(screened):
+  rows, searches = screened
+  assert searches == ["searched", "searched"]  # one a screen of one seed
+  as_is = rows[0]
+  assert [r["variant"] for r in as_is] == list(VARIANTS)
+  assert as_is[0]["search_seconds"] == as_is[1]["search_seconds"]
+  # The overrides act: three members of up to 10 steps, then one of 5.
+  assert len(as_is[0]["best_steps"]) == 2 and max(as_is[0]["last_steps"]) > 5
+  assert as_is[1]["last_steps"] == [5]
+
+
+def test_the_reference_variant_is_the_evaluations_model(screened, config,
+                                                        dataset, tmp_path):
+  reference = screened[0][0][0]
+  row = evaluation.search_and_retrain(
+      "searched", dataset, config, 0, "relations",
+      str(tmp_path / "search.jsonl"))
+  assert reference["validation_auc"] == pytest.approx(row.validation_auc,
+                                                      abs=1e-6)
+  assert reference["test_auc"] == pytest.approx(row.test["auc"], abs=1e-6)
+  assert reference["weight_decay"] == row.details["weight_decay"]
+
+
+def test_no_screen_figure_but_test_auc_reads_test_labels(screened):
+  as_is, flipped = screened[0]
+  for row, other in zip(as_is, flipped):
+    assert other["test_auc"] == pytest.approx(1 - row["test_auc"], abs=1e-6)
+    for field in ("validation_auc", "weight_decay", "best_steps",
+                  "last_steps"):
+      assert row[field] == other[field], field
+
+
+@pytest.mark.parametrize("variants, message", [
+    ({}, "at least one variant"),
+    ({"a": {}, "b": {"search_steps": 5}},
+     r"variant 'b' overrides \['search_steps'\]: only the retrain's"),
+    ({"a": 3}, "variant 'a': expected an object"),
+])
+def test_variants_are_checked_before_any_search(variants, message):
+  with pytest.raises(ValueError, match=message):
+    screening.check_variants(variants)
+
+
+def test_retrain_refuses_a_search_setting_and_a_bad_value(config, dataset,
+                                                          tmp_path):
+  searched = evaluation.search_and_derive("searched", dataset, config, 0,
+                                          str(tmp_path / "search.jsonl"))
+  with pytest.raises(ValueError, match="retrain override 'hidden_dim'"):
+    evaluation.retrain_derived(searched, {"hidden_dim": 8})
+  with pytest.raises(ValueError, match="retrain_average_span"):
+    evaluation.retrain_derived(searched, {"retrain_average_span": -1.0})
+
+
+def test_summary_pairs_each_variant_with_the_reference_by_seed():
+  rows = [{"seed": s, "variant": v, "validation_auc": val, "test_auc": test,
+           "seconds": 2.0}
+          for s, v, val, test in [(0, "ref", 0.70, 0.60), (1, "ref", 0.80, 0.62),
+                                  (0, "new", 0.72, 0.61), (1, "new", 0.81, 0.66),
+                                  (2, "new", 0.50, 0.50)]]
+  summary = screening.summarize(rows, "ref")
+  assert list(summary.index) == ["ref", "new"]
+  new = summary.loc["new"]
+  assert new.seeds == 3
+  # Seed 2 has no reference: it counts in the mean, not in the pairs.
+  assert new.validation_diff_mean == pytest.approx(0.015)
+  assert new.test_diff_mean == pytest.approx(0.025)
+  assert new.test_diff_std == pytest.approx(math.sqrt(2) * 0.015)
+  assert summary.loc["ref"].validation_diff_mean == 0
+  table = screening.markdown_table(summary, "ref")
+  assert "| new | 3 |" in table and "+- " in table
+  with pytest.raises(ValueError, match="reference variant 'old'"):
+    screening.summarize(rows, "old")
+
+
+def test_launcher_writes_the_screen(tmp_path):
+  config = launch.os.path.join(launch.ROOT, "experiments", "configs",
+                               "evaluate_test.py")
+  result = launch.run(
+      "screen_retrain.py", "--dataset=synthetic", "--model=searched_isolated",
+      "--seeds=100", f"--config={config}", "--config.num_borrowers=400",
+      "--config.search_steps=10", "--config.arch_warmup_steps=3",
+      "--config.retrain_steps=10", "--config.eval_every=5",
+      "--variants=" + json.dumps({"ref": {}, "avg": {
+          "retrain_average_span": 2.0}}),
+      f"--workdir={tmp_path}")
+  assert "| avg | 1 |" in result.stdout
+  rows = [json.loads(line) for line in
+          (tmp_path / "rows.jsonl").read_text().splitlines()]
+  assert [(r["seed"], r["variant"]) for r in rows] == [(100, "ref"),
+                                                       (100, "avg")]
+  assert (tmp_path / "screen.csv").stat().st_size > 0
+  assert "searched_isolated, seeds [100]" in (tmp_path / "screen.md").read_text()
+  refused = launch.run("screen_retrain.py", "--variants={\"a\": {\"seed\": 1}}",
+                       f"--workdir={tmp_path}", check=False)
+  assert refused.returncode != 0
+  assert "variant 'a' overrides ['seed']" in refused.stderr
