@@ -341,11 +341,7 @@ def _members_result(model: str, graph: str, exp: experiment.Experiment,
   and its history; one member is the network itself); its validation AUC
   is the mean's, test scored once. Keeps both splits' probabilities (the
   ensemble's choice reads them)."""
-  scores = {}
-  for split in ("validation", "test"):
-    scores[split] = np.mean(
-        [experiment.evaluate(exp, weights, {}, arch, split)[1]
-         for weights, _ in retrained], axis=0)
+  scores = members_probabilities(exp, retrained, arch)
   labels = {split: exp.dataset.labels[exp.dataset.splits[split]]
             for split in scores}
   validation_auc = sk_metrics.roc_auc_score(labels["validation"],
@@ -430,6 +426,31 @@ def search_and_derive(name: str, dataset: data_lib.Dataset,
   return Searched(exp, state, derived, trials, timing, keys)
 
 
+def check_retrain_overrides(overrides: dict[str, Any]) -> None:
+  """Refuses an override of a field the search reads.
+
+  Raises:
+    ValueError: naming the fields outside :data:`RETRAIN_FIELDS`.
+  """
+  unknown = sorted(set(overrides) - set(RETRAIN_FIELDS))
+  if unknown:
+    raise ValueError(f"retrain overrides {unknown}: only the retrain's "
+                     f"settings change after the search "
+                     f"({', '.join(RETRAIN_FIELDS)})")
+
+
+def members_probabilities(exp: experiment.Experiment,
+                          retrained: Sequence[tuple[chex.ArrayTree, Any]],
+                          arch: model_lib.Architecture
+                          ) -> dict[str, np.ndarray]:
+  """The mean of the retrained members' probabilities on validation and
+  test (``retrained``: each member's weights and history)."""
+  return {split: np.mean(
+      [experiment.evaluate(exp, weights, {}, arch, split)[1]
+       for weights, _ in retrained], axis=0)
+          for split in ("validation", "test")}
+
+
 def retrain_derived(searched: Searched,
                     overrides: dict[str, Any] | None = None
                     ) -> tuple[experiment.Experiment,
@@ -450,12 +471,9 @@ def retrain_derived(searched: Searched,
       gives a value the config refuses.
   """
   overrides = dict(overrides or {})
+  check_retrain_overrides(overrides)
   config = ml_collections.ConfigDict(searched.exp.config.to_dict())
   for field, value in overrides.items():
-    if field not in RETRAIN_FIELDS:
-      raise ValueError(
-          f"retrain override {field!r}: only the retrain's settings can "
-          f"change after the search ({', '.join(RETRAIN_FIELDS)})")
     config[field] = tuple(value) if isinstance(value, list) else value
   experiment.validate_config(config)
   exp = dataclasses.replace(searched.exp, config=config)

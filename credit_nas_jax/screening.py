@@ -27,7 +27,6 @@ from sklearn import metrics as sk_metrics
 
 from credit_nas_jax import data as data_lib
 from credit_nas_jax import evaluation
-from credit_nas_jax import experiment
 
 SPLITS = ("validation", "test")
 
@@ -45,12 +44,10 @@ def check_variants(variants: Mapping[str, Mapping[str, Any]]) -> None:
     if not isinstance(overrides, Mapping):
       raise ValueError(f"variant {name!r}: expected an object of config "
                        f"overrides, got {overrides!r}")
-    unknown = sorted(set(overrides) - set(evaluation.RETRAIN_FIELDS))
-    if unknown:
-      raise ValueError(
-          f"variant {name!r} overrides {unknown}: only the retrain's "
-          f"settings change after the search "
-          f"({', '.join(evaluation.RETRAIN_FIELDS)})")
+    try:
+      evaluation.check_retrain_overrides(overrides)
+    except ValueError as error:
+      raise ValueError(f"variant {name!r}: {error}") from None
 
 
 def screen_seed(dataset: data_lib.Dataset, config: ml_collections.ConfigDict,
@@ -82,12 +79,11 @@ def screen_seed(dataset: data_lib.Dataset, config: ml_collections.ConfigDict,
   for name, overrides in variants.items():
     start = time.perf_counter()
     run, retrained, _ = evaluation.retrain_derived(searched, overrides)
-    auc = {}
-    for split in SPLITS:
-      mean = np.mean([experiment.evaluate(run, weights, {},
-                                          searched.derived.arch, split)[1]
-                      for weights, _ in retrained], axis=0)
-      auc[split] = float(sk_metrics.roc_auc_score(labels[split], mean))
+    probabilities = evaluation.members_probabilities(
+        run, retrained, searched.derived.arch)
+    auc = {split: float(sk_metrics.roc_auc_score(labels[split],
+                                                 probabilities[split]))
+           for split in SPLITS}
     rows.append({
         "seed": seed, "variant": name, "validation_auc": auc["validation"],
         "test_auc": auc["test"],

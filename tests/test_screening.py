@@ -81,7 +81,8 @@ def test_no_screen_figure_but_test_auc_reads_test_labels(screened):
 @pytest.mark.parametrize("variants, message", [
     ({}, "at least one variant"),
     ({"a": {}, "b": {"search_steps": 5}},
-     r"variant 'b' overrides \['search_steps'\]: only the retrain's"),
+     r"variant 'b': retrain overrides \['search_steps'\]: only the "
+     "retrain's"),
     ({"a": 3}, "variant 'a': expected an object"),
 ])
 def test_variants_are_checked_before_any_search(variants, message):
@@ -93,7 +94,7 @@ def test_retrain_refuses_a_search_setting_and_a_bad_value(config, dataset,
                                                           tmp_path):
   searched = evaluation.search_and_derive("searched", dataset, config, 0,
                                           str(tmp_path / "search.jsonl"))
-  with pytest.raises(ValueError, match="retrain override 'hidden_dim'"):
+  with pytest.raises(ValueError, match=r"retrain overrides \['hidden_dim'\]"):
     evaluation.retrain_derived(searched, {"hidden_dim": 8})
   with pytest.raises(ValueError, match="retrain_average_span"):
     evaluation.retrain_derived(searched, {"retrain_average_span": -1.0})
@@ -141,4 +142,4 @@ def test_launcher_writes_the_screen(tmp_path):
   refused = launch.run("screen_retrain.py", "--variants={\"a\": {\"seed\": 1}}",
                        f"--workdir={tmp_path}", check=False)
   assert refused.returncode != 0
-  assert "variant 'a' overrides ['seed']" in refused.stderr
+  assert "variant 'a': retrain overrides ['seed']" in refused.stderr
