@@ -1,13 +1,17 @@
-"""Screening retrain settings: one search per seed, several retrains of it.
+"""Screening settings of a searched model, paired by seed.
 
-A retrain setting (a weight average, a longer cap, another learning rate)
-changes nothing before the derived network, so a screen searches and
-derives once per seed and retrains the same network under each variant:
-the paired differences then measure the setting alone, not the search's
-noise. Each variant is the evaluation's retrain (weight decay chosen on the
-first member's validation AUC, ``retrain_ensemble_size`` members, their
-mean) under the search's config with a few retrain fields overridden
-(:data:`credit_nas_jax.evaluation.RETRAIN_FIELDS`).
+Each variant is the evaluation's model (search, derive on validation, the
+retrain: weight decay chosen on the first member's validation AUC,
+``retrain_ensemble_size`` members, their mean) under the screen's config
+with some fields overridden. A retrain setting (a weight average, a longer
+cap, another learning rate: :data:`credit_nas_jax.evaluation.RETRAIN_FIELDS`)
+changes nothing before the derived network, so variants that differ only in
+retrain fields share one search and derive per seed and retrain the same
+network: their paired differences measure the setting alone, not the
+search's noise. A variant that overrides a search setting (the embedding
+kinds, their bins, the steps) gets its own search. Fields that change the
+rows, the split or the graph (:data:`DATA_FIELDS`) are refused: every
+variant of a seed reads the same borrowers.
 
 A setting adopted into the evaluation is a choice like any other: judge it
 on validation figures, on seeds whose splits are not the evaluation's
@@ -17,6 +21,7 @@ is reported beside them, read by nothing here.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any, Callable, Mapping, Sequence
 
@@ -29,10 +34,17 @@ from credit_nas_jax import data as data_lib
 from credit_nas_jax import evaluation
 
 SPLITS = ("validation", "test")
+# Fields that choose the borrowers, their split or their graph.
+DATA_FIELDS = ("dataset", "seed", "split_seed", "data_dir", "data_seed",
+               "table_path", "label_column", "bad_value", "id_column",
+               "edges_path", "categorical_columns", "knn_k", "knn_graph",
+               "use_edges", "num_borrowers", "mean_links")
 
 
-def check_variants(variants: Mapping[str, Mapping[str, Any]]) -> None:
-  """Refuses an empty screen and an override of a non-retrain field.
+def check_variants(variants: Mapping[str, Mapping[str, Any]],
+                   config: ml_collections.ConfigDict | None = None) -> None:
+  """Refuses an empty screen, an override of a data field and (given the
+  screen's ``config``) a field the config does not have.
 
   Raises:
     ValueError: naming the variant and field.
@@ -44,10 +56,29 @@ def check_variants(variants: Mapping[str, Mapping[str, Any]]) -> None:
     if not isinstance(overrides, Mapping):
       raise ValueError(f"variant {name!r}: expected an object of config "
                        f"overrides, got {overrides!r}")
-    try:
-      evaluation.check_retrain_overrides(overrides)
-    except ValueError as error:
-      raise ValueError(f"variant {name!r}: {error}") from None
+    data = sorted(set(overrides) & set(DATA_FIELDS))
+    if data:
+      raise ValueError(f"variant {name!r}: overrides {data} change the "
+                       "borrowers, their split or their graph; every variant "
+                       "of a seed reads the same rows")
+    if config is not None:
+      unknown = sorted(set(overrides) - set(config.keys()))
+      if unknown:
+        raise ValueError(f"variant {name!r}: no config field {unknown}")
+
+
+def search_groups(variants: Mapping[str, Mapping[str, Any]]
+                  ) -> list[tuple[dict[str, Any], list[str]]]:
+  """Variants grouped by their search overrides (every field outside
+  :data:`evaluation.RETRAIN_FIELDS`), in order of first appearance: each
+  group is one search and derive."""
+  groups: dict[str, tuple[dict[str, Any], list[str]]] = {}
+  for name, overrides in variants.items():
+    search = {k: v for k, v in overrides.items()
+              if k not in evaluation.RETRAIN_FIELDS}
+    key = json.dumps(search, sort_keys=True, default=str)
+    groups.setdefault(key, (search, []))[1].append(name)
+  return list(groups.values())
 
 
 def screen_seed(dataset: data_lib.Dataset, config: ml_collections.ConfigDict,
@@ -55,30 +86,48 @@ def screen_seed(dataset: data_lib.Dataset, config: ml_collections.ConfigDict,
                 variants: Mapping[str, Mapping[str, Any]], log_path: str,
                 on_row: Callable[[dict], None] | None = None) -> list[dict]:
   """Searches and derives ``model`` (one of :data:`evaluation.SEARCHED`)
-  once on ``seed``'s split, then retrains the derived network under each
-  variant (``variants``: name -> retrain overrides).
+  on ``seed``'s split once for each group of variants with the same search
+  overrides (:func:`search_groups`), then retrains the derived network
+  under each variant of the group (``variants``: name -> config overrides).
 
   Returns:
-    One row per variant: seed, variant, the member mean's validation and
-    test AUC, the decay chosen, each member's best and last step, seconds
-    (the variant's retrains; the search's apart); ``on_row`` gets each row
-    as it finishes.
+    One row per variant, in the groups' order: seed, variant, the member
+    mean's validation and test AUC, the decay chosen, each member's best and
+    last step, the features kept, seconds (the variant's retrains; its
+    search's apart); ``on_row`` gets each row as it finishes.
   """
-  check_variants(variants)
+  check_variants(variants, config)
   if model not in evaluation.SEARCHED:
     raise ValueError(f"model {model!r}: expected one of "
                      f"{list(evaluation.SEARCHED)}")
   if model == "searched_isolated":
     dataset = evaluation.isolated(dataset)
-  start = time.perf_counter()
-  searched = evaluation.search_and_derive(model, dataset, config, seed,
-                                          log_path)
-  search_seconds = time.perf_counter() - start
   labels = {split: dataset.labels[dataset.splits[split]] for split in SPLITS}
   rows = []
-  for name, overrides in variants.items():
+  for search_overrides, names in search_groups(variants):
+    search_config = ml_collections.ConfigDict(config.to_dict())
+    search_config.update(search_overrides)
     start = time.perf_counter()
-    run, retrained, _ = evaluation.retrain_derived(searched, overrides)
+    searched = evaluation.search_and_derive(model, dataset, search_config,
+                                            seed, log_path)
+    search_seconds = time.perf_counter() - start
+    rows += _retrain_variants(searched, seed, labels, search_seconds,
+                              {n: variants[n] for n in names}, on_row)
+  return rows
+
+
+def _retrain_variants(searched: evaluation.Searched, seed: int,
+                      labels: Mapping[str, np.ndarray], search_seconds: float,
+                      variants: Mapping[str, Mapping[str, Any]],
+                      on_row: Callable[[dict], None] | None) -> list[dict]:
+  """One row per variant: the searched network retrained under its retrain
+  overrides."""
+  rows = []
+  for name, overrides in variants.items():
+    retrain = {k: v for k, v in overrides.items()
+               if k in evaluation.RETRAIN_FIELDS}
+    start = time.perf_counter()
+    run, retrained, _ = evaluation.retrain_derived(searched, retrain)
     probabilities = evaluation.members_probabilities(
         run, retrained, searched.derived.arch)
     auc = {split: float(sk_metrics.roc_auc_score(labels[split],
@@ -91,6 +140,8 @@ def screen_seed(dataset: data_lib.Dataset, config: ml_collections.ConfigDict,
         "best_steps": [max(h, key=lambda r: r["val_auc"])["step"]
                        for _, h in retrained],
         "last_steps": [h[-1]["step"] for _, h in retrained],
+        "kept_features": list(searched.derived.kept_features),
+        "chosen_ops": list(searched.derived.chosen_ops),
         "seconds": time.perf_counter() - start,
         "search_seconds": search_seconds})
     if on_row:
@@ -101,7 +152,7 @@ def screen_seed(dataset: data_lib.Dataset, config: ml_collections.ConfigDict,
 def summarize(rows: Sequence[dict], reference: str) -> pd.DataFrame:
   """Per variant: mean and std of validation and test AUC over seeds, the
   paired difference from ``reference`` on each split (mean and std over
-  the seeds both ran), and the mean seconds of its retrains."""
+  the seeds both ran), and the mean seconds of its search and retrains."""
   frame = pd.DataFrame(rows)
   if reference not in set(frame.variant):
     raise ValueError(f"reference variant {reference!r} has no rows")
@@ -118,6 +169,7 @@ def summarize(rows: Sequence[dict], reference: str) -> pd.DataFrame:
       record[f"{split}_std"] = group[column].std(ddof=1)
       record[f"{split}_diff_mean"] = difference.mean()
       record[f"{split}_diff_std"] = difference.std(ddof=1)
+    record["search_seconds"] = group["search_seconds"].mean()
     record["retrain_seconds"] = group["seconds"].mean()
     records.append(record)
   return pd.DataFrame(records).set_index("variant")
@@ -132,12 +184,12 @@ def markdown_table(summary: pd.DataFrame, reference: str) -> str:
 
   lines = ["| variant | seeds | validation AUC | - " + reference +
            " (validation) | test AUC | - " + reference +
-           " (test) | retrain s |", "|---" * 7 + "|"]
+           " (test) | search s | retrain s |", "|---" * 8 + "|"]
   for name, r in summary.iterrows():
     lines.append(
         f"| {name} | {int(r.seeds)} | {cell(r.validation_mean, r.validation_std)}"
         f" | {cell(r.validation_diff_mean, r.validation_diff_std)}"
         f" | {cell(r.test_mean, r.test_std)}"
         f" | {cell(r.test_diff_mean, r.test_diff_std)}"
-        f" | {r.retrain_seconds:.1f} |")
+        f" | {r.search_seconds:.1f} | {r.retrain_seconds:.1f} |")
   return "\n".join(lines)

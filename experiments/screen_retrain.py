@@ -1,18 +1,24 @@
-r"""Screens retrain settings on the same searched network, paired by seed.
+r"""Screens settings of a searched model against a reference, paired by seed.
 
   python experiments/screen_retrain.py --dataset=credit \
       --model=searched_extended --workdir=runs/screen \
       --variants='{"as_evaluated": {}, "average": {"retrain_average_span": 1}}'
+  python experiments/screen_retrain.py --dataset=lending \
+      --model=searched_isolated --seeds=100,101,102,103,104 \
+      --variants='{"as_evaluated": {}, "bins16": {"embedding_bins": 16}}'
 
-Per seed: one search and derive of --model under the evaluation's config
-(--config, override fields with --config.name=value), then the derived
-network retrained under each variant: a JSON object of variant names to
-overrides of retrain fields (retrain_steps, retrain_lr, the weight decays,
-retrain_average_span, retrain_ensemble_size, eval_every, eval_each_epoch,
-patience). The first variant is the reference. Writes --workdir/rows.jsonl
-(a row per seed and variant, appended as each finishes), screen.csv and
-screen.md (validation and test AUC, differences from the reference paired
-by seed, retrain seconds).
+--variants: a JSON object of variant names to config overrides; the first
+is the reference. Per seed, --model is searched and derived under the
+evaluation's config (--config, override fields with --config.name=value)
+once for each distinct set of search overrides, and the derived network
+retrained under each variant's retrain fields (retrain_steps, retrain_lr,
+the weight decays, retrain_average_span, retrain_ensemble_size,
+eval_every, eval_each_epoch, patience): variants differing only there
+share a search and their difference is the retrain setting's alone.
+Fields that change the rows, split or graph are refused. Writes
+--workdir/rows.jsonl (a row per seed and variant, appended as each
+finishes), screen.csv and screen.md (validation and test AUC, differences
+from the reference paired by seed, search and retrain seconds).
 
 Adopting a setting is a choice: read the validation columns, on seeds the
 evaluation does not use (the default, 100 to 102; the evaluation runs 0 to
@@ -45,13 +51,13 @@ _DATASET = flags.DEFINE_string(
     f"One dataset: {', '.join(pipeline.DATASETS)}.")
 _MODEL = flags.DEFINE_enum("model", "searched_extended",
                            list(evaluation.SEARCHED),
-                           "Which searched model's retrain to screen.")
+                           "Which searched model to screen.")
 _SEEDS = flags.DEFINE_list(
     "seeds", ["100", "101", "102"],
     "Split seeds; the default avoids the evaluation's seeds 0 to 4.")
 _VARIANTS = flags.DEFINE_string(
     "variants", '{"as_configured": {}}',
-    "JSON object: variant name -> retrain overrides; the first is the "
+    "JSON object: variant name -> config overrides; the first is the "
     "reference.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/screen",
                                "Directory for the results.")
@@ -68,9 +74,9 @@ def parse_variants(text: str) -> dict:
     raise app.UsageError(f"--variants is not JSON: {error}") from None
   if not isinstance(variants, dict):
     raise app.UsageError("--variants must be a JSON object of variant names "
-                         "to retrain overrides")
+                         "to config overrides")
   try:
-    screening.check_variants(variants)
+    screening.check_variants(variants, _CONFIG.value)
   except ValueError as error:
     raise app.UsageError(f"--variants: {error}") from None
   return variants

@@ -1,4 +1,5 @@
-"""Screens of retrain settings: one search a seed, paired variants."""
+"""Screens of a searched model's settings: one search a seed for every set
+of search overrides, paired variants."""
 
 import json
 import math
@@ -12,7 +13,8 @@ from credit_nas_jax import pipeline
 from credit_nas_jax import screening
 
 VARIANTS = {"as_configured": {},
-            "short_alone": {"retrain_steps": 5, "retrain_ensemble_size": 1}}
+            "short_alone": {"retrain_steps": 5, "retrain_ensemble_size": 1},
+            "short_search": {"search_steps": 6}}
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +48,28 @@ def screened(config, dataset, tmp_path_factory):
   return rows, searches
 
 
-def test_one_search_serves_every_variant(screened):
+def test_one_search_serves_every_variant_of_one_search_setting(screened):
   rows, searches = screened
-  assert searches == ["searched", "searched"]  # one a screen of one seed
+  # Two screens of one seed, each two searches: the retrain variants share.
+  assert searches == ["searched"] * 4
   as_is = rows[0]
   assert [r["variant"] for r in as_is] == list(VARIANTS)
   assert as_is[0]["search_seconds"] == as_is[1]["search_seconds"]
+  assert as_is[2]["search_seconds"] != as_is[0]["search_seconds"]
   # The overrides act: three members of up to 10 steps, then one of 5.
   assert len(as_is[0]["best_steps"]) == 2 and max(as_is[0]["last_steps"]) > 5
   assert as_is[1]["last_steps"] == [5]
+  # The search variant retrains as the reference does, after its own search.
+  assert len(as_is[2]["best_steps"]) == 2
+  assert as_is[2]["validation_auc"] != as_is[0]["validation_auc"]
+
+
+def test_search_groups_split_variants_by_their_search_overrides():
+  groups = screening.search_groups({
+      "a": {}, "b": {"retrain_steps": 5}, "c": {"embedding_bins": 16},
+      "d": {"embedding_bins": 16, "patience": 2}, "e": {"search_steps": 6}})
+  assert groups == [({}, ["a", "b"]), ({"embedding_bins": 16}, ["c", "d"]),
+                    ({"search_steps": 6}, ["e"])]
 
 
 def test_the_reference_variant_is_the_evaluations_model(screened, config,
@@ -80,14 +95,16 @@ def test_no_screen_figure_but_test_auc_reads_test_labels(screened):
 
 @pytest.mark.parametrize("variants, message", [
     ({}, "at least one variant"),
-    ({"a": {}, "b": {"search_steps": 5}},
-     r"variant 'b': retrain overrides \['search_steps'\]: only the "
-     "retrain's"),
+    ({"a": {}, "b": {"split_seed": 5}},
+     r"variant 'b': overrides \['split_seed'\] change the borrowers"),
+    ({"a": {"knn_k": 3}}, r"variant 'a': overrides \['knn_k'\]"),
+    ({"a": {"embedding_binz": 3}},
+     r"variant 'a': no config field \['embedding_binz'\]"),
     ({"a": 3}, "variant 'a': expected an object"),
 ])
-def test_variants_are_checked_before_any_search(variants, message):
+def test_variants_are_checked_before_any_search(config, variants, message):
   with pytest.raises(ValueError, match=message):
-    screening.check_variants(variants)
+    screening.check_variants(variants, config)
 
 
 def test_retrain_refuses_a_search_setting_and_a_bad_value(config, dataset,
@@ -102,7 +119,7 @@ def test_retrain_refuses_a_search_setting_and_a_bad_value(config, dataset,
 
 def test_summary_pairs_each_variant_with_the_reference_by_seed():
   rows = [{"seed": s, "variant": v, "validation_auc": val, "test_auc": test,
-           "seconds": 2.0}
+           "seconds": 2.0, "search_seconds": 3.0}
           for s, v, val, test in [(0, "ref", 0.70, 0.60), (1, "ref", 0.80, 0.62),
                                   (0, "new", 0.72, 0.61), (1, "new", 0.81, 0.66),
                                   (2, "new", 0.50, 0.50)]]
@@ -117,6 +134,7 @@ def test_summary_pairs_each_variant_with_the_reference_by_seed():
   assert summary.loc["ref"].validation_diff_mean == 0
   table = screening.markdown_table(summary, "ref")
   assert "| new | 3 |" in table and "+- " in table
+  assert table.splitlines()[2].endswith("| 3.0 | 2.0 |")
   with pytest.raises(ValueError, match="reference variant 'old'"):
     screening.summarize(rows, "old")
 
@@ -142,4 +160,5 @@ def test_launcher_writes_the_screen(tmp_path):
   refused = launch.run("screen_retrain.py", "--variants={\"a\": {\"seed\": 1}}",
                        f"--workdir={tmp_path}", check=False)
   assert refused.returncode != 0
-  assert "variant 'a': retrain overrides ['seed']" in refused.stderr
+  assert "variant 'a': overrides ['seed'] change the borrowers" in (
+      refused.stderr)
