@@ -152,7 +152,7 @@ def op_layout_for(name: str, backend: str | None = None) -> str:
 def supernet_for(config: ml_collections.ConfigDict,
                  dataset: data_lib.Dataset) -> model_lib.Architecture:
   """The supernet architecture of a config over a dataset's features; the
-  non-linear embeddings' bins are quantiles of the training rows."""
+  non-linear embeddings are fitted on the training rows alone."""
   ratios, kinds = candidate_ops(config)
   encoder = dataset.encoder
   embeddings = model_lib.embedding_entries(
@@ -161,6 +161,7 @@ def supernet_for(config: ml_collections.ConfigDict,
        for i in range(len(encoder.features))],
       encoder.features,
       dataset.node_features[dataset.splits["train"]],
+      dataset.labels[dataset.splits["train"]],
       embedding_kinds(config), embedding_options(config))
   return model_lib.supernet_architecture(
       dataset.encoder.column_groups, dataset.encoder.features,

@@ -235,7 +235,8 @@ def supernet_architecture(column_groups: Sequence[int],
 def embedding_entries(encoder_groups: Sequence[int],
                       categorical: Sequence[bool],
                       group_names: Sequence[str],
-                      training_columns: np.ndarray, kinds: Sequence[str],
+                      training_columns: np.ndarray,
+                      training_labels: np.ndarray, kinds: Sequence[str],
                       options: ops.EmbeddingOptions
                       ) -> list[tuple[int, str, str, ops.Settings]]:
   """The non-linear embedding entries of a supernet, fitted on training rows.
@@ -251,6 +252,7 @@ def embedding_entries(encoder_groups: Sequence[int],
     categorical: per feature, whether it is one-hot.
     group_names: the features' names.
     training_columns: [training rows, columns] encoded training features.
+    training_labels: [training rows] their labels (target-aware bins).
     kinds: embedding kinds of the space ("linear" is always in it).
     options: the kinds' settings.
   """
@@ -267,7 +269,7 @@ def embedding_entries(encoder_groups: Sequence[int],
         continue
       column = first_column[group]
       settings = ops.EMBEDDINGS[kind].fit(training_columns[:, column],
-                                          options)
+                                          training_labels, options)
       if settings is not None:
         entries.append((column, f"{name}{EMBEDDING_SEPARATOR}{kind}", kind,
                         settings))

@@ -5,10 +5,12 @@ Two families, each a registry from name to kind:
 * Feature embedding kinds (``EMBEDDINGS``): how one input column becomes the
   vector that the feature gate mixes. "linear" is the patent's (x w + b);
   "piecewise" encodes x over quantile bins of the training rows (each bin's
-  coordinate rises from 0 to 1 across the bin) and "periodic" as sin and cos
-  of trainable frequencies times x (after "On Embeddings for Numerical
-  Features in Tabular Deep Learning", Gorishniy et al., 2022); both are then
-  embedded by their own linear layer. Every kind's embedding is linear in
+  coordinate rises from 0 to 1 across the bin), "piecewise_tree" the same
+  over target-aware bins (the split points of a small decision tree fitted
+  on the column and the training labels), and "periodic" as sin and cos of
+  trainable frequencies times x (after "On Embeddings for Numerical
+  Features in Tabular Deep Learning", Gorishniy et al., 2022); each is then
+  embedded by its own linear layer. Every kind's embedding is linear in
   its encoding, so the gated sum of embeddings stays one product over the
   encoded columns (``model.feature_gate``).
 * GCN op kinds (``GCN_OPS``): the aggregation a candidate op's first
@@ -31,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import jraph
 import numpy as np
+from sklearn import tree as sk_tree
 
 Settings = tuple[float, ...]
 
@@ -40,8 +43,8 @@ class EmbeddingOptions:
   """Settings of the non-linear embedding kinds.
 
   Attributes:
-    bins: quantile bins of a piecewise encoding (fewer where a column has
-      fewer distinct training values).
+    bins: bins of a piecewise encoding: quantiles, or a tree's leaves (fewer
+      where a column has fewer distinct training values).
     frequencies: frequencies of a periodic encoding.
     sigma: standard deviation of the frequencies' initialisation (the
       columns are standardised).
@@ -58,8 +61,9 @@ class EmbeddingKind:
 
   Attributes:
     name: the kind's name (a gate group's suffix).
-    fit: (training values of a column, options) -> the column's static
-      settings, or None where the kind adds nothing for that column.
+    fit: (training values of a column, their labels, options) -> the
+      column's static settings, or None where the kind adds nothing for that
+      column.
     width: settings -> the encoding's width.
     init: (key, settings) -> the encoding's trainable parameters.
     encode: (stacked parameters, [N, m] columns of m entries of this kind,
@@ -68,7 +72,7 @@ class EmbeddingKind:
   """
 
   name: str
-  fit: Callable[[np.ndarray, EmbeddingOptions], Settings | None]
+  fit: Callable[[np.ndarray, np.ndarray, EmbeddingOptions], Settings | None]
   width: Callable[[Settings], int]
   init: Callable[[jax.Array, Settings], dict[str, jax.Array]]
   encode: Callable[[dict[str, jax.Array], jax.Array, Sequence[Settings]],
@@ -76,14 +80,36 @@ class EmbeddingKind:
   flops: Callable[[Settings], int]
 
 
-def _fit_piecewise(values: np.ndarray,
+def _bin_edges(edges: np.ndarray) -> Settings | None:
+  edges = np.unique(edges)
+  # One bin is the linear embedding again.
+  return tuple(float(e) for e in edges) if edges.size >= 3 else None
+
+
+def _fit_piecewise(values: np.ndarray, labels: np.ndarray,
                    options: EmbeddingOptions) -> Settings | None:
+  del labels
   finite = values[np.isfinite(values)]
   if finite.size == 0:
     return None
-  edges = np.unique(np.quantile(finite, np.linspace(0, 1, options.bins + 1)))
-  # One bin is the linear embedding again.
-  return tuple(float(e) for e in edges) if edges.size >= 3 else None
+  return _bin_edges(np.quantile(finite, np.linspace(0, 1, options.bins + 1)))
+
+
+def _fit_tree_bins(values: np.ndarray, labels: np.ndarray,
+                   options: EmbeddingOptions) -> Settings | None:
+  """The column's range cut at the split points of a decision tree of at
+  most ``bins`` leaves, each leaf at least 1 / (4 bins) of the rows,
+  fitted to the labels on the column alone."""
+  finite = np.isfinite(values)
+  x, y = values[finite], labels[finite]
+  if x.size == 0 or np.unique(y).size < 2:
+    return None
+  tree = sk_tree.DecisionTreeClassifier(
+      max_leaf_nodes=options.bins,
+      min_samples_leaf=max(1, x.size // (4 * options.bins)),
+      random_state=0).fit(x[:, None], y)
+  splits = tree.tree_.threshold[tree.tree_.feature >= 0]
+  return _bin_edges(np.concatenate([[x.min()], splits, [x.max()]]))
 
 
 def _encode_piecewise(params, x, settings):
@@ -102,8 +128,9 @@ def _encode_piecewise(params, x, settings):
   return jnp.concatenate(blocks, axis=1)
 
 
-def _fit_periodic(values: np.ndarray,
+def _fit_periodic(values: np.ndarray, labels: np.ndarray,
                   options: EmbeddingOptions) -> Settings | None:
+  del labels
   distinct = np.unique(values[np.isfinite(values)]).size
   return (float(options.frequencies), float(options.sigma)) if (
       distinct > 2) else None
@@ -126,7 +153,7 @@ EMBEDDINGS: dict[str, EmbeddingKind] = {
     kind.name: kind for kind in (
         EmbeddingKind(
             name="linear",
-            fit=lambda values, options: (),
+            fit=lambda values, labels, options: (),
             width=lambda settings: 1,
             init=lambda key, settings: {},
             encode=lambda params, x, settings: x,
@@ -134,6 +161,13 @@ EMBEDDINGS: dict[str, EmbeddingKind] = {
         EmbeddingKind(
             name="piecewise",
             fit=_fit_piecewise,
+            width=lambda settings: len(settings) - 1,
+            init=lambda key, settings: {},
+            encode=_encode_piecewise,
+            flops=lambda settings: 3 * (len(settings) - 1)),
+        EmbeddingKind(
+            name="piecewise_tree",
+            fit=_fit_tree_bins,
             width=lambda settings: len(settings) - 1,
             init=lambda key, settings: {},
             encode=_encode_piecewise,

@@ -33,7 +33,7 @@ def _supernet(dataset, kinds=ALL_KINDS, hidden_dim=16, op_kinds=None,
   entries = model.embedding_entries(
       encoder.column_groups, [False] * len(encoder.features),
       encoder.features, dataset.node_features[dataset.splits["train"]],
-      kinds, options)
+      dataset.labels[dataset.splits["train"]], kinds, options)
   ratios = (2, 1, 0.5) if op_kinds is None else (2,) * len(op_kinds)
   return model.supernet_architecture(
       encoder.column_groups, encoder.features, hidden_dim=hidden_dim,
@@ -78,7 +78,8 @@ def test_entries_embed_numeric_features_from_training_rows_only():
                     1 - rng.integers(0, 2, 200)], axis=1)  # ...its other
   entries = model.embedding_entries(
       (0, 1, 2, 2), [False, False, True], ("x", "flag", "city"), train,
-      ALL_KINDS, ops.EmbeddingOptions(bins=4, frequencies=2))
+      rng.integers(0, 2, 200), ALL_KINDS,
+      ops.EmbeddingOptions(bins=4, frequencies=2))
   names = [e[1] for e in entries]
   # The binary column has one bin over its two values and nothing periodic;
   # the categorical feature keeps its linear embedding alone.
@@ -90,18 +91,46 @@ def test_entries_embed_numeric_features_from_training_rows_only():
   assert model.feature_of("x:piecewise") == "x"
 
 
-def test_supernet_bins_ignore_validation_and_test_rows(dataset):
+def test_tree_bins_cut_where_the_default_rate_jumps():
+  rng = np.random.default_rng(0)
+  x = rng.uniform(-2, 2, 4000)
+  # The default rate steps at -1 and at 0.5 and is flat between.
+  rate = np.where(x < -1, 0.6, np.where(x < 0.5, 0.2, 0.05))
+  y = (rng.uniform(size=x.size) < rate).astype(np.float32)
+  edges = ops.EMBEDDINGS["piecewise_tree"].fit(
+      x, y, ops.EmbeddingOptions(bins=3))
+  assert len(edges) == 4
+  assert edges[0] == pytest.approx(x.min()) and edges[-1] == pytest.approx(
+      x.max())
+  np.testing.assert_allclose(edges[1:3], (-1.0, 0.5), atol=0.05)
+  # Quantile bins of the same column ignore the labels.
+  quantiles = ops.EMBEDDINGS["piecewise"].fit(x, 1 - y,
+                                               ops.EmbeddingOptions(bins=3))
+  np.testing.assert_allclose(quantiles, np.quantile(x, [0, 1 / 3, 2 / 3, 1]),
+                             rtol=1e-6)
+  # No bins from one class, nor from a column of one value.
+  assert ops.EMBEDDINGS["piecewise_tree"].fit(
+      x, np.ones_like(y), ops.EmbeddingOptions()) is None
+  assert ops.EMBEDDINGS["piecewise_tree"].fit(
+      np.zeros(100), y[:100], ops.EmbeddingOptions()) is None
+
+
+@pytest.mark.parametrize("kind", ["piecewise", "piecewise_tree"])
+def test_supernet_bins_ignore_validation_and_test_rows(dataset, kind):
   config = default_config.get_config()
-  config.feature_embeddings = ("linear", "piecewise")
+  config.feature_embeddings = ("linear", kind)
   before = experiment.supernet_for(config, dataset)
   changed = dataset.node_features.copy()
+  labels = dataset.labels.copy()
   held_out = np.concatenate([dataset.splits["validation"],
                              dataset.splits["test"]])
   changed[held_out] = 100.0
+  labels[held_out] = 1 - labels[held_out]
   after = experiment.supernet_for(
-      config, data.Dataset(**{**dataset.__dict__, "node_features": changed}))
+      config, data.Dataset(**{**dataset.__dict__, "node_features": changed,
+                              "labels": labels}))
   assert before.column_settings == after.column_settings
-  assert any(k == "piecewise" for k in before.column_embeddings)
+  assert any(k == kind for k in before.column_embeddings)
 
 
 def test_flag_lists_of_kinds_are_split_and_checked():
@@ -114,7 +143,8 @@ def test_flag_lists_of_kinds_are_split_and_checked():
     experiment.validate_config(config)
   with pytest.raises(ValueError, match="unknown feature embedding kinds"):
     model.embedding_entries((0,), [False], ("a",), np.zeros((3, 1)),
-                            ("linear", "spline"), ops.EmbeddingOptions())
+                            np.zeros(3), ("linear", "spline"),
+                            ops.EmbeddingOptions())
 
 
 def test_a_linear_only_space_has_the_patent_weights(dataset):
@@ -217,7 +247,7 @@ def test_forward_flops_with_embeddings_match_xla(dataset, hidden_dim):
 @pytest.mark.highest_matmul_precision
 def test_a_new_embedding_kind_is_one_registry_entry(dataset, monkeypatch):
   square = ops.EmbeddingKind(
-      name="square", fit=lambda values, options: (),
+      name="square", fit=lambda values, labels, options: (),
       width=lambda settings: 1, init=lambda key, settings: {},
       encode=lambda params, x, settings: x * x, flops=lambda settings: 1)
   monkeypatch.setitem(ops.EMBEDDINGS, "square", square)
