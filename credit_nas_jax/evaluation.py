@@ -87,6 +87,12 @@ SEARCHED = ("searched", "searched_extended", "searched_isolated")
 SELECTED = "searched_selected"
 ENSEMBLE = "searched_ensemble"
 OURS = ENSEMBLE
+# The settings only our searched models read (the baselines train on the
+# linear embedding alone, over their own grids): a stored seed whose config
+# differs from a run's in these alone keeps its baselines' rows.
+OURS_ONLY_FIELDS = ("feature_embeddings", "embedding_bins",
+                    "embedding_frequencies", "embedding_sigma",
+                    "retrain_ensemble_size", "retrain_weight_decays")
 # The settings a searched model's retrain reads and its search does not:
 # what a screen of retrain settings may change after one search.
 RETRAIN_FIELDS = ("retrain_steps", "retrain_lr", "retrain_weight_decay",
@@ -291,6 +297,20 @@ def fixed_grid(name: str, config: ml_collections.ConfigDict
   return [{"width_ratio": float(r), "weight_decay": float(d)}
           for r in config.fixed_width_ratios
           for d in config.fixed_weight_decays]
+
+
+def reusable_rows(stored_config: dict[str, Any], config: dict[str, Any],
+                  rows: Sequence[dict]) -> dict[str, dict]:
+  """The stored rows of one seed that a run of ``config`` keeps: all of
+  them under the same config, the baselines' (:data:`BASELINES`) where the
+  configs differ only in :data:`OURS_ONLY_FIELDS`, else none."""
+  differing = {k for k in set(stored_config) | set(config)
+               if stored_config.get(k) != config.get(k)}
+  if not differing:
+    return {r["model"]: r for r in rows}
+  if differing <= set(OURS_ONLY_FIELDS):
+    return {r["model"]: r for r in rows if r["model"] in BASELINES}
+  return {}
 
 
 def retrain_weight_decays(config: ml_collections.ConfigDict

@@ -17,7 +17,9 @@ roc.png; with several datasets also --workdir/all.md (test AUC of every
 model on every dataset). Compiled programs are kept in --workdir/xla_cache
 (--compilation_cache; delete it freely, it only saves compiles). A seed
 file already there with the same config is resumed: its finished models are
-kept. k-NN graphs are inductive unless
+kept (with a config that differs only in fields our models alone read,
+evaluation.OURS_ONLY_FIELDS, its baselines' rows are kept and ours run
+again). k-NN graphs are inductive unless
 --config.knn_graph=transductive; every baseline's validation budget is in
 results.md.
 """
@@ -107,10 +109,12 @@ def evaluate_dataset(name: str, base: ml_collections.ConfigDict, seeds: int,
     if os.path.exists(path):
       with open(path) as f:
         stored = json.load(f)
-      if stored["config"] == described:
-        done = {r["model"]: r for r in stored["rows"]}
-      else:
-        logging.warning("%s holds another config; running it again", path)
+      done = evaluation.reusable_rows(stored["config"], described,
+                                      stored["rows"])
+      if stored["config"] != described:
+        logging.warning("%s holds another config; %s", path,
+                        f"keeping its baselines' rows {sorted(done)}" if done
+                        else "running it again")
     load_start = time.perf_counter()
     dataset = evaluation.load_dataset(seed_config)
     logging.info("%s seed %d of %d: %d borrowers, %d edges, loaded in "

@@ -167,6 +167,17 @@ def test_launcher_writes_tables_and_resumes(tmp_path):
   second = launch.run("evaluate.py", *args)
   assert "seed 0: mlp" not in second.stderr  # resumed, not rerun
   assert (directory / "seed_0.json").read_text() == seed0
+  # A change only ours reads keeps the baselines' rows and runs ours again.
+  third = launch.run("evaluate.py", *args, "--config.embedding_bins=3",
+                     "--seeds=1")
+  assert "seed 0: mlp" not in third.stderr
+  assert "seed 0: searched (model 3 of 3)" in third.stderr
+  assert "keeping its baselines' rows ['logistic_regression', 'mlp']" in (
+      third.stderr)
+  stored = json.loads((directory / "seed_0.json").read_text())
+  assert stored["config"]["embedding_bins"] == 3
+  assert ([r for r in stored["rows"] if r["model"] == "mlp"]
+          == [r for r in json.loads(seed0)["rows"] if r["model"] == "mlp"])
 
 
 def test_launcher_names_the_renamed_flag(tmp_path):

@@ -160,3 +160,39 @@ def test_every_model_reports_its_validation_budget(runs, config):
       assert row["validation_auc"] == pytest.approx(best)
       assert len(row["details"]["grid"]) == row["details"]["budget"]
   assert np.isfinite([r["validation_auc"] for r in runs[0]]).all()
+
+
+def test_baselines_do_not_read_the_fields_only_ours_reads(runs, config,
+                                                          dataset, models,
+                                                          tmp_path):
+  changed = protocol_helpers.tiny_protocol_config()
+  changed.feature_embeddings = ("linear", "piecewise_tree")
+  changed.embedding_bins = 3
+  changed.embedding_frequencies = config.embedding_frequencies + 3
+  changed.embedding_sigma = 2.0
+  changed.retrain_ensemble_size = 1
+  changed.retrain_weight_decays = (1.0,)
+  differing = {k for k in evaluation.OURS_ONLY_FIELDS
+               if changed[k] != config[k]}
+  assert differing == set(evaluation.OURS_ONLY_FIELDS)
+  baselines = [m for m in models if m in evaluation.BASELINES]
+  again = evaluation.evaluate_seed(dataset, changed, 0, baselines,
+                                   "relations", str(tmp_path))
+  before = {r["model"]: r for r in runs[0]}
+  for row in again:
+    assert _choices(row) == _choices(before[row["model"]]), row["model"]
+    assert row["test"] == before[row["model"]]["test"], row["model"]
+
+
+def test_a_seed_keeps_the_rows_its_config_change_leaves_valid():
+  rows = [{"model": m} for m in ("lightgbm", "mlp", "supernet", "searched",
+                                 "searched_ensemble")]
+  config = {"hidden_dim": 8, "embedding_bins": 4}
+  assert evaluation.reusable_rows(config, dict(config), rows) == {
+      r["model"]: r for r in rows}
+  kept = evaluation.reusable_rows(config, {**config, "embedding_bins": 8},
+                                  rows)
+  assert sorted(kept) == ["lightgbm", "mlp", "supernet"]
+  assert evaluation.reusable_rows(config, {**config, "hidden_dim": 16},
+                                  rows) == {}
+  assert evaluation.reusable_rows(config, {"embedding_bins": 4}, rows) == {}
