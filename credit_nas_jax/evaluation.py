@@ -91,7 +91,7 @@ OURS = ENSEMBLE
 # linear embedding alone, over their own grids): a stored seed whose config
 # differs from a run's in these alone keeps its baselines' rows.
 OURS_ONLY_FIELDS = ("feature_embeddings", "embedding_bins",
-                    "embedding_frequencies", "embedding_sigma",
+                    "embedding_frequencies", "embedding_sigma", "wide_path",
                     "retrain_ensemble_size", "retrain_weight_decays")
 # The settings a searched model's retrain reads and its search does not:
 # what a screen of retrain settings may change after one search.
@@ -263,12 +263,13 @@ def _seed_experiment(dataset: data_lib.Dataset,
                      search_space: str = "patent",
                      embeddings: bool = True) -> experiment.Experiment:
   """The experiment core over one seed's dataset (without ``embeddings``:
-  the patent's linear feature embedding alone)."""
+  the patent's linear feature embedding alone, and no wide path)."""
   config = ml_collections.ConfigDict(config.to_dict())
   config.seed = seed
   config.search_space = search_space
   if not embeddings:
     config.feature_embeddings = ("linear",)
+    config.wide_path = False
   return experiment.prepare(config, dataset)
 
 

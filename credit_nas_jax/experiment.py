@@ -168,7 +168,8 @@ def supernet_for(config: ml_collections.ConfigDict,
       hidden_dim=config.hidden_dim, op_ratios=ratios,
       num_layers=config.num_gcn_layers, gate_function=config.gate_function,
       op_kinds=kinds, readout_searchable=config.search_space == "extended",
-      op_layout=op_layout_for(config.op_layout), embeddings=embeddings)
+      op_layout=op_layout_for(config.op_layout), embeddings=embeddings,
+      wide=bool(config.get("wide_path", False)))
 
 
 def embedding_kinds(config: ml_collections.ConfigDict) -> tuple[str, ...]:

@@ -95,6 +95,9 @@ class Architecture:
     gate_function: "sigmoid" (patent) or "softmax" (DARTS) for the alphas.
     searchable: True for the supernet (gates from alphas), False for a
       derived network (every gate is 1).
+    wide: adds to the logit a linear function of the borrower's own gated
+      encoded columns (a wide path beside the deep one: with piecewise
+      encodings, an additive model of the features, as a scorecard is).
   """
 
   column_groups: tuple[int, ...]
@@ -111,6 +114,7 @@ class Architecture:
   op_layout: str = "separate"
   column_embeddings: tuple[str, ...] = ()
   column_settings: tuple[tuple[float, ...], ...] = ()
+  wide: bool = False
 
   def __post_init__(self):
     entries = len(self.input_columns)
@@ -193,15 +197,16 @@ def supernet_architecture(column_groups: Sequence[int],
                           readout_searchable: bool = False,
                           op_layout: str = "separate",
                           embeddings: Sequence[tuple[int, str, str,
-                                                     ops.Settings]] = ()
-                          ) -> Architecture:
+                                                     ops.Settings]] = (),
+                          wide: bool = False) -> Architecture:
   """The search space: every feature group and every candidate op.
 
   ``op_kinds`` gives every op's kind (default: all "gcn", the patent's);
   ``readout_searchable`` adds a gate on the pooled readout. Every column is
   embedded linearly in its feature's group; ``embeddings`` adds entries
   (column, group name, kind, settings) with a gate group each, after the
-  feature groups (see :func:`embedding_entries`).
+  feature groups (see :func:`embedding_entries`). ``wide`` adds the wide
+  path (see :class:`Architecture`).
   """
   op_kinds = tuple(op_kinds or ("gcn",) * len(op_ratios))
   if len(op_kinds) != len(op_ratios):
@@ -229,7 +234,8 @@ def supernet_architecture(column_groups: Sequence[int],
       searchable=True,
       layer_op_kinds=(op_kinds,) * num_layers,
       readout_searchable=readout_searchable,
-      op_layout=op_layout)
+      op_layout=op_layout,
+      wide=wide)
 
 
 def embedding_entries(encoder_groups: Sequence[int],
@@ -326,6 +332,9 @@ def init(key: jax.Array, arch: Architecture) -> tuple[chex.ArrayTree,
       layer["w1_root"] = _dense_init(jax.random.fold_in(first_key, 1), d,
                                      (d, root))
     weights["gcn"].append(layer)
+  if arch.wide:  # starts at zero: the deep path's logit
+    weights["wide"] = {"w": jnp.zeros((len(arch.encoded_groups),)),
+                       "b": jnp.zeros((1,))}
   if not arch.linear_only:
     weights["feature_embed"]["encoders"] = ops.init_embedding_params(
         jax.random.fold_in(embed_key, 1), arch.column_embeddings,
@@ -596,7 +605,23 @@ def apply(weights: chex.ArrayTree, alphas: chex.ArrayTree,
                                       _pooled_gate(gates, arch))
   head = weights["head"]
   hidden = jax.nn.relu(readout @ head["w1"] + head["b1"])
-  return (hidden @ head["w2"] + head["b2"])[:, 0]
+  logits = (hidden @ head["w2"] + head["b2"])[:, 0]
+  if arch.wide:
+    logits = logits + wide_logits(weights["wide"], gates["features"], nodes,
+                                  graphs, arch.encoded_groups)
+  return logits
+
+
+def wide_logits(params: chex.ArrayTree, feature_gates: jax.Array,
+                nodes: jax.Array, graphs: jraph.GraphsTuple,
+                encoded_groups: Sequence[int]) -> jax.Array:
+  """[n_graph]: the wide path, sum_c gate(c) x_c w_c + b over the encoded
+  columns of every graph's borrower (its first node; 0 for empty graphs)."""
+  first_node = jnp.cumsum(graphs.n_node) - graphs.n_node
+  own = nodes[jnp.clip(first_node, 0, nodes.shape[0] - 1)]
+  column_gate = feature_gates[np.asarray(encoded_groups)]
+  return jnp.where(graphs.n_node > 0,
+                   own @ (params["w"] * column_gate) + params["b"][0], 0.0)
 
 
 def masked_bce_sum(logits: jax.Array, graphs: jraph.GraphsTuple

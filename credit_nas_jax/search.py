@@ -394,7 +394,8 @@ def derive_architecture(alphas: chex.ArrayTree,
       searchable=False,
       layer_op_kinds=tuple((kinds[j],) for kinds, j in zip(
           supernet.layer_op_kinds, chosen)),
-      pooled_readout=pooled)
+      pooled_readout=pooled,
+      wide=supernet.wide)
   return DerivedArchitecture(
       arch=arch,
       feature_gates={n: float(g) for n, g in zip(supernet.group_names,
@@ -618,7 +619,10 @@ def slice_weights(weights: chex.ArrayTree, supernet: model_lib.Architecture,
   head = dict(weights["head"])
   if not derived.arch.pooled_readout:
     head["w1"] = head["w1"][:supernet.hidden_dim]
-  return {"feature_embed": embed, "gcn": layers, "head": head}
+  cut = {"feature_embed": embed, "gcn": layers, "head": head}
+  if supernet.wide:
+    cut["wide"] = {"w": weights["wide"]["w"][rows], "b": weights["wide"]["b"]}
+  return cut
 
 
 def open_ops(alphas: chex.ArrayTree) -> tuple[int, ...] | None:

@@ -1,5 +1,7 @@
 """Feature embedding kinds in the feature mixop, and the op-kind registry."""
 
+import dataclasses
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -295,3 +297,57 @@ def test_saved_model_with_embeddings_scores_as_before(dataset, tmp_path):
   chex.assert_trees_all_close(
       model.apply(saved.weights, {}, batch, saved.arch),
       model.apply(compact, {}, batch, derived.arch), atol=1e-6)
+
+
+@pytest.mark.highest_matmul_precision
+@pytest.mark.parametrize("hidden_dim", [16, 128])  # unfolded, folded
+def test_wide_path_adds_the_borrowers_gated_columns_to_the_logit(
+    dataset, hidden_dim, tmp_path):
+  deep = _supernet(dataset, hidden_dim=hidden_dim)
+  arch = dataclasses.replace(deep, wide=True)
+  weights, alphas = model.init(jax.random.key(0), arch)
+  deep_weights, _ = model.init(jax.random.key(0), deep)
+  batch = _batch(dataset)
+  # It starts closed: the deep network's logits.
+  chex.assert_trees_all_close(model.apply(weights, alphas, batch, arch),
+                              model.apply(deep_weights, alphas, batch, deep),
+                              atol=1e-6)
+  rng = np.random.default_rng(1)
+  columns = len(arch.encoded_groups)
+  weights["wide"] = {"w": jnp.asarray(rng.normal(size=columns), jnp.float32),
+                     "b": jnp.asarray([0.3], jnp.float32)}
+  alphas = jax.tree.map(
+      lambda a: jax.random.normal(jax.random.key(3), a.shape), alphas)
+  gates = np.asarray(model.network_gates(alphas, arch)["features"])
+  nodes = np.asarray(model.encode_nodes(weights["feature_embed"], batch.nodes,
+                                        arch))
+  first = np.cumsum(batch.n_node) - batch.n_node
+  real = np.asarray(batch.n_node) > 0
+  expected = (nodes[first[real]]
+              @ (np.asarray(weights["wide"]["w"])
+                 * gates[np.asarray(arch.encoded_groups)]) + 0.3)
+  got = model.apply(weights, alphas, batch, arch)
+  np.testing.assert_allclose(
+      np.asarray(got)[real],
+      np.asarray(model.apply(deep_weights, alphas, batch, deep))[real]
+      + expected, rtol=1e-4, atol=1e-4)
+  # Derived, cut, saved and loaded, it computes what the supernet does.
+  derived = search.derive_architecture(alphas, arch, 0.5)
+  assert derived.arch.wide
+  _assert_compact_equals_masked(weights, arch, derived, batch)
+  compact = search.slice_weights(weights, arch, derived)
+  model_io.save_model(str(tmp_path / "m"), derived.arch, compact,
+                      dataset.encoder, (4, 2), {"config": {"seed": 0}})
+  saved = model_io.load_model(str(tmp_path / "m"))
+  assert saved.arch == derived.arch
+  chex.assert_trees_all_close(
+      model.apply(saved.weights, {}, batch, saved.arch),
+      model.apply(compact, {}, batch, derived.arch), atol=1e-6)
+  _assert_flops_match_xla(arch, batch)
+
+
+def test_the_wide_path_comes_from_the_config(dataset):
+  config = default_config.get_config()
+  assert not experiment.supernet_for(config, dataset).wide
+  config.wide_path = True
+  assert experiment.supernet_for(config, dataset).wide

@@ -59,6 +59,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.embedding_bins = 8
   config.embedding_frequencies = 8
   config.embedding_sigma = 0.5
+  # A wide path: the logit adds a linear function of the borrower's own
+  # gated encoded columns to the deep path's (an additive model of the
+  # features beside the GCN layers; the same feature gates close both).
+  config.wide_path = False
 
   # Bilevel search (the floats below are the ones a sweep may vary).
   config.search_steps = 400
