@@ -22,6 +22,7 @@ is reported beside them, read by nothing here.
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any, Callable, Mapping, Sequence
 
@@ -84,7 +85,8 @@ def search_groups(variants: Mapping[str, Mapping[str, Any]]
 def screen_seed(dataset: data_lib.Dataset, config: ml_collections.ConfigDict,
                 seed: int, model: str,
                 variants: Mapping[str, Mapping[str, Any]], log_path: str,
-                on_row: Callable[[dict], None] | None = None) -> list[dict]:
+                on_row: Callable[[dict], None] | None = None,
+                probabilities_dir: str | None = None) -> list[dict]:
   """Searches and derives ``model`` (one of :data:`evaluation.SEARCHED`)
   on ``seed``'s split once for each group of variants with the same search
   overrides (:func:`search_groups`), then retrains the derived network
@@ -94,7 +96,10 @@ def screen_seed(dataset: data_lib.Dataset, config: ml_collections.ConfigDict,
     One row per variant, in the groups' order: seed, variant, the member
     mean's validation and test AUC, the decay chosen, each member's best and
     last step, the features kept, seconds (the variant's retrains; its
-    search's apart); ``on_row`` gets each row as it finishes.
+    search's apart); ``on_row`` gets each row as it finishes. With
+    ``probabilities_dir``, each variant's validation and test probabilities
+    go to ``<dir>/seed_<seed>_<variant>.npz`` (to study mixtures of
+    variants offline).
   """
   check_variants(variants, config)
   if model not in evaluation.SEARCHED:
@@ -112,14 +117,16 @@ def screen_seed(dataset: data_lib.Dataset, config: ml_collections.ConfigDict,
                                             seed, log_path)
     search_seconds = time.perf_counter() - start
     rows += _retrain_variants(searched, seed, labels, search_seconds,
-                              {n: variants[n] for n in names}, on_row)
+                              {n: variants[n] for n in names}, on_row,
+                              probabilities_dir)
   return rows
 
 
 def _retrain_variants(searched: evaluation.Searched, seed: int,
                       labels: Mapping[str, np.ndarray], search_seconds: float,
                       variants: Mapping[str, Mapping[str, Any]],
-                      on_row: Callable[[dict], None] | None) -> list[dict]:
+                      on_row: Callable[[dict], None] | None,
+                      probabilities_dir: str | None) -> list[dict]:
   """One row per variant: the searched network retrained under its retrain
   overrides."""
   rows = []
@@ -133,6 +140,9 @@ def _retrain_variants(searched: evaluation.Searched, seed: int,
     auc = {split: float(sk_metrics.roc_auc_score(labels[split],
                                                  probabilities[split]))
            for split in SPLITS}
+    if probabilities_dir is not None:
+      np.savez(os.path.join(probabilities_dir, f"seed_{seed}_{name}.npz"),
+               **{split: probabilities[split] for split in SPLITS})
     rows.append({
         "seed": seed, "variant": name, "validation_auc": auc["validation"],
         "test_auc": auc["test"],
@@ -173,6 +183,28 @@ def summarize(rows: Sequence[dict], reference: str) -> pd.DataFrame:
     record["retrain_seconds"] = group["seconds"].mean()
     records.append(record)
   return pd.DataFrame(records).set_index("variant")
+
+
+def mixture_rows(probabilities_dir: str, labels: Mapping[int, Mapping[str,
+                                                                     np.ndarray]],
+                 mixtures: Mapping[str, Sequence[str]]) -> list[dict]:
+  """Rows like :func:`screen_seed`'s for mixtures of screened variants:
+  each mixture's validation and test AUC of the mean of its variants'
+  saved probabilities, per seed (``labels``: seed -> split -> labels)."""
+  rows = []
+  for seed, split_labels in labels.items():
+    for name, members in mixtures.items():
+      saved = [np.load(os.path.join(probabilities_dir,
+                                    f"seed_{seed}_{m}.npz"))
+               for m in members]
+      auc = {split: float(sk_metrics.roc_auc_score(
+          split_labels[split], np.mean([s[split] for s in saved], axis=0)))
+             for split in SPLITS}
+      rows.append({"seed": seed, "variant": name,
+                   "validation_auc": auc["validation"],
+                   "test_auc": auc["test"], "seconds": 0.0,
+                   "search_seconds": 0.0})
+  return rows
 
 
 def markdown_table(summary: pd.DataFrame, reference: str) -> str:

@@ -18,7 +18,11 @@ share a search and their difference is the retrain setting's alone.
 Fields that change the rows, split or graph are refused. Writes
 --workdir/rows.jsonl (a row per seed and variant, appended as each
 finishes), screen.csv and screen.md (validation and test AUC, differences
-from the reference paired by seed, search and retrain seconds).
+from the reference paired by seed, search and retrain seconds). Each
+variant's validation and test probabilities are kept in
+--workdir/probabilities/ (npz); --mixtures='{"both": ["a", "b"]}' adds rows
+for the mean of several variants' probabilities (an ensemble of unlike
+members, no extra training), paired like the rest.
 
 Adopting a setting is a choice: read the validation columns, on seeds the
 evaluation does not use (the default, 100 to 102; the evaluation runs 0 to
@@ -59,6 +63,10 @@ _VARIANTS = flags.DEFINE_string(
     "variants", '{"as_configured": {}}',
     "JSON object: variant name -> config overrides; the first is the "
     "reference.")
+_MIXTURES = flags.DEFINE_string(
+    "mixtures", "{}",
+    "JSON object: mixture name -> variants whose probabilities it averages "
+    "(rows beside the variants'; no extra training).")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/screen",
                                "Directory for the results.")
 _CONFIG = config_flags.DEFINE_config_file(
@@ -95,6 +103,16 @@ def main(argv):
     raise app.UsageError(f"--seeds must be integers: {_SEEDS.value}") from None
   variants = parse_variants(_VARIANTS.value)
   reference = next(iter(variants))
+  try:
+    mixtures = json.loads(_MIXTURES.value)
+  except json.JSONDecodeError as error:
+    raise app.UsageError(f"--mixtures is not JSON: {error}") from None
+  if not isinstance(mixtures, dict) or any(
+      not isinstance(m, list) or not m or set(m) - set(variants)
+      for m in mixtures.values()):
+    raise app.UsageError(f"--mixtures must map names to non-empty lists of "
+                         f"variants of --variants ({list(variants)}): "
+                         f"{_MIXTURES.value}")
   evaluated = sorted(set(seeds) & set(range(5)))
   if evaluated:
     logging.warning("seeds %s are the evaluation's own splits: a setting "
@@ -105,7 +123,9 @@ def main(argv):
   jax.config.update("jax_compilation_cache_dir",
                     os.path.join(workdir, "xla_cache"))
   rows_path = os.path.join(workdir, "rows.jsonl")
-  start, rows = time.perf_counter(), []
+  probabilities_dir = os.path.join(workdir, "probabilities")
+  os.makedirs(probabilities_dir, exist_ok=True)
+  start, rows, labels = time.perf_counter(), [], {}
 
   def on_row(row):
     with open(rows_path, "a") as f:
@@ -119,15 +139,19 @@ def main(argv):
     config = ml_collections.ConfigDict(_CONFIG.value.to_dict())
     config.dataset, config.seed, config.split_seed = _DATASET.value, seed, seed
     dataset = evaluation.load_dataset(config)
+    labels[seed] = {split: dataset.labels[dataset.splits[split]]
+                    for split in screening.SPLITS}
     rows += screening.screen_seed(
         dataset, config, seed, _MODEL.value, variants,
-        os.path.join(workdir, f"search_seed_{seed}.jsonl"), on_row=on_row)
+        os.path.join(workdir, f"search_seed_{seed}.jsonl"), on_row=on_row,
+        probabilities_dir=probabilities_dir)
     elapsed = time.perf_counter() - start
     logging.info("seed %d done (%d of %d) after %s; about %s left", seed,
                  index + 1, len(seeds), progress.duration_text(elapsed),
                  progress.duration_text(elapsed / (index + 1)
                                         * (len(seeds) - index - 1)))
     jax.clear_caches()
+  rows += screening.mixture_rows(probabilities_dir, labels, mixtures)
   summary = screening.summarize(rows, reference)
   summary.to_csv(os.path.join(workdir, "screen.csv"))
   table = screening.markdown_table(summary, reference)

@@ -4,7 +4,9 @@ of search overrides, paired variants."""
 import json
 import math
 
+import numpy as np
 import pytest
+from sklearn import metrics as sk_metrics
 
 import launch  # pylint: disable=g-bad-import-order
 import protocol_helpers
@@ -139,6 +141,25 @@ def test_summary_pairs_each_variant_with_the_reference_by_seed():
     screening.summarize(rows, "old")
 
 
+def test_a_mixture_is_the_mean_of_its_variants_probabilities(tmp_path):
+  labels = np.array([0, 1, 0, 1, 1, 0], np.float32)
+  a = np.array([0.1, 0.2, 0.9, 0.8, 0.7, 0.3])
+  b = np.array([0.5, 0.9, 0.1, 0.6, 0.2, 0.4])
+  for name, p in (("a", a), ("b", b)):
+    np.savez(tmp_path / f"seed_7_{name}.npz", validation=p, test=1 - p)
+  rows = screening.mixture_rows(
+      str(tmp_path), {7: {"validation": labels, "test": labels}},
+      {"ab": ["a", "b"], "a": ["a"]})
+  assert [(r["seed"], r["variant"]) for r in rows] == [(7, "ab"), (7, "a")]
+  mean = (a + b) / 2
+  assert rows[0]["validation_auc"] == pytest.approx(
+      sk_metrics.roc_auc_score(labels, mean))
+  assert rows[0]["test_auc"] == pytest.approx(
+      sk_metrics.roc_auc_score(labels, 1 - mean))
+  assert rows[1]["validation_auc"] == pytest.approx(
+      sk_metrics.roc_auc_score(labels, a))
+
+
 def test_launcher_writes_the_screen(tmp_path):
   config = launch.os.path.join(launch.ROOT, "experiments", "configs",
                                "evaluate_test.py")
@@ -149,14 +170,20 @@ def test_launcher_writes_the_screen(tmp_path):
       "--config.retrain_steps=10", "--config.eval_every=5",
       "--variants=" + json.dumps({"ref": {}, "avg": {
           "retrain_average_span": 2.0}}),
+      "--mixtures=" + json.dumps({"both": ["ref", "avg"]}),
       f"--workdir={tmp_path}")
-  assert "| avg | 1 |" in result.stdout
+  assert "| avg | 1 |" in result.stdout and "| both | 1 |" in result.stdout
   rows = [json.loads(line) for line in
           (tmp_path / "rows.jsonl").read_text().splitlines()]
   assert [(r["seed"], r["variant"]) for r in rows] == [(100, "ref"),
                                                        (100, "avg")]
   assert (tmp_path / "screen.csv").stat().st_size > 0
   assert "searched_isolated, seeds [100]" in (tmp_path / "screen.md").read_text()
+  saved = dict(np.load(tmp_path / "probabilities" / "seed_100_ref.npz"))
+  assert set(saved) == {"validation", "test"}
+  mixed = launch.run("screen_retrain.py", "--mixtures={\"m\": [\"x\"]}",
+                     f"--workdir={tmp_path}", check=False)
+  assert mixed.returncode != 0 and "--mixtures must map" in mixed.stderr
   refused = launch.run("screen_retrain.py", "--variants={\"a\": {\"seed\": 1}}",
                        f"--workdir={tmp_path}", check=False)
   assert refused.returncode != 0
