@@ -54,6 +54,9 @@ def check_variants(variants: Mapping[str, Mapping[str, Any]],
     raise ValueError("a screen needs at least one variant (the first is the "
                      "reference the others are compared with)")
   for name, overrides in variants.items():
+    if not name or not all(c.isalnum() or c in "._+-" for c in name):
+      raise ValueError(f"variant {name!r}: a name of letters, digits and "
+                       "'._+-' (it names the variant's probability file)")
     if not isinstance(overrides, Mapping):
       raise ValueError(f"variant {name!r}: expected an object of config "
                        f"overrides, got {overrides!r}")

@@ -103,6 +103,7 @@ def test_no_screen_figure_but_test_auc_reads_test_labels(screened):
     ({"a": {"embedding_binz": 3}},
      r"variant 'a': no config field \['embedding_binz'\]"),
     ({"a": 3}, "variant 'a': expected an object"),
+    ({"a/b": {}}, "variant 'a/b': a name of letters"),
 ])
 def test_variants_are_checked_before_any_search(config, variants, message):
   with pytest.raises(ValueError, match=message):
