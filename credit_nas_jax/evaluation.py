@@ -92,13 +92,14 @@ OURS = ENSEMBLE
 # differs from a run's in these alone keeps its baselines' rows.
 OURS_ONLY_FIELDS = ("feature_embeddings", "embedding_bins",
                     "embedding_frequencies", "embedding_sigma", "wide_path",
-                    "retrain_ensemble_size", "retrain_weight_decays")
+                    "retrain_ensemble_size", "retrain_weight_decays",
+                    "retrain_member_variants")
 # The settings a searched model's retrain reads and its search does not:
 # what a screen of retrain settings may change after one search.
 RETRAIN_FIELDS = ("retrain_steps", "retrain_lr", "retrain_weight_decay",
                   "retrain_weight_decays", "retrain_average_span",
-                  "retrain_ensemble_size", "eval_every", "eval_each_epoch",
-                  "patience")
+                  "retrain_ensemble_size", "retrain_member_variants",
+                  "eval_every", "eval_each_epoch", "patience")
 LR_STRENGTHS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 
 
@@ -354,26 +355,25 @@ def _best_on_validation(settings: Sequence[dict[str, Any]],
 
 
 def _members_result(model: str, graph: str, exp: experiment.Experiment,
-                    retrained: Sequence[tuple[chex.ArrayTree, list[dict]]],
-                    arch: model_lib.Architecture, start: float,
+                    members: Sequence[Member], start: float,
                     details: dict[str, Any]) -> ModelResult:
   """A derived network retrained once or more: the mean of its members'
-  probabilities (``retrained``: each member's best weights on validation
-  and its history; one member is the network itself); its validation AUC
-  is the mean's, test scored once. Keeps both splits' probabilities (the
+  probabilities (one member is the network itself); its validation AUC is
+  the mean's, test scored once. Keeps both splits' probabilities (the
   ensemble's choice reads them)."""
-  scores = members_probabilities(exp, retrained, arch)
+  scores = members_probabilities(exp, members)
   labels = {split: exp.dataset.labels[exp.dataset.splits[split]]
             for split in scores}
   validation_auc = sk_metrics.roc_auc_score(labels["validation"],
                                             scores["validation"])
-  members = [{"retrain_steps": history[-1]["step"],
-              "best_step": max(history, key=lambda r: r["val_auc"])["step"],
-              "validation_auc": max(r["val_auc"] for r in history)}
-             for _, history in retrained]
   result = _result(model, graph, labels["test"], scores["test"],
                    validation_auc, start,
-                   {**details, "retrain_members": members})
+                   {**details, "retrain_members": [
+                       {"retrain_steps": m.history[-1]["step"],
+                        "best_step": m.best_step,
+                        "validation_auc": max(r["val_auc"]
+                                              for r in m.history),
+                        "variant": m.variant} for m in members]})
   result.scores = {split: np.round(value, 7).tolist()
                    for split, value in scores.items()}
   return result
@@ -460,32 +460,49 @@ def check_retrain_overrides(overrides: dict[str, Any]) -> None:
                      f"({', '.join(RETRAIN_FIELDS)})")
 
 
+@dataclasses.dataclass
+class Member:
+  """One retrain of a derived network: its best weights on validation, its
+  history (a record per evaluation), its network (the derived one or a
+  variant of it: ``config.retrain_member_variants``) and the variant's
+  name."""
+
+  weights: chex.ArrayTree
+  history: list[dict]
+  arch: model_lib.Architecture
+  variant: str = "derived"
+
+  @property
+  def best_step(self) -> int:
+    return max(self.history, key=lambda r: r["val_auc"])["step"]
+
+
 def members_probabilities(exp: experiment.Experiment,
-                          retrained: Sequence[tuple[chex.ArrayTree, Any]],
-                          arch: model_lib.Architecture
+                          members: Sequence[Member]
                           ) -> dict[str, np.ndarray]:
   """The mean of the retrained members' probabilities on validation and
-  test (``retrained``: each member's weights and history)."""
+  test."""
   return {split: np.mean(
-      [experiment.evaluate(exp, weights, {}, arch, split)[1]
-       for weights, _ in retrained], axis=0)
+      [experiment.evaluate(exp, m.weights, {}, m.arch, split)[1]
+       for m in members], axis=0)
           for split in ("validation", "test")}
 
 
 def retrain_derived(searched: Searched,
                     overrides: dict[str, Any] | None = None
-                    ) -> tuple[experiment.Experiment,
-                               list[tuple[chex.ArrayTree, list[dict]]],
+                    ) -> tuple[experiment.Experiment, list[Member],
                                list[dict[str, Any]]]:
   """The derived network's retrains under the search's config with
   ``overrides`` (retrain fields only: :data:`RETRAIN_FIELDS`): the weight
   decay chosen on the first member's validation AUC among
   :func:`retrain_weight_decays`, then ``retrain_ensemble_size`` - 1 more
-  members with the chosen decay.
+  members with the chosen decay, each the derived network or the variant
+  of it that ``retrain_member_variants`` gives it
+  (:func:`experiment.member_architecture`).
 
   Returns:
-    (the experiment with the chosen decay, each member's best weights and
-    history, every decay tried with its validation AUC).
+    (the experiment with the chosen decay, the members, every decay tried
+    with its validation AUC).
 
   Raises:
     ValueError: an override names a field other than the retrain's, or
@@ -500,25 +517,34 @@ def retrain_derived(searched: Searched,
   exp = dataclasses.replace(searched.exp, config=config)
   derived, keys = searched.derived, searched.keys
 
+  variants = experiment.member_variants(config)
+
   def retrain_member(run, member):
     member_keys = experiment.member_keys(keys, member)
-    train_state, history = experiment.retrain(
-        run, experiment.retrain_state(run, derived, member_keys),
-        derived.arch, keys=member_keys)
-    return train_state.best_weights, history
+    arch = experiment.member_architecture(run, derived.arch, member)
+    if arch == derived.arch:
+      state = experiment.retrain_state(run, derived, member_keys)
+    else:  # a variant: its own fresh weights
+      state = experiment.init_retrain_state(run.config,
+                                            member_keys["retrain"], arch)
+    train_state, history = experiment.retrain(run, state, arch,
+                                              keys=member_keys)
+    variant = (variants[(member - 1) % len(variants)]
+               if member and variants else "derived")
+    return Member(train_state.best_weights, history, arch, variant)
 
   def first_member(setting):
     run = _with_weight_decay(exp, setting["weight_decay"])
-    weights, history = retrain_member(run, 0)
-    return (run, weights), history
+    member = retrain_member(run, 0)
+    return (run, member), member.history
 
-  _, (run, weights), history, decays = _best_on_validation(
+  _, (run, first), _, decays = _best_on_validation(
       [{"weight_decay": d} for d in retrain_weight_decays(config)],
       first_member)
-  retrained = [(weights, history)] + [
+  members = [first] + [
       retrain_member(run, member)
       for member in range(1, int(config.retrain_ensemble_size))]
-  return run, retrained, decays
+  return run, members, decays
 
 
 def search_and_retrain(name: str, dataset: data_lib.Dataset,
@@ -529,13 +555,13 @@ def search_and_retrain(name: str, dataset: data_lib.Dataset,
   start = time.perf_counter()
   searched = search_and_derive(name, dataset, config, seed, log_path)
   exp, state, derived = searched.exp, searched.state, searched.derived
-  run, retrained, decays = retrain_derived(searched)
+  run, members, decays = retrain_derived(searched)
   probe = exp.maker.training_batch("test", 0)
   supernet_ms = experiment.inference_milliseconds(
       state.weights, state.alphas, exp.supernet, probe)
   # One network's inference (the model runs each member once).
   derived_ms = experiment.inference_milliseconds(
-      retrained[0][0], {}, derived.arch, probe)
+      members[0].weights, {}, derived.arch, probe)
   trials = searched.trials
   details = {"budget": (len(trials) or 1) + len(decays) - 1,
              "weight_decay": run.config.retrain_weight_decay,
@@ -550,8 +576,7 @@ def search_and_retrain(name: str, dataset: data_lib.Dataset,
              "supernet_inference_ms": supernet_ms,
              "derived_inference_ms": derived_ms,
              "inference_speedup": supernet_ms / derived_ms}
-  return _members_result(name, graph, exp, retrained, derived.arch, start,
-                         details)
+  return _members_result(name, graph, exp, members, start, details)
 
 
 def ensemble_on_validation(rows: Sequence[dict],

@@ -172,6 +172,46 @@ def supernet_for(config: ml_collections.ConfigDict,
       wide=bool(config.get("wide_path", False)))
 
 
+# The networks a retrained member may be, made from the derived one
+# (config.retrain_member_variants): name -> (derived architecture, the
+# experiment) -> the member's architecture. Unlike members average better
+# than alike ones; each is a small change of the derived network's own.
+MEMBER_VARIANTS: dict[str, Callable[[model_lib.Architecture, Experiment],
+                                    model_lib.Architecture]] = {
+    # the derived network itself
+    "derived": lambda arch, exp: arch,
+    # with a wide path (a linear function of the gated encoded columns)
+    "wide_path": lambda arch, exp: dataclasses.replace(arch, wide=True),
+    # its piecewise entries on target-aware bins of the training rows
+    "tree_bins": lambda arch, exp: model_lib.with_tree_bins(
+        arch, exp.dataset.node_features[exp.dataset.splits["train"]],
+        exp.dataset.labels[exp.dataset.splits["train"]],
+        embedding_options(exp.config)),
+}
+
+
+def member_variants(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """config.retrain_member_variants as names (a flag gives one
+  comma-separated string: --config.retrain_member_variants=wide_path)."""
+  value = config.get("retrain_member_variants", ())
+  if isinstance(value, str):
+    value = (value,)
+  return tuple(v.strip() for item in value for v in str(item).split(",")
+               if v.strip())
+
+
+def member_architecture(exp: Experiment, arch: model_lib.Architecture,
+                        member: int) -> model_lib.Architecture:
+  """The network of retrained member ``member`` of a derived ``arch``:
+  member 0 (on which a weight decay is chosen) is ``arch`` itself, members
+  1, 2, ... take ``config.retrain_member_variants`` in turn (none: all
+  ``arch``)."""
+  variants = member_variants(exp.config)
+  if member == 0 or not variants:
+    return arch
+  return MEMBER_VARIANTS[variants[(member - 1) % len(variants)]](arch, exp)
+
+
 def embedding_kinds(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   """config.feature_embeddings as kinds (a flag gives one comma-separated
   string: --config.feature_embeddings=linear,periodic)."""
@@ -317,6 +357,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if "linear" not in kinds or set(kinds) - set(ops.EMBEDDINGS):
     raise ValueError(f"config.feature_embeddings={kinds!r}: must hold "
                      f"'linear' and only kinds of {list(ops.EMBEDDING_KINDS)}")
+  unknown = sorted(set(member_variants(config)) - set(MEMBER_VARIANTS))
+  if unknown:
+    raise ValueError(
+        f"config.retrain_member_variants={member_variants(config)!r}: "
+        f"unknown {unknown}; expected some of {list(MEMBER_VARIANTS)}")
   options = embedding_options(config)
   if options.bins < 2 or options.frequencies < 1 or not options.sigma > 0:
     raise ValueError(

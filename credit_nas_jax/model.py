@@ -282,6 +282,34 @@ def embedding_entries(encoder_groups: Sequence[int],
   return entries
 
 
+def with_tree_bins(arch: Architecture, training_columns: np.ndarray,
+                   training_labels: np.ndarray,
+                   options: ops.EmbeddingOptions) -> Architecture:
+  """``arch`` with every piecewise entry's quantile bins replaced by
+  target-aware ones (``piecewise_tree``) fitted on the training rows and
+  labels; an entry whose column a tree cannot cut keeps its bins. The
+  entries, their columns and gate groups stay; a group's name follows its
+  kind."""
+  kinds = list(arch.column_embeddings)
+  settings = list(arch.column_settings)
+  names = list(arch.group_names)
+  tree = ops.EMBEDDINGS["piecewise_tree"]
+  for entry, kind in enumerate(kinds):
+    if kind != "piecewise":
+      continue
+    fitted = tree.fit(training_columns[:, arch.input_columns[entry]],
+                      training_labels, options)
+    if fitted is None:
+      continue
+    kinds[entry], settings[entry] = tree.name, fitted
+    group = arch.column_groups[entry]
+    names[group] = (f"{names[group].partition(EMBEDDING_SEPARATOR)[0]}"
+                    f"{EMBEDDING_SEPARATOR}{tree.name}")
+  return dataclasses.replace(arch, column_embeddings=tuple(kinds),
+                             column_settings=tuple(settings),
+                             group_names=tuple(names))
+
+
 def _dense_init(key, fan_in, shape):
   return jax.random.normal(key, shape) * jnp.sqrt(1.0 / fan_in)
 

@@ -137,9 +137,8 @@ def _retrain_variants(searched: evaluation.Searched, seed: int,
     retrain = {k: v for k, v in overrides.items()
                if k in evaluation.RETRAIN_FIELDS}
     start = time.perf_counter()
-    run, retrained, _ = evaluation.retrain_derived(searched, retrain)
-    probabilities = evaluation.members_probabilities(
-        run, retrained, searched.derived.arch)
+    run, members, _ = evaluation.retrain_derived(searched, retrain)
+    probabilities = evaluation.members_probabilities(run, members)
     auc = {split: float(sk_metrics.roc_auc_score(labels[split],
                                                  probabilities[split]))
            for split in SPLITS}
@@ -150,9 +149,8 @@ def _retrain_variants(searched: evaluation.Searched, seed: int,
         "seed": seed, "variant": name, "validation_auc": auc["validation"],
         "test_auc": auc["test"],
         "weight_decay": float(run.config.retrain_weight_decay),
-        "best_steps": [max(h, key=lambda r: r["val_auc"])["step"]
-                       for _, h in retrained],
-        "last_steps": [h[-1]["step"] for _, h in retrained],
+        "best_steps": [m.best_step for m in members],
+        "last_steps": [m.history[-1]["step"] for m in members],
         "kept_features": list(searched.derived.kept_features),
         "chosen_ops": list(searched.derived.chosen_ops),
         "seconds": time.perf_counter() - start,

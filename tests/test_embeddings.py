@@ -351,3 +351,56 @@ def test_the_wide_path_comes_from_the_config(dataset):
   assert not experiment.supernet_for(config, dataset).wide
   config.wide_path = True
   assert experiment.supernet_for(config, dataset).wide
+
+
+def test_tree_bins_variant_recuts_the_piecewise_entries_alone(dataset):
+  arch = _supernet(dataset)
+  train = dataset.splits["train"]
+  columns, labels = dataset.node_features[train], dataset.labels[train]
+  options = ops.EmbeddingOptions(bins=4, frequencies=3)
+  variant = model.with_tree_bins(arch, columns, labels, options)
+  tree = ops.EMBEDDINGS["piecewise_tree"]
+  recut = 0
+  for entry, kind in enumerate(arch.column_embeddings):
+    group = arch.column_groups[entry]
+    if kind != "piecewise":
+      assert variant.column_embeddings[entry] == kind
+      assert variant.column_settings[entry] == arch.column_settings[entry]
+      assert variant.group_names[group] == arch.group_names[group]
+      continue
+    fitted = tree.fit(columns[:, arch.input_columns[entry]], labels, options)
+    if fitted is None:
+      assert variant.column_embeddings[entry] == "piecewise"
+      continue
+    recut += 1
+    assert variant.column_embeddings[entry] == "piecewise_tree"
+    assert variant.column_settings[entry] == fitted
+    assert variant.group_names[group] == arch.group_names[group].replace(
+        ":piecewise", ":piecewise_tree")
+  assert recut >= 1
+  assert (variant.input_columns, variant.column_groups) == (
+      arch.input_columns, arch.column_groups)
+  # The variant is a network of its own: it initialises and runs.
+  weights, alphas = model.init(jax.random.PRNGKey(0), variant)
+  out = model.apply(weights, alphas, _batch(dataset), variant)
+  assert bool(jnp.all(jnp.isfinite(out)))
+
+
+def test_members_take_the_configured_variants_in_turn(dataset):
+  config = default_config.get_config()
+  config.feature_embeddings = ALL_KINDS
+  arch = _supernet(dataset)
+  # What a member's network reads of the experiment: its config and rows.
+  exp = experiment.Experiment(config=config, dataset=dataset, supernet=arch,
+                              plan=None, arrays=None, maker=None)
+  assert [experiment.member_architecture(exp, arch, m) for m in range(3)
+          ] == [arch] * 3
+  config.retrain_member_variants = ("wide_path,tree_bins",)
+  members = [experiment.member_architecture(exp, arch, m) for m in range(5)]
+  assert members[0] == arch
+  assert members[1] == members[3] == dataclasses.replace(arch, wide=True)
+  assert members[2] == members[4] != arch
+  assert "piecewise_tree" in members[2].column_embeddings
+  config.retrain_member_variants = ("derived", "bigger")
+  with pytest.raises(ValueError, match=r"retrain_member_variants.*'bigger'"):
+    experiment.validate_config(config)

@@ -173,6 +173,7 @@ def test_baselines_do_not_read_the_fields_only_ours_reads(runs, config,
   changed.retrain_ensemble_size = 1
   changed.retrain_weight_decays = (1.0,)
   changed.wide_path = not config.wide_path
+  changed.retrain_member_variants = ("tree_bins",)
   differing = {k for k in evaluation.OURS_ONLY_FIELDS
                if changed[k] != config[k]}
   assert differing == set(evaluation.OURS_ONLY_FIELDS)

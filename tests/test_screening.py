@@ -1,6 +1,7 @@
 """Screens of a searched model's settings: one search a seed for every set
 of search overrides, paired variants."""
 
+import dataclasses
 import json
 import math
 
@@ -11,11 +12,16 @@ from sklearn import metrics as sk_metrics
 import launch  # pylint: disable=g-bad-import-order
 import protocol_helpers
 from credit_nas_jax import evaluation
+from credit_nas_jax import experiment
+from credit_nas_jax import model
 from credit_nas_jax import pipeline
 from credit_nas_jax import screening
 
 VARIANTS = {"as_configured": {},
             "short_alone": {"retrain_steps": 5, "retrain_ensemble_size": 1},
+            "unlike_members": {"retrain_ensemble_size": 3,
+                               "retrain_member_variants": ["wide_path",
+                                                           "tree_bins"]},
             "short_search": {"search_steps": 6}}
 
 
@@ -56,14 +62,18 @@ def test_one_search_serves_every_variant_of_one_search_setting(screened):
   assert searches == ["searched"] * 4
   as_is = rows[0]
   assert [r["variant"] for r in as_is] == list(VARIANTS)
-  assert as_is[0]["search_seconds"] == as_is[1]["search_seconds"]
-  assert as_is[2]["search_seconds"] != as_is[0]["search_seconds"]
-  # The overrides act: three members of up to 10 steps, then one of 5.
+  assert (as_is[0]["search_seconds"] == as_is[1]["search_seconds"]
+          == as_is[2]["search_seconds"])
+  assert as_is[3]["search_seconds"] != as_is[0]["search_seconds"]
+  # The overrides act: two members of up to 10 steps, then one of 5, then
+  # three unlike ones.
   assert len(as_is[0]["best_steps"]) == 2 and max(as_is[0]["last_steps"]) > 5
   assert as_is[1]["last_steps"] == [5]
-  # The search variant retrains as the reference does, after its own search.
-  assert len(as_is[2]["best_steps"]) == 2
+  assert len(as_is[2]["best_steps"]) == 3
   assert as_is[2]["validation_auc"] != as_is[0]["validation_auc"]
+  # The search variant retrains as the reference does, after its own search.
+  assert len(as_is[3]["best_steps"]) == 2
+  assert as_is[3]["validation_auc"] != as_is[0]["validation_auc"]
 
 
 def test_search_groups_split_variants_by_their_search_overrides():
@@ -110,14 +120,46 @@ def test_variants_are_checked_before_any_search(config, variants, message):
     screening.check_variants(variants, config)
 
 
-def test_retrain_refuses_a_search_setting_and_a_bad_value(config, dataset,
-                                                          tmp_path):
-  searched = evaluation.search_and_derive("searched", dataset, config, 0,
-                                          str(tmp_path / "search.jsonl"))
+@pytest.fixture(scope="module")
+def searched(config, dataset, tmp_path_factory):
+  return evaluation.search_and_derive(
+      "searched", dataset, config, 0,
+      str(tmp_path_factory.mktemp("searched") / "search.jsonl"))
+
+
+def test_retrain_refuses_a_search_setting_and_a_bad_value(searched):
   with pytest.raises(ValueError, match=r"retrain overrides \['hidden_dim'\]"):
     evaluation.retrain_derived(searched, {"hidden_dim": 8})
   with pytest.raises(ValueError, match="retrain_average_span"):
     evaluation.retrain_derived(searched, {"retrain_average_span": -1.0})
+  with pytest.raises(ValueError, match="retrain_member_variants"):
+    evaluation.retrain_derived(searched,
+                               {"retrain_member_variants": ["deeper"]})
+
+
+def test_unlike_members_are_variants_of_the_derived_network(searched):
+  run, members, _ = evaluation.retrain_derived(
+      searched, {"retrain_ensemble_size": 4,
+                 "retrain_member_variants": ["wide_path", "tree_bins"]})
+  arch = searched.derived.arch
+  assert [m.variant for m in members] == [
+      "derived", "wide_path", "tree_bins", "wide_path"]
+  assert members[0].arch == arch and "wide" not in members[0].weights
+  assert members[1].arch == members[3].arch == dataclasses.replace(
+      arch, wide=True)
+  assert set(members[1].weights) == set(members[0].weights) | {"wide"}
+  train = run.dataset.splits["train"]
+  assert members[2].arch == model.with_tree_bins(
+      arch, run.dataset.node_features[train], run.dataset.labels[train],
+      experiment.embedding_options(run.config))
+  # Members 1 and 3 share a network, not their initial weights.
+  assert members[1].history != members[3].history
+  # The model is the mean of every member on its own network.
+  probabilities = evaluation.members_probabilities(run, members)
+  for split in ("validation", "test"):
+    np.testing.assert_allclose(probabilities[split], np.mean(
+        [experiment.evaluate(run, m.weights, {}, m.arch, split)[1]
+         for m in members], axis=0), rtol=1e-6)
 
 
 def test_summary_pairs_each_variant_with_the_reference_by_seed():

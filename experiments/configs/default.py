@@ -119,6 +119,11 @@ def get_config() -> ml_collections.ConfigDict:
   # probabilities (the evaluation's searched rows; the search and sweep
   # launchers retrain one network: 1).
   config.retrain_ensemble_size = 1
+  # The networks of members 1, 2, ... in turn (member 0 is the derived
+  # network): "derived", "wide_path" (a wide path added), "tree_bins" (its
+  # piecewise entries on target-aware bins); empty: every member the
+  # derived network.
+  config.retrain_member_variants = ()
 
   # Devices: 1 runs on one device; N > 1 (or 0: all local devices) shards
   # each step's batch over a data axis, batch_size graphs per device.
