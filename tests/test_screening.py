@@ -19,9 +19,6 @@ from credit_nas_jax import screening
 
 VARIANTS = {"as_configured": {},
             "short_alone": {"retrain_steps": 5, "retrain_ensemble_size": 1},
-            "unlike_members": {"retrain_ensemble_size": 3,
-                               "retrain_member_variants": ["wide_path",
-                                                           "tree_bins"]},
             "short_search": {"search_steps": 6}}
 
 
@@ -62,18 +59,14 @@ def test_one_search_serves_every_variant_of_one_search_setting(screened):
   assert searches == ["searched"] * 4
   as_is = rows[0]
   assert [r["variant"] for r in as_is] == list(VARIANTS)
-  assert (as_is[0]["search_seconds"] == as_is[1]["search_seconds"]
-          == as_is[2]["search_seconds"])
-  assert as_is[3]["search_seconds"] != as_is[0]["search_seconds"]
-  # The overrides act: two members of up to 10 steps, then one of 5, then
-  # three unlike ones.
+  assert as_is[0]["search_seconds"] == as_is[1]["search_seconds"]
+  assert as_is[2]["search_seconds"] != as_is[0]["search_seconds"]
+  # The overrides act: two members of up to 10 steps, then one of 5.
   assert len(as_is[0]["best_steps"]) == 2 and max(as_is[0]["last_steps"]) > 5
   assert as_is[1]["last_steps"] == [5]
-  assert len(as_is[2]["best_steps"]) == 3
-  assert as_is[2]["validation_auc"] != as_is[0]["validation_auc"]
   # The search variant retrains as the reference does, after its own search.
-  assert len(as_is[3]["best_steps"]) == 2
-  assert as_is[3]["validation_auc"] != as_is[0]["validation_auc"]
+  assert len(as_is[2]["best_steps"]) == 2
+  assert as_is[2]["validation_auc"] != as_is[0]["validation_auc"]
 
 
 def test_search_groups_split_variants_by_their_search_overrides():
@@ -139,21 +132,18 @@ def test_retrain_refuses_a_search_setting_and_a_bad_value(searched):
 
 def test_unlike_members_are_variants_of_the_derived_network(searched):
   run, members, _ = evaluation.retrain_derived(
-      searched, {"retrain_ensemble_size": 4,
+      searched, {"retrain_ensemble_size": 3,
                  "retrain_member_variants": ["wide_path", "tree_bins"]})
   arch = searched.derived.arch
-  assert [m.variant for m in members] == [
-      "derived", "wide_path", "tree_bins", "wide_path"]
+  assert [m.variant for m in members] == ["derived", "wide_path",
+                                          "tree_bins"]
   assert members[0].arch == arch and "wide" not in members[0].weights
-  assert members[1].arch == members[3].arch == dataclasses.replace(
-      arch, wide=True)
+  assert members[1].arch == dataclasses.replace(arch, wide=True)
   assert set(members[1].weights) == set(members[0].weights) | {"wide"}
   train = run.dataset.splits["train"]
   assert members[2].arch == model.with_tree_bins(
       arch, run.dataset.node_features[train], run.dataset.labels[train],
       experiment.embedding_options(run.config))
-  # Members 1 and 3 share a network, not their initial weights.
-  assert members[1].history != members[3].history
   # The model is the mean of every member on its own network.
   probabilities = evaluation.members_probabilities(run, members)
   for split in ("validation", "test"):
