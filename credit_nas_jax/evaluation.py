@@ -517,8 +517,6 @@ def retrain_derived(searched: Searched,
   exp = dataclasses.replace(searched.exp, config=config)
   derived, keys = searched.derived, searched.keys
 
-  variants = experiment.member_variants(config)
-
   def retrain_member(run, member):
     member_keys = experiment.member_keys(keys, member)
     arch = experiment.member_architecture(run, derived.arch, member)
@@ -529,9 +527,8 @@ def retrain_derived(searched: Searched,
                                             member_keys["retrain"], arch)
     train_state, history = experiment.retrain(run, state, arch,
                                               keys=member_keys)
-    variant = (variants[(member - 1) % len(variants)]
-               if member and variants else "derived")
-    return Member(train_state.best_weights, history, arch, variant)
+    return Member(train_state.best_weights, history, arch,
+                  experiment.member_variant(run.config, member))
 
   def first_member(setting):
     run = _with_weight_decay(exp, setting["weight_decay"])

@@ -174,8 +174,9 @@ def supernet_for(config: ml_collections.ConfigDict,
 
 # The networks a retrained member may be, made from the derived one
 # (config.retrain_member_variants): name -> (derived architecture, the
-# experiment) -> the member's architecture. Unlike members average better
-# than alike ones; each is a small change of the derived network's own.
+# experiment) -> the member's architecture; each a small change of the
+# derived network, so that members may err differently (screened on the
+# real sets: no gain over members of one network; BUILD_NOTES.md).
 MEMBER_VARIANTS: dict[str, Callable[[model_lib.Architecture, Experiment],
                                     model_lib.Architecture]] = {
     # the derived network itself
@@ -200,16 +201,21 @@ def member_variants(config: ml_collections.ConfigDict) -> tuple[str, ...]:
                if v.strip())
 
 
+def member_variant(config: ml_collections.ConfigDict, member: int) -> str:
+  """The variant of retrained member ``member``: member 0 (on which a
+  weight decay is chosen) is the derived network, members 1, 2, ... take
+  ``config.retrain_member_variants`` in turn (none: all "derived")."""
+  variants = member_variants(config)
+  if member == 0 or not variants:
+    return "derived"
+  return variants[(member - 1) % len(variants)]
+
+
 def member_architecture(exp: Experiment, arch: model_lib.Architecture,
                         member: int) -> model_lib.Architecture:
-  """The network of retrained member ``member`` of a derived ``arch``:
-  member 0 (on which a weight decay is chosen) is ``arch`` itself, members
-  1, 2, ... take ``config.retrain_member_variants`` in turn (none: all
-  ``arch``)."""
-  variants = member_variants(exp.config)
-  if member == 0 or not variants:
-    return arch
-  return MEMBER_VARIANTS[variants[(member - 1) % len(variants)]](arch, exp)
+  """The network of retrained member ``member`` of a derived ``arch``
+  (:func:`member_variant`)."""
+  return MEMBER_VARIANTS[member_variant(exp.config, member)](arch, exp)
 
 
 def embedding_kinds(config: ml_collections.ConfigDict) -> tuple[str, ...]:
