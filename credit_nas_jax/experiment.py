@@ -307,7 +307,8 @@ def refuse_evaluation_settings(config: ml_collections.ConfigDict,
                                launcher: str) -> None:
   """Refuses the evaluation's own retrain settings where ``launcher``
   retrains one network with one weight decay: ``retrain_ensemble_size``
-  other than 1, a ``retrain_weight_decays`` grid.
+  other than 1, ``retrain_member_variants``, a ``retrain_weight_decays``
+  grid.
 
   Raises:
     ValueError: one line naming the field and where it is used.
@@ -318,6 +319,12 @@ def refuse_evaluation_settings(config: ml_collections.ConfigDict,
         f"{launcher} retrains one network; the evaluation "
         "(experiments/evaluate.py) averages retrained members, and a sweep "
         "saves an ensemble model (config.sweep_ensemble_size)")
+  variants = member_variants(config)
+  if variants:
+    raise ValueError(
+        f"config.retrain_member_variants={variants!r}: {launcher} retrains "
+        "one network; the evaluation (experiments/evaluate.py) retrains "
+        "members of it")
   decays = tuple(config.get("retrain_weight_decays", ()))
   if decays:
     raise ValueError(

@@ -41,6 +41,7 @@ import pandas as pd
 
 from credit_nas_jax import datasets
 from credit_nas_jax import evaluation
+from credit_nas_jax import experiment
 from credit_nas_jax import pipeline
 from credit_nas_jax import plotting
 
@@ -214,6 +215,10 @@ def main(argv):
   if unknown:
     raise app.UsageError(f"unknown models {unknown}; expected some of "
                          f"{list(evaluation.MODELS)}")
+  try:  # before any model runs, not when the first searched one starts
+    experiment.validate_config(_CONFIG.value)
+  except ValueError as error:
+    raise app.UsageError(str(error)) from None
   if "lightgbm" in _MODELS.value and not evaluation.lightgbm_available():
     raise app.UsageError("lightgbm is not installed: pip install -e "
                          "'.[baselines]'")

@@ -212,6 +212,17 @@ def test_launcher_rejects_unknown_dataset(tmp_path):
   assert "unknown datasets ['mnist']" in result.stderr
 
 
+def test_launcher_refuses_a_bad_config_before_any_model(tmp_path):
+  result = launch.run("evaluate.py", "--dataset=synthetic",
+                      "--models=logistic_regression",
+                      "--config.retrain_member_variants=wide_path,deeper",
+                      f"--workdir={tmp_path}", check=False)
+  assert result.returncode != 0
+  assert "retrain_member_variants=('wide_path', 'deeper'): unknown " in (
+      result.stderr)
+  assert not (tmp_path / "synthetic").exists()
+
+
 def test_combined_table_marks_ours_where_it_matches_the_best_baseline():
   def summary(ours_auc):
     frame = pd.DataFrame({

@@ -458,6 +458,11 @@ def test_one_network_launchers_refuse_the_evaluations_retrain_settings():
                      r"member retrains one network"):
     experiment.refuse_evaluation_settings(config, "a sweep member")
   config.retrain_ensemble_size = 1
+  config.retrain_member_variants = ("wide_path",)
+  with pytest.raises(ValueError, match=r"retrain_member_variants=\('wide_path"
+                     r"',\): a search run retrains one network"):
+    experiment.refuse_evaluation_settings(config, "a search run")
+  config.retrain_member_variants = ()
   config.retrain_weight_decays = (1e-4, 1.0)
   with pytest.raises(ValueError, match=r"retrain_weight_decays=\(0.0001, "
                      r"1.0\): a search run retrains with "
