@@ -8,6 +8,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEST_CONFIG = os.path.join(ROOT, "experiments", "configs", "test.py")
 
 
+def xla_flags(*flags: str) -> str:
+  """This session's ``XLA_FLAGS`` (see conftest.py) extended by ``flags``."""
+  return " ".join([os.environ.get("XLA_FLAGS", ""), *flags]).strip()
+
+
 def run(script: str, *args: str, check: bool = True,
         env: dict | None = None) -> subprocess.CompletedProcess:
   """``python experiments/<script> <args>`` from the checkout's root.

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import launch  # pylint: disable=g-bad-import-order
 from credit_nas_jax import checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,7 +44,8 @@ def _env(devices, cache):
   # Exactness across process layouts needs full float32 dots (as on a GPU);
   # the compile cache lets the resumed run reuse the killed run's programs.
   return {**os.environ, "JAX_PLATFORMS": "cpu",
-          "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+          "XLA_FLAGS": launch.xla_flags(
+              f"--xla_force_host_platform_device_count={devices}"),
           "JAX_DEFAULT_MATMUL_PRECISION": "highest",
           "JAX_COMPILATION_CACHE_DIR": str(cache),
           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}

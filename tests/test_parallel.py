@@ -7,12 +7,15 @@ import sys
 
 import pytest
 
+import launch  # pylint: disable=g-bad-import-order
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_four_devices_equal_one_device():
   env = dict(os.environ,
-             XLA_FLAGS="--xla_force_host_platform_device_count=4",
+             XLA_FLAGS=launch.xla_flags(
+                 "--xla_force_host_platform_device_count=4"),
              JAX_PLATFORMS="cpu")
   result = subprocess.run(
       [sys.executable, os.path.join(ROOT, "tests", "multidevice_check.py")],
@@ -28,7 +31,8 @@ def test_four_devices_equal_one_device():
 
 def test_launcher_runs_data_parallel_on_four_devices(tmp_path):
   env = dict(os.environ,
-             XLA_FLAGS="--xla_force_host_platform_device_count=4",
+             XLA_FLAGS=launch.xla_flags(
+                 "--xla_force_host_platform_device_count=4"),
              JAX_PLATFORMS="cpu")
   result = subprocess.run(
       [sys.executable, os.path.join(ROOT, "experiments", "search.py"),
