@@ -176,7 +176,7 @@ def supernet_for(config: ml_collections.ConfigDict,
 # (config.retrain_member_variants): name -> (derived architecture, the
 # experiment) -> the member's architecture; each a small change of the
 # derived network, so that members may err differently (screened on the
-# real sets: no gain over members of one network; BUILD_NOTES.md).
+# real sets: none gained over members of one network; BUILD_NOTES.md).
 MEMBER_VARIANTS: dict[str, Callable[[model_lib.Architecture, Experiment],
                                     model_lib.Architecture]] = {
     # the derived network itself
@@ -188,6 +188,14 @@ MEMBER_VARIANTS: dict[str, Callable[[model_lib.Architecture, Experiment],
         arch, exp.dataset.node_features[exp.dataset.splits["train"]],
         exp.dataset.labels[exp.dataset.splits["train"]],
         embedding_options(exp.config)),
+    # its ops on every input entry of the search space (no feature closed)
+    "all_columns": lambda arch, exp: model_lib.with_columns_of(
+        arch, exp.supernet),
+    # its kept features, each on its linear embedding alone
+    "linear_columns": lambda arch, exp: model_lib.with_groups(arch, [
+        g for g in set(arch.column_groups)
+        if all(kind == "linear" for kind, group in zip(
+            arch.column_embeddings, arch.column_groups) if group == g)]),
 }
 
 

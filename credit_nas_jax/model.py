@@ -310,6 +310,33 @@ def with_tree_bins(arch: Architecture, training_columns: np.ndarray,
                              group_names=tuple(names))
 
 
+def with_groups(arch: Architecture, groups: Sequence[int]) -> Architecture:
+  """``arch`` reading only the feature groups ``groups`` (their entries, in
+  order; groups renumbered); the rest of the network as it is."""
+  keep = sorted({int(g) for g in groups})
+  if not keep:
+    raise ValueError("with_groups needs at least one feature group")
+  remap = {g: i for i, g in enumerate(keep)}
+  entries = [e for e, g in enumerate(arch.column_groups) if g in remap]
+  return dataclasses.replace(
+      arch,
+      column_groups=tuple(remap[arch.column_groups[e]] for e in entries),
+      input_columns=tuple(arch.input_columns[e] for e in entries),
+      column_embeddings=tuple(arch.column_embeddings[e] for e in entries),
+      column_settings=tuple(arch.column_settings[e] for e in entries),
+      group_names=tuple(arch.group_names[g] for g in keep))
+
+
+def with_columns_of(arch: Architecture, other: Architecture) -> Architecture:
+  """``arch`` (its ops, readout, wide path) reading ``other``'s input
+  entries: every feature group, column, embedding kind and setting."""
+  return dataclasses.replace(
+      arch, column_groups=other.column_groups,
+      input_columns=other.input_columns,
+      column_embeddings=other.column_embeddings,
+      column_settings=other.column_settings, group_names=other.group_names)
+
+
 def _dense_init(key, fan_in, shape):
   return jax.random.normal(key, shape) * jnp.sqrt(1.0 / fan_in)
 

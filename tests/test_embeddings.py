@@ -386,6 +386,44 @@ def test_tree_bins_variant_recuts_the_piecewise_entries_alone(dataset):
   assert bool(jnp.all(jnp.isfinite(out)))
 
 
+def test_column_variants_keep_the_ops_and_change_the_entries(dataset):
+  config = default_config.get_config()
+  config.feature_embeddings = ALL_KINDS
+  supernet = _supernet(dataset)
+  exp = experiment.Experiment(config=config, dataset=dataset,
+                              supernet=supernet, plan=None, arrays=None,
+                              maker=None)
+  names = supernet.group_names
+  closed = {names.index("bank_overdue"),
+            names.index("bestpay_overdue:periodic")}
+  derived = search.derive_architecture(
+      model.init(jax.random.PRNGKey(0), supernet)[1], supernet, 0.5,
+      features=[g for g in range(len(names)) if g not in closed]).arch
+  every = experiment.MEMBER_VARIANTS["all_columns"](derived, exp)
+  assert every == dataclasses.replace(
+      supernet, layer_ops=derived.layer_ops,
+      layer_op_names=derived.layer_op_names,
+      layer_op_kinds=derived.layer_op_kinds, searchable=False,
+      readout_searchable=False, pooled_readout=derived.pooled_readout)
+  linear = experiment.MEMBER_VARIANTS["linear_columns"](derived, exp)
+  assert set(linear.column_embeddings) == {"linear"}
+  assert linear.group_names == tuple(
+      n for n in derived.group_names if ":" not in n)
+  assert "bank_overdue" not in linear.group_names
+  assert linear.layer_ops == derived.layer_ops
+  for entry, group in enumerate(linear.column_groups):
+    source = derived.group_names.index(linear.group_names[group])
+    assert derived.column_groups.count(source) == sum(
+        g == group for g in linear.column_groups)
+    assert linear.input_columns[entry] in [
+        c for c, g in zip(derived.input_columns, derived.column_groups)
+        if g == source]
+  for variant in (every, linear):  # networks of their own
+    weights, alphas = model.init(jax.random.PRNGKey(0), variant)
+    out = model.apply(weights, alphas, _batch(dataset), variant)
+    assert bool(jnp.all(jnp.isfinite(out)))
+
+
 def test_members_take_the_configured_variants_in_turn(dataset):
   config = default_config.get_config()
   config.feature_embeddings = ALL_KINDS
