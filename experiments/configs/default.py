@@ -121,8 +121,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.retrain_ensemble_size = 1
   # The networks of members 1, 2, ... in turn (member 0 is the derived
   # network): "derived", "wide_path" (a wide path added), "tree_bins" (its
-  # piecewise entries on target-aware bins); empty: every member the
-  # derived network.
+  # piecewise entries on target-aware bins), "all_columns" (its ops on every
+  # input entry of the space), "linear_columns" (its kept features' linear
+  # entries alone); empty: every member the derived network.
   config.retrain_member_variants = ()
 
   # Devices: 1 runs on one device; N > 1 (or 0: all local devices) shards
