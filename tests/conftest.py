@@ -63,10 +63,10 @@ def pytest_configure(config):
   config.addinivalue_line(
       "markers", "highest_matmul_precision: run the test's dots at full "
       "float32 precision (it checks an identity at float32 tolerances)")
+  _compile_quickly()  # before anything can start a backend
   name = config.getoption("--matmul-precision")
   if name is not None:
     _round_default_precision_dot_operands(_MANTISSA_BITS[name])
-  _compile_quickly()
   _share_compilation_cache()
 
 
