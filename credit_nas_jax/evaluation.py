@@ -98,6 +98,7 @@ OURS_ONLY_FIELDS = ("feature_embeddings", "embedding_bins",
 # what a screen of retrain settings may change after one search.
 RETRAIN_FIELDS = ("retrain_steps", "retrain_lr", "retrain_weight_decay",
                   "retrain_weight_decays", "retrain_average_span",
+                  "retrain_dropout",
                   "retrain_ensemble_size", "retrain_member_variants",
                   "eval_every", "eval_each_epoch", "patience")
 LR_STRENGTHS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)

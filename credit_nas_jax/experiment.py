@@ -368,6 +368,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(
         f"config.retrain_average_span={config.retrain_average_span!r}: must "
         "be >= 0 (evaluation intervals the weight average spans; 0: none)")
+  if not 0 <= retrain_dropout(config) < 1:
+    raise ValueError(
+        f"config.retrain_dropout={config.retrain_dropout!r}: must be in "
+        "[0, 1) (the rate at which retrain steps drop the head's units)")
   if not float(config.get("derive_confidence", 0.0)) >= 0:
     raise ValueError(f"config.derive_confidence={config.derive_confidence!r}"
                      ": must be >= 0 (standard errors; 0: the plain best)")
@@ -725,6 +729,17 @@ def init_retrain_state(config: ml_collections.ConfigDict, key: jax.Array,
       weight_decay=float(config.retrain_weight_decay))
 
 
+# The retrain's dropout masks: the retrain key folded with this stream,
+# then with the step.
+_DROPOUT_STREAM = 7
+
+
+def retrain_dropout(config: ml_collections.ConfigDict) -> float:
+  """The rate at which retrain steps drop the head's units
+  (``config.retrain_dropout``; 0: none, the programs without it)."""
+  return float(config.get("retrain_dropout", 0.0))
+
+
 def average_span(config: ml_collections.ConfigDict) -> float:
   """The retrain's weight average span in evaluation intervals
   (``config.retrain_average_span``; 0: the weights as trained)."""
@@ -734,17 +749,23 @@ def average_span(config: ml_collections.ConfigDict) -> float:
 def _retrain_block_fn(state: train_lib.TrainState, arrays, keys, gates,
                       stop: jax.Array, host_batches: Any = None, *,
                       arch: model_lib.Architecture, plan: Plan, length: int,
-                      patience: int, span: float = 0.0
+                      patience: int, span: float = 0.0, dropout: float = 0.0
                       ) -> tuple[train_lib.TrainState, dict[str, jax.Array]]:
   """Up to ``length`` retrain steps, then (device sampler) the validation
   AUC of the weights' average over ``span`` blocks (:func:`average_span`)
-  and the early-stopping update; all inside one program."""
+  and the early-stopping update; all inside one program. ``dropout``
+  (:func:`retrain_dropout`) drops the head's units in the steps alone,
+  with masks from the retrain key (a member's own) and the step."""
+  dropout_key = (jax.random.fold_in(keys["retrain"], _DROPOUT_STREAM)
+                 if dropout > 0 else None)
+
   def step_fn(state, batch):
     if batch is None:
       batch = _training_batch(arrays, "train", state.step,
                               keys["retrain_batches"], plan)
     return train_lib.train_step_fn(state, batch, arch=arch, gates=gates,
-                                   average_steps=span * length)
+                                   average_steps=span * length,
+                                   dropout=dropout, dropout_key=dropout_key)
 
   first = None if host_batches is None else jax.tree.map(lambda x: x[0],
                                                          host_batches)
@@ -776,7 +797,7 @@ def _retrain_block_fn(state: train_lib.TrainState, arrays, keys, gates,
 
 retrain_block = jax.jit(
     _retrain_block_fn,
-    static_argnames=("arch", "plan", "length", "patience", "span"),
+    static_argnames=("arch", "plan", "length", "patience", "span", "dropout"),
     donate_argnums=0)
 
 
@@ -835,7 +856,7 @@ def retrain(exp: Experiment, state: train_lib.TrainState,
         state, exp.arrays, keys, gates, jnp.int32(stop),
         _host_retrain_batches(exp, step, length) if host else None,
         arch=arch, plan=plan, length=length, patience=int(config.patience),
-        span=average_span(config))
+        span=average_span(config), dropout=retrain_dropout(config))
     step = stop
     if int(state.nonfinite_step) >= 0:
       raise train_lib.NonFiniteError(

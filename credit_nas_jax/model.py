@@ -623,7 +623,9 @@ def folds_first_layer(arch: Architecture) -> bool:
 
 def apply(weights: chex.ArrayTree, alphas: chex.ArrayTree,
           graphs: jraph.GraphsTuple, arch: Architecture,
-          gates: dict[str, jax.Array] | None = None) -> jax.Array:
+          gates: dict[str, jax.Array] | None = None, *,
+          dropout: float = 0.0,
+          dropout_key: jax.Array | None = None) -> jax.Array:
   """Logits of good credit, one per graph in the batch.
 
   Args:
@@ -634,6 +636,10 @@ def apply(weights: chex.ArrayTree, alphas: chex.ArrayTree,
     gates: fixed gate values that replace the alphas' (a derived network
       as a masked supernet: 0/1 feature gates, one-hot op gates); the
       structure of :func:`network_gates` of a searchable ``arch``.
+    dropout: (static) with ``dropout_key``, the rate at which the head's
+      input (the pooled readout) and its hidden layer are dropped
+      (inverted dropout, for training steps); 0 or no key: none.
+    dropout_key: the key of this call's dropout masks.
 
   Returns:
     [n_graph] logits; padding graphs get finite values to be masked.
@@ -659,12 +665,25 @@ def apply(weights: chex.ArrayTree, alphas: chex.ArrayTree,
     readout = readout + graph_readout(h, graphs, arch.pooled_readout,
                                       _pooled_gate(gates, arch))
   head = weights["head"]
+  drop = dropout > 0 and dropout_key is not None
+  if drop:
+    readout_key, hidden_key = jax.random.split(dropout_key)
+    readout = _dropped(readout, dropout, readout_key)
   hidden = jax.nn.relu(readout @ head["w1"] + head["b1"])
+  if drop:
+    hidden = _dropped(hidden, dropout, hidden_key)
   logits = (hidden @ head["w2"] + head["b2"])[:, 0]
   if arch.wide:
     logits = logits + wide_logits(weights["wide"], gates["features"], nodes,
                                   graphs, arch.encoded_groups)
   return logits
+
+
+def _dropped(x: jax.Array, rate: float, key: jax.Array) -> jax.Array:
+  """Inverted dropout: each entry kept with probability 1 - rate, scaled
+  by 1 / (1 - rate) (the same expectation)."""
+  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+  return jnp.where(keep, x / (1.0 - rate), 0.0)
 
 
 def wide_logits(params: chex.ArrayTree, feature_gates: jax.Array,

@@ -145,21 +145,29 @@ def init_search_state(key: jax.Array, arch: model_lib.Architecture,
 
 def batch_loss(weights: chex.ArrayTree, alphas: chex.ArrayTree,
                graphs: jraph.GraphsTuple, arch: model_lib.Architecture,
-               gates: dict[str, jax.Array] | None = None) -> jax.Array:
+               gates: dict[str, jax.Array] | None = None, *,
+               dropout: float = 0.0,
+               dropout_key: jax.Array | None = None) -> jax.Array:
   """Mean cross-entropy over the real graphs of a padded batch.
 
   ``graphs`` may carry a leading shard axis (``nodes`` [shards, N, C]): the
   loss is then the mean over the real graphs of all shards, the same as over
   one batch holding them all. Sharded over a mesh's data axis, each device
-  runs its shards and the compiler adds up the gradients.
+  runs its shards and the compiler adds up the gradients. ``dropout`` and
+  ``dropout_key``: see :func:`model.apply` (each shard its own masks).
   """
   if graphs.nodes.ndim == 3:
+    shards = graphs.nodes.shape[0]
+    keys = (jax.random.split(dropout_key, shards)
+            if dropout_key is not None else None)
     sums, counts = jax.vmap(
-        lambda g: model_lib.masked_bce_sum(
-            model_lib.apply(weights, alphas, g, arch, gates), g))(graphs)
+        lambda g, k: model_lib.masked_bce_sum(
+            model_lib.apply(weights, alphas, g, arch, gates, dropout=dropout,
+                            dropout_key=k), g))(graphs, keys)
     return jnp.sum(sums) / jnp.maximum(jnp.sum(counts), 1.0)
   return model_lib.masked_bce(
-      model_lib.apply(weights, alphas, graphs, arch, gates), graphs)
+      model_lib.apply(weights, alphas, graphs, arch, gates, dropout=dropout,
+                      dropout_key=dropout_key), graphs)
 
 
 def zero_one_penalty(alphas: chex.ArrayTree,

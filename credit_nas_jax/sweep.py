@@ -276,7 +276,8 @@ def retrain_members(exp: experiment.Experiment, members: list[Member],
                         arch=arch, plan=exp.plan,
                         length=every,
                         patience=int(config.patience),
-                        span=experiment.average_span(config)),
+                        span=experiment.average_span(config),
+                        dropout=experiment.retrain_dropout(config)),
       in_axes=(0, None, 0, 0, None)), donate_argnums=0)
   total = int(config.retrain_steps)
   step, start = 0, time.perf_counter()

@@ -87,7 +87,8 @@ def average_decay(span_steps: float, step: jax.Array) -> jax.Array:
 def train_step_fn(state: TrainState, batch: jraph.GraphsTuple, *,
                   arch: model_lib.Architecture,
                   gates: dict[str, jax.Array] | None = None,
-                  average_steps: float = 0.0
+                  average_steps: float = 0.0, dropout: float = 0.0,
+                  dropout_key: jax.Array | None = None
                   ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimizer step of the fixed network on a training batch.
 
@@ -95,10 +96,14 @@ def train_step_fn(state: TrainState, batch: jraph.GraphsTuple, *,
   network as a masked supernet); None trains ``arch`` as it is.
   ``average_steps`` > 1 (static) moves ``state.average`` towards the new
   weights with the decay of :func:`average_decay`; otherwise the average
-  is the new weights.
+  is the new weights. ``dropout`` > 0 (static) drops the head's units
+  (:func:`model.apply`) with masks from ``dropout_key`` and the step.
   """
+  step_key = (jax.random.fold_in(dropout_key, state.step)
+              if dropout > 0 and dropout_key is not None else None)
   loss, grads = jax.value_and_grad(search_lib.batch_loss)(
-      state.weights, {}, batch, arch, gates)
+      state.weights, {}, batch, arch, gates, dropout=dropout,
+      dropout_key=step_key)
   updates, opt_state = state.tx.update(grads, state.opt_state, state.weights)
   finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
   first = (state.nonfinite_step < 0) & ~finite
@@ -132,7 +137,8 @@ def early_stopping_update(state: TrainState, auc: jax.Array,
       waited=waited, stopped=state.stopped | (waited >= patience))
 
 
-train_step = jax.jit(train_step_fn, static_argnames=("arch", "average_steps"),
+train_step = jax.jit(train_step_fn,
+                     static_argnames=("arch", "average_steps", "dropout"),
                      donate_argnums=0)
 
 

@@ -305,6 +305,64 @@ def test_retrain_settings_share_one_compiled_program(dataset):
   assert norms[0] > norms[1] > norms[2]  # stronger decay, smaller weights
 
 
+@pytest.mark.parametrize("sampler", ["device", "host"])
+def test_retrain_dropout_acts_in_training_steps_alone(dataset, sampler):
+  """Dropout changes the trained weights, the same way every run; the
+  validation AUC of every block is the kept weights' without dropout."""
+  def run(rate):
+    config = _config(retrain_steps=10, eval_every=5, patience=100,
+                     retrain_lr=0.05, sampler=sampler, retrain_dropout=rate)
+    exp, fixed, state = _threshold_network(config, dataset)
+    state, history = experiment.retrain(exp, state, fixed.arch)
+    return exp, fixed, state, history
+
+  _, _, plain, _ = run(0.0)
+  exp, fixed, dropped, history = run(0.5)
+  _, _, again, _ = run(0.5)
+  chex.assert_trees_all_equal(dropped.weights, again.weights)
+  assert not all(np.array_equal(a, b) for a, b in zip(
+      jax.tree.leaves(plain.weights), jax.tree.leaves(dropped.weights)))
+  validation, _ = experiment.evaluate(exp, dropped.average, {}, fixed.arch,
+                                      "validation")
+  assert validation["auc"] == pytest.approx(history[-1]["val_auc"], abs=1e-5)
+
+
+def test_dropout_drops_the_heads_units_at_its_rate(dataset):
+  arch = experiment.supernet_for(_config(), dataset)
+  weights, alphas = model.init(jax.random.key(0), arch)
+  batch = data.BatchMaker(dataset, 64, (4, 2), 0).training_batch("train", 0)
+  plain = model.apply(weights, alphas, batch, arch)
+  chex.assert_trees_all_equal(
+      model.apply(weights, alphas, batch, arch, dropout=0.0,
+                  dropout_key=jax.random.key(1)), plain)
+  first, second = (model.apply(weights, alphas, batch, arch, dropout=0.5,
+                               dropout_key=jax.random.key(k))
+                   for k in (1, 2))
+  assert not np.allclose(first, plain) and not np.allclose(first, second)
+  x = jnp.ones((200, 50))
+  dropped = model._dropped(x, 0.3, jax.random.key(0))  # pylint: disable=protected-access
+  assert float(jnp.mean(dropped == 0)) == pytest.approx(0.3, abs=0.02)
+  np.testing.assert_allclose(np.unique(np.asarray(dropped)), [0.0, 1 / 0.7],
+                             rtol=1e-6)
+
+
+def test_stacked_shards_drop_with_a_key_each(dataset):
+  arch = experiment.supernet_for(_config(), dataset)
+  weights, alphas = model.init(jax.random.key(0), arch)
+  maker = data.BatchMaker(dataset, 32, (4, 2), 0)
+  shards = [maker.training_batch("train", step) for step in (0, 1)]
+  stacked = jax.tree.map(lambda *xs: np.stack(xs), *shards)
+  key = jax.random.key(3)
+  sums, counts = zip(*(
+      model.masked_bce_sum(model.apply(weights, alphas, shard, arch,
+                                       dropout=0.5, dropout_key=k), shard)
+      for shard, k in zip(shards, jax.random.split(key, 2))))
+  np.testing.assert_allclose(
+      search.batch_loss(weights, alphas, stacked, arch, dropout=0.5,
+                        dropout_key=key),
+      sum(sums) / sum(counts), rtol=1e-5)
+
+
 def test_average_decay_is_a_running_mean_then_an_ema():
   decays = [float(train.average_decay(4.0, t)) for t in (0, 1, 2, 3, 100)]
   assert decays == pytest.approx([0.0, 0.5, 2 / 3, 0.75, 0.75])
@@ -426,6 +484,7 @@ def test_op_layout_follows_the_backend():
     ("retrain_weight_decays", (1e-4, -1.0),
      "config.retrain_weight_decays=(0.0001, -1.0): must be weight decays"),
     ("derive_confidence", -1.0, "config.derive_confidence=-1.0: must be >= 0"),
+    ("retrain_dropout", 1.0, "config.retrain_dropout=1.0: must be in [0, 1)"),
 ])
 def test_config_mistakes_are_refused_before_any_work(dataset, field, value,
                                                      message):

@@ -114,6 +114,10 @@ def get_config() -> ml_collections.ConfigDict:
   # the retrain's weights spanning this many evaluation intervals (decay
   # 1 - 1 / (span * interval steps)); 0: the weights as trained.
   config.retrain_average_span = 0.0
+  # Dropout in retrain steps: the rate at which the head's input (the
+  # pooled readout) and hidden units are dropped (inverted dropout; every
+  # retrained network, the evaluation's fixed ones too); 0: none.
+  config.retrain_dropout = 0.0
   # Retrains of the derived network from different initial weights (and
   # batch order, with the device sampler); the model is the mean of their
   # probabilities (the evaluation's searched rows; the search and sweep
