@@ -8,6 +8,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEST_CONFIG = os.path.join(ROOT, "experiments", "configs", "test.py")
 
 
+def stderr_of(result: subprocess.CompletedProcess) -> str:
+  """A launch's stderr for a failure message: whole, or its start and end
+  (a Python traceback ends it; a fatal error's cause and thread stacks
+  start it, and a long list of extension modules ends it)."""
+  text = result.stderr or ""
+  if len(text) <= 8000:
+    return text
+  return f"{text[:5000]}\n[...]\n{text[-3000:]}"
+
+
 def xla_flags(*flags: str) -> str:
   """This session's ``XLA_FLAGS`` (see conftest.py) extended by ``flags``."""
   return " ".join([os.environ.get("XLA_FLAGS", ""), *flags]).strip()
@@ -28,7 +38,7 @@ def run(script: str, *args: str, check: bool = True,
       env={**os.environ, "JAX_DEFAULT_MATMUL_PRECISION": "highest",
            **(env or {})})
   if check:
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, stderr_of(result)
   return result
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import launch  # pylint: disable=g-bad-import-order
 from credit_nas_jax import scoring
 from credit_nas_jax import synthetic
 from test_scoring import make_model  # pylint: disable=g-bad-import-order
@@ -46,10 +47,10 @@ def _score(model_dir, paths, *extra, output=None, as_of="2026-01-01"):
 
 
 def _one_line_error(result, *fragments):
-  assert result.returncode == 1, (result.stdout, result.stderr[-2000:])
+  assert result.returncode == 1, (result.stdout, launch.stderr_of(result))
   assert "Traceback" not in result.stderr
   errors = [l for l in result.stderr.splitlines() if l.startswith("error:")]
-  assert len(errors) == 1, result.stderr[-2000:]
+  assert len(errors) == 1, launch.stderr_of(result)
   for fragment in fragments:
     assert fragment in errors[0], errors[0]
   return errors[0]
@@ -63,7 +64,7 @@ def test_scores_a_clean_book(model_dir, tmp_path):
   paths = _write_book(tmp_path)
   output = str(tmp_path / "scores.csv")
   result = _score(model_dir, paths, output=output)
-  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.returncode == 0, launch.stderr_of(result)
   assert "scored 120 of 120 applicants; rejected 0 applicants" in result.stdout
   scores = pd.read_csv(output, keep_default_na=False)
   assert list(scores.columns[:5]) == list(scoring.OUTPUT_COLUMNS)
@@ -76,7 +77,7 @@ def test_scores_a_clean_book(model_dir, tmp_path):
   again = str(tmp_path / "again.parquet")
   result = _score(model_dir, paths, "--config.batch_size=7", output=again,
                   )
-  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.returncode == 0, launch.stderr_of(result)
   pd.testing.assert_frame_equal(
       pd.read_parquet(again).fillna(""), scores, check_dtype=False,
       check_exact=True)
@@ -133,7 +134,7 @@ def test_a_corrupted_book_loses_no_applicant(model_dir, tmp_path):
   paths = _write_book(tmp_path, book, **frames)
   output = str(tmp_path / "scores.csv")
   result = _score(model_dir, paths, output=output)
-  assert result.returncode == EXIT_REJECTED, result.stderr[-3000:]
+  assert result.returncode == EXIT_REJECTED, launch.stderr_of(result)
   scores = pd.read_csv(output, keep_default_na=False)
   rejects = pd.read_csv(output + ".rejects.csv", keep_default_na=False)
   unscored = set(rejects.loc[rejects["table"] == "applicants",
@@ -164,7 +165,7 @@ def test_score_partial_scores_what_is_left(model_dir, tmp_path):
   output = str(tmp_path / "scores.csv")
   result = _score(model_dir, paths, "--config.score_partial=True",
                   output=output)
-  assert result.returncode == EXIT_REJECTED, result.stderr[-3000:]
+  assert result.returncode == EXIT_REJECTED, launch.stderr_of(result)
   scored = set(pd.read_csv(output)["borrower_id"])
   ids = book.borrowers["borrower_id"]
   # Lost a loan or an installment: scored from the rest.
@@ -315,7 +316,7 @@ def test_features_only(tmp_path):
        "--features_only", *[f"--{k}={v}" for k, v in paths.items()],
        "--as_of=2026-01-01", f"--output={output}"],
       capture_output=True, text=True, timeout=600, cwd=ROOT)
-  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.returncode == 0, launch.stderr_of(result)
   table = pd.read_csv(output, index_col="borrower_id")
   assert len(table) == 80
   assert list(table.columns[:5]) == ["bestpay_grade", "bestpay_overdue",
