@@ -47,7 +47,10 @@ def _score(model_dir, paths, *extra, output=None, as_of="2026-01-01"):
 
 
 def _one_line_error(result, *fragments):
-  assert result.returncode == 1, (result.stdout, launch.stderr_of(result))
+  # A string message: pytest shows it whole (a tuple's repr is cut short).
+  assert result.returncode == 1, (f"exit {result.returncode}; stdout "
+                                  f"{result.stdout!r}; stderr:\n"
+                                  f"{launch.stderr_of(result)}")
   assert "Traceback" not in result.stderr
   errors = [l for l in result.stderr.splitlines() if l.startswith("error:")]
   assert len(errors) == 1, launch.stderr_of(result)
