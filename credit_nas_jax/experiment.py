@@ -191,11 +191,11 @@ MEMBER_VARIANTS: dict[str, Callable[[model_lib.Architecture, Experiment],
     # its ops on every input entry of the search space (no feature closed)
     "all_columns": lambda arch, exp: model_lib.with_columns_of(
         arch, exp.supernet),
-    # its kept features, each on its linear embedding alone
+    # its kept features, each on its linear embedding alone (a gate group
+    # is one feature's entries of one kind)
     "linear_columns": lambda arch, exp: model_lib.with_groups(arch, [
-        g for g in set(arch.column_groups)
-        if all(kind == "linear" for kind, group in zip(
-            arch.column_embeddings, arch.column_groups) if group == g)]),
+        g for g, kind in zip(arch.column_groups, arch.column_embeddings)
+        if kind == "linear"]),
 }
 
 

@@ -312,7 +312,8 @@ def with_tree_bins(arch: Architecture, training_columns: np.ndarray,
 
 def with_groups(arch: Architecture, groups: Sequence[int]) -> Architecture:
   """``arch`` reading only the feature groups ``groups`` (their entries, in
-  order; groups renumbered); the rest of the network as it is."""
+  order; groups renumbered); the rest of the network as it is. The derive
+  cuts a supernet's inputs with it."""
   keep = sorted({int(g) for g in groups})
   if not keep:
     raise ValueError("with_groups needs at least one feature group")

@@ -376,9 +376,7 @@ def derive_architecture(alphas: chex.ArrayTree,
         threshold, supernet.gate_function, feature_gates.size))
   if kept.size == 0:
     kept = np.array([int(np.argmax(feature_gates))])
-  remap = {int(g): i for i, g in enumerate(kept)}
-  columns = tuple(c for c, g in enumerate(supernet.column_groups)
-                  if g in remap)
+  inputs = model_lib.with_groups(supernet, kept)
   chosen = ([int(np.argmax(layer_gates)) for layer_gates in gates["ops"]]
             if ops is None else [int(j) for j in ops])
   readout_gate = None
@@ -388,11 +386,11 @@ def derive_architecture(alphas: chex.ArrayTree,
     pooled = (readout_gate >= threshold if pooled_readout is None
               else pooled_readout)
   arch = model_lib.Architecture(
-      column_groups=tuple(remap[supernet.column_groups[c]] for c in columns),
-      input_columns=tuple(supernet.input_columns[c] for c in columns),
-      column_embeddings=tuple(supernet.column_embeddings[c] for c in columns),
-      column_settings=tuple(supernet.column_settings[c] for c in columns),
-      group_names=tuple(supernet.group_names[g] for g in kept),
+      column_groups=inputs.column_groups,
+      input_columns=inputs.input_columns,
+      column_embeddings=inputs.column_embeddings,
+      column_settings=inputs.column_settings,
+      group_names=inputs.group_names,
       layer_ops=tuple((widths[j],) for widths, j in zip(supernet.layer_ops,
                                                          chosen)),
       layer_op_names=tuple((names[j],) for names, j in zip(

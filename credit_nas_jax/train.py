@@ -99,8 +99,8 @@ def train_step_fn(state: TrainState, batch: jraph.GraphsTuple, *,
   is the new weights. ``dropout`` > 0 (static) drops the head's units
   (:func:`model.apply`) with masks from ``dropout_key`` and the step.
   """
-  step_key = (jax.random.fold_in(dropout_key, state.step)
-              if dropout > 0 and dropout_key is not None else None)
+  step_key = (None if dropout_key is None
+              else jax.random.fold_in(dropout_key, state.step))
   loss, grads = jax.value_and_grad(search_lib.batch_loss)(
       state.weights, {}, batch, arch, gates, dropout=dropout,
       dropout_key=step_key)
