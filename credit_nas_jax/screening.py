@@ -208,6 +208,61 @@ def mixture_rows(probabilities_dir: str, labels: Mapping[int, Mapping[str,
   return rows
 
 
+def pooled_probabilities(screen_dirs: Sequence[str], seed: int
+                         ) -> dict[str, dict[str, np.ndarray]]:
+  """Every screened variant's saved probabilities on ``seed``, over several
+  screens' workdirs: name ``<screen dir's name>/<variant>`` -> split ->
+  probabilities. A variant whose validation probabilities equal one
+  already pooled (a reference shared by screens: the runs are
+  deterministic) is counted once."""
+  pooled: dict[str, dict[str, np.ndarray]] = {}
+  prefix = f"seed_{seed}_"
+  for screen_dir in screen_dirs:
+    directory = os.path.join(screen_dir, "probabilities")
+    if not os.path.isdir(directory):
+      raise FileNotFoundError(f"{directory}: no saved probabilities (a "
+                              "screen_retrain.py workdir keeps them there)")
+    for file_name in sorted(os.listdir(directory)):
+      if not (file_name.startswith(prefix) and file_name.endswith(".npz")):
+        continue
+      with np.load(os.path.join(directory, file_name)) as saved:
+        probabilities = {split: saved[split] for split in SPLITS}
+      if any(np.array_equal(probabilities["validation"], p["validation"])
+             for p in pooled.values()):
+        continue
+      name = (f"{os.path.basename(os.path.normpath(screen_dir))}/"
+              f"{file_name[len(prefix):-len('.npz')]}")
+      pooled[name] = probabilities
+  return pooled
+
+
+def pool_rows(pooled: Mapping[str, Mapping[str, np.ndarray]],
+              labels: Mapping[str, np.ndarray], seed: int,
+              top: int) -> list[dict]:
+  """Rows like :func:`mixture_rows`'s for every pooled variant alone, the
+  mean of all their probabilities ("pool_all") and of the ``top`` with the
+  best validation AUC ("pool_top<k>", chosen on validation alone); the
+  last two rows are the pools."""
+  if not pooled:
+    raise ValueError(f"seed {seed}: no saved probabilities to pool")
+  def auc(split, probabilities):
+    return float(sk_metrics.roc_auc_score(labels[split], probabilities))
+
+  ranked = sorted(pooled, key=lambda name: -auc(
+      "validation", pooled[name]["validation"]))
+  rows = []
+  for variant, names in (*((name, [name]) for name in pooled),
+                         ("pool_all", ranked),
+                         (f"pool_top{top}", ranked[:top])):
+    mean = {split: np.mean([pooled[n][split] for n in names], axis=0)
+            for split in SPLITS}
+    rows.append({"seed": seed, "variant": variant,
+                 "validation_auc": auc("validation", mean["validation"]),
+                 "test_auc": auc("test", mean["test"]),
+                 "members": names, "seconds": 0.0, "search_seconds": 0.0})
+  return rows
+
+
 def markdown_table(summary: pd.DataFrame, reference: str) -> str:
   """The summary as markdown: AUCs mean +- std, differences from the
   reference paired by seed (validation first: it is what a choice may

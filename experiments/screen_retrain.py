@@ -40,25 +40,17 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 from absl import logging
 import jax
-import ml_collections
-from ml_collections import config_flags
 
 from credit_nas_jax import evaluation
-from credit_nas_jax import pipeline
 from credit_nas_jax import progress
 from credit_nas_jax import screening
+from experiments import screen_flags
 
-_CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                           "configs")
-_DATASET = flags.DEFINE_string(
-    "dataset", "synthetic",
-    f"One dataset: {', '.join(pipeline.DATASETS)}.")
+# --dataset, --seeds and --config, listed by --help with the flags below.
+flags.adopt_module_key_flags(screen_flags)
 _MODEL = flags.DEFINE_enum("model", "searched_extended",
                            list(evaluation.SEARCHED),
                            "Which searched model to screen.")
-_SEEDS = flags.DEFINE_list(
-    "seeds", ["100", "101", "102"],
-    "Split seeds; the default avoids the evaluation's seeds 0 to 4.")
 _VARIANTS = flags.DEFINE_string(
     "variants", '{"as_configured": {}}',
     "JSON object: variant name -> config overrides; the first is the "
@@ -69,9 +61,6 @@ _MIXTURES = flags.DEFINE_string(
     "(rows beside the variants'; no extra training).")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/screen",
                                "Directory for the results.")
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(_CONFIG_DIR, "evaluate.py"),
-    "Config file; override fields with --config.name=value.")
 
 
 def parse_variants(text: str) -> dict:
@@ -84,7 +73,7 @@ def parse_variants(text: str) -> dict:
     raise app.UsageError("--variants must be a JSON object of variant names "
                          "to config overrides")
   try:
-    screening.check_variants(variants, _CONFIG.value)
+    screening.check_variants(variants, screen_flags.CONFIG.value)
   except ValueError as error:
     raise app.UsageError(f"--variants: {error}") from None
   return variants
@@ -94,13 +83,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.INFO)
-  if _DATASET.value not in pipeline.DATASETS:
-    raise app.UsageError(f"unknown dataset {_DATASET.value!r}; expected one "
-                         f"of {list(pipeline.DATASETS)}")
-  try:
-    seeds = [int(s) for s in _SEEDS.value]
-  except ValueError:
-    raise app.UsageError(f"--seeds must be integers: {_SEEDS.value}") from None
+  dataset_name, seeds = screen_flags.dataset_and_seeds()
   variants = parse_variants(_VARIANTS.value)
   reference = next(iter(variants))
   try:
@@ -136,8 +119,7 @@ def main(argv):
                  row["best_steps"], row["seconds"])
 
   for index, seed in enumerate(seeds):
-    config = ml_collections.ConfigDict(_CONFIG.value.to_dict())
-    config.dataset, config.seed, config.split_seed = _DATASET.value, seed, seed
+    config = screen_flags.seed_config(seed)
     dataset = evaluation.load_dataset(config)
     labels[seed] = {split: dataset.labels[dataset.splits[split]]
                     for split in screening.SPLITS}
@@ -156,7 +138,7 @@ def main(argv):
   summary.to_csv(os.path.join(workdir, "screen.csv"))
   table = screening.markdown_table(summary, reference)
   with open(os.path.join(workdir, "screen.md"), "w") as f:
-    f.write(f"{_DATASET.value}, {_MODEL.value}, seeds {seeds}; "
+    f.write(f"{dataset_name}, {_MODEL.value}, seeds {seeds}; "
             f"{evaluation.machine()}.\n\n{table}\n")
   print(table, flush=True)
 

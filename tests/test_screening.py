@@ -193,6 +193,44 @@ def test_a_mixture_is_the_mean_of_its_variants_probabilities(tmp_path):
       sk_metrics.roc_auc_score(labels, a))
 
 
+def test_the_pool_counts_a_shared_variant_once_and_picks_on_validation(
+    tmp_path):
+  labels = np.array([0, 1, 0, 1, 1, 0], np.float32)
+  good = np.array([0.1, 0.8, 0.2, 0.9, 0.7, 0.3])
+  poor = np.array([0.6, 0.4, 0.5, 0.5, 0.3, 0.7])
+  perfect_on_test = labels.astype(np.float64)
+  saved = {"a": {"ref": (good, good), "x": (poor, perfect_on_test)},
+           "b": {"ref": (good, good), "y": (good[::-1], poor)}}
+  for screen, variants in saved.items():
+    (tmp_path / screen / "probabilities").mkdir(parents=True)
+    for name, (validation, test) in variants.items():
+      np.savez(tmp_path / screen / "probabilities" / f"seed_3_{name}.npz",
+               validation=validation, test=test)
+  pooled = screening.pooled_probabilities(
+      [str(tmp_path / "a"), str(tmp_path / "b")], 3)
+  assert sorted(pooled) == ["a/ref", "a/x", "b/y"]
+  split_labels = {"validation": labels, "test": labels}
+  *alone, everything, top = screening.pool_rows(pooled, split_labels, 3,
+                                                top=2)
+  assert [r["variant"] for r in alone] == ["a/ref", "a/x", "b/y"]
+  assert alone[1]["test_auc"] == 1.0
+  assert everything["variant"] == "pool_all" and top["variant"] == "pool_top2"
+  assert everything["test_auc"] == pytest.approx(sk_metrics.roc_auc_score(
+      labels, (good + perfect_on_test + poor) / 3))
+  # x is perfect on test but worst on validation: the top two leave it out.
+  assert top["members"] == ["a/ref", "b/y"]
+  assert top["validation_auc"] == pytest.approx(sk_metrics.roc_auc_score(
+      labels, (good + good[::-1]) / 2))
+  flipped = {"validation": labels, "test": 1 - labels}
+  assert screening.pool_rows(pooled, flipped, 3, top=2)[-1]["members"] == (
+      top["members"])
+  with pytest.raises(FileNotFoundError, match="no saved probabilities"):
+    screening.pooled_probabilities([str(tmp_path / "c")], 3)
+  with pytest.raises(ValueError, match="seed 4: no saved probabilities"):
+    screening.pool_rows(screening.pooled_probabilities(
+        [str(tmp_path / "a")], 4), split_labels, 4, top=2)
+
+
 def test_launcher_writes_the_screen(tmp_path):
   config = launch.os.path.join(launch.ROOT, "experiments", "configs",
                                "evaluate_test.py")
@@ -214,6 +252,21 @@ def test_launcher_writes_the_screen(tmp_path):
   assert "searched_isolated, seeds [100]" in (tmp_path / "screen.md").read_text()
   saved = dict(np.load(tmp_path / "probabilities" / "seed_100_ref.npz"))
   assert set(saved) == {"validation", "test"}
+  pool = launch.run(
+      "screen_pool.py", "--dataset=synthetic", "--seeds=100", "--top=1",
+      f"--config={config}", "--config.num_borrowers=400",
+      f"--screens={tmp_path}", f"--workdir={tmp_path / 'pool'}")
+  for variant in ("lightgbm", "logistic_regression", "pool_all",
+                  "pool_top1", f"{tmp_path.name}/ref"):
+    assert f"| {variant} | 1 |" in pool.stdout, pool.stdout
+  pooled = [json.loads(line) for line in
+            (tmp_path / "pool" / "rows.jsonl").read_text().splitlines()]
+  assert len(pooled[-2]["members"]) == 2 and len(pooled[-1]["members"]) == 1
+  missing = launch.run("screen_pool.py", f"--screens={tmp_path / 'none'}",
+                       "--dataset=synthetic", f"--config={config}",
+                       f"--workdir={tmp_path / 'pool'}", check=False)
+  assert missing.returncode != 0 and "no saved probabilities" in (
+      missing.stderr)
   mixed = launch.run("screen_retrain.py", "--mixtures={\"m\": [\"x\"]}",
                      f"--workdir={tmp_path}", check=False)
   assert mixed.returncode != 0 and "--mixtures must map" in mixed.stderr

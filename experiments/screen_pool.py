@@ -1,0 +1,108 @@
+r"""The mean of every network several screens trained, against the baselines
+on the same splits: how far ensembling our searched networks can go.
+
+  python experiments/screen_pool.py --dataset=credit \
+      --screens=runs/screen_a,runs/screen_b --seeds=100,101,102,103,104 \
+      --workdir=runs/pool
+
+--screens: workdirs of experiments/screen_retrain.py runs on --dataset and
+the same seeds (their saved probabilities; a variant two screens share,
+such as their reference, counts once). Per seed, LightGBM and logistic
+regression are fitted on the same split with the evaluation's validation
+budgets (--config); each pooled variant is scored alone, and so are two
+pooled models: "pool_all" (the mean of every pooled variant's
+probabilities) and "pool_top<k>" (the mean of the --top variants with the
+best validation AUC: chosen on validation alone).
+Writes --workdir/pool.csv and pool.md: validation and test AUC, and the
+differences from --reference (LightGBM, or logistic regression) paired by
+seed.
+
+The pool is an analysis, not a model of the evaluation: it costs every
+screen's compute, far past the evaluation's budget, and it is meant to
+bound what averaging more of our networks could add.
+"""
+
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+from absl import logging
+
+from credit_nas_jax import evaluation
+from credit_nas_jax import screening
+from experiments import screen_flags
+
+# --dataset, --seeds and --config, listed by --help with the flags below.
+flags.adopt_module_key_flags(screen_flags)
+_SCREENS = flags.DEFINE_list(
+    "screens", [], "Workdirs of screen_retrain.py runs on --dataset.")
+_TOP = flags.DEFINE_integer(
+    "top", 3, "Variants, best on validation, in the pool_top model.")
+_REFERENCE = flags.DEFINE_enum(
+    "reference", "lightgbm", ["lightgbm", "logistic_regression"],
+    "The baseline the differences are paired against.")
+_WORKDIR = flags.DEFINE_string("workdir", "runs/pool",
+                               "Directory for the results.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  dataset_name, seeds = screen_flags.dataset_and_seeds()
+  if not _SCREENS.value:
+    raise app.UsageError("--screens: name at least one screen workdir")
+  if _TOP.value < 1:
+    raise app.UsageError(f"--top={_TOP.value}: expected at least 1")
+  workdir = _WORKDIR.value
+  os.makedirs(workdir, exist_ok=True)
+  rows = []
+  for seed in seeds:
+    start = time.perf_counter()
+    try:
+      pooled = screening.pooled_probabilities(_SCREENS.value, seed)
+    except FileNotFoundError as error:
+      raise app.UsageError(str(error)) from None
+    config = screen_flags.seed_config(seed)
+    dataset = evaluation.load_dataset(config)
+    labels = {split: dataset.labels[dataset.splits[split]]
+              for split in screening.SPLITS}
+    if any(p["validation"].shape != labels["validation"].shape
+           for p in pooled.values()):
+      raise app.UsageError(f"seed {seed}: the screens' probabilities do not "
+                           f"match {dataset_name}'s validation rows")
+    baselines = (evaluation.fit_lightgbm(dataset, seed,
+                                         evaluation.lightgbm_grid(config)),
+                 evaluation.fit_logistic_regression(dataset))
+    for result in baselines:
+      rows.append({"seed": seed, "variant": result.model,
+                   "validation_auc": result.validation_auc,
+                   "test_auc": result.test["auc"], "seconds": result.seconds,
+                   "search_seconds": 0.0})
+    pool = screening.pool_rows(pooled, labels, seed, _TOP.value)
+    rows += pool
+    logging.info("seed %d: %d variants pooled; top %d on validation: %s; "
+                 "test AUC: lightgbm %.4f, pool_all %.4f, pool_top %.4f "
+                 "(%.0fs)", seed, len(pooled), _TOP.value,
+                 ", ".join(pool[-1]["members"]), baselines[0].test["auc"],
+                 pool[-2]["test_auc"], pool[-1]["test_auc"],
+                 time.perf_counter() - start)
+  with open(os.path.join(workdir, "rows.jsonl"), "w") as f:
+    for row in rows:
+      f.write(json.dumps(row) + "\n")
+  summary = screening.summarize(rows, _REFERENCE.value)
+  summary.to_csv(os.path.join(workdir, "pool.csv"))
+  table = screening.markdown_table(summary, _REFERENCE.value)
+  with open(os.path.join(workdir, "pool.md"), "w") as f:
+    f.write(f"{dataset_name}, seeds {seeds}, screens "
+            f"{', '.join(_SCREENS.value)}; {evaluation.machine()}.\n\n"
+            f"{table}\n")
+  print(table)
+
+
+if __name__ == "__main__":
+  app.run(main)
