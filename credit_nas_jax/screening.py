@@ -263,21 +263,27 @@ def pool_rows(pooled: Mapping[str, Mapping[str, np.ndarray]],
   return rows
 
 
-def markdown_table(summary: pd.DataFrame, reference: str) -> str:
+def markdown_table(summary: pd.DataFrame, reference: str,
+                   seconds: bool = True) -> str:
   """The summary as markdown: AUCs mean +- std, differences from the
   reference paired by seed (validation first: it is what a choice may
-  read)."""
+  read), and with ``seconds`` the search and retrain seconds."""
   def cell(mean, std):
     return f"{mean:.4f}" if np.isnan(std) else f"{mean:.4f} +- {std:.4f}"
 
-  lines = ["| variant | seeds | validation AUC | - " + reference +
-           " (validation) | test AUC | - " + reference +
-           " (test) | search s | retrain s |", "|---" * 8 + "|"]
+  header = ("| variant | seeds | validation AUC | - " + reference +
+            " (validation) | test AUC | - " + reference + " (test) |")
+  columns = 6
+  if seconds:
+    header, columns = header + " search s | retrain s |", 8
+  lines = [header, "|---" * columns + "|"]
   for name, r in summary.iterrows():
-    lines.append(
-        f"| {name} | {int(r.seeds)} | {cell(r.validation_mean, r.validation_std)}"
-        f" | {cell(r.validation_diff_mean, r.validation_diff_std)}"
-        f" | {cell(r.test_mean, r.test_std)}"
-        f" | {cell(r.test_diff_mean, r.test_diff_std)}"
-        f" | {r.search_seconds:.1f} | {r.retrain_seconds:.1f} |")
+    line = (f"| {name} | {int(r.seeds)} | "
+            f"{cell(r.validation_mean, r.validation_std)}"
+            f" | {cell(r.validation_diff_mean, r.validation_diff_std)}"
+            f" | {cell(r.test_mean, r.test_std)}"
+            f" | {cell(r.test_diff_mean, r.test_diff_std)} |")
+    if seconds:
+      line += f" {r.search_seconds:.1f} | {r.retrain_seconds:.1f} |"
+    lines.append(line)
   return "\n".join(lines)

@@ -96,7 +96,8 @@ def main(argv):
       f.write(json.dumps(row) + "\n")
   summary = screening.summarize(rows, _REFERENCE.value)
   summary.to_csv(os.path.join(workdir, "pool.csv"))
-  table = screening.markdown_table(summary, _REFERENCE.value)
+  table = screening.markdown_table(summary, _REFERENCE.value,
+                                   seconds=False)
   with open(os.path.join(workdir, "pool.md"), "w") as f:
     f.write(f"{dataset_name}, seeds {seeds}, screens "
             f"{', '.join(_SCREENS.value)}; {evaluation.machine()}.\n\n"

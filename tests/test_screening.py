@@ -170,6 +170,9 @@ def test_summary_pairs_each_variant_with_the_reference_by_seed():
   table = screening.markdown_table(summary, "ref")
   assert "| new | 3 |" in table and "+- " in table
   assert table.splitlines()[2].endswith("| 3.0 | 2.0 |")
+  bare = screening.markdown_table(summary, "ref", seconds=False)
+  assert "retrain s" not in bare and bare.splitlines()[1] == "|---" * 6 + "|"
+  assert bare.splitlines()[2].count("|") == 7
   with pytest.raises(ValueError, match="reference variant 'old'"):
     screening.summarize(rows, "old")
 
