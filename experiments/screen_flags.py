@@ -30,9 +30,12 @@ def dataset_and_seeds() -> tuple[str, list[int]]:
     raise app.UsageError(f"unknown dataset {DATASET.value!r}; expected one "
                          f"of {list(pipeline.DATASETS)}")
   try:
-    return DATASET.value, [int(s) for s in SEEDS.value]
+    seeds = [int(s) for s in SEEDS.value]
   except ValueError:
     raise app.UsageError(f"--seeds must be integers: {SEEDS.value}") from None
+  if not seeds:
+    raise app.UsageError("--seeds: name at least one split seed")
+  return DATASET.value, seeds
 
 
 def seed_config(seed: int) -> ml_collections.ConfigDict:

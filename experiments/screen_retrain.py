@@ -18,7 +18,9 @@ share a search and their difference is the retrain setting's alone.
 Fields that change the rows, split or graph are refused. Writes
 --workdir/rows.jsonl (a row per seed and variant, appended as each
 finishes), screen.csv and screen.md (validation and test AUC, differences
-from the reference paired by seed, search and retrain seconds). Each
+from the reference paired by seed, search and retrain seconds) and
+screen.png (each variant's validation difference against its test
+difference). Each
 variant's validation and test probabilities are kept in
 --workdir/probabilities/ (npz); --mixtures='{"both": ["a", "b"]}' adds rows
 for the mean of several variants' probabilities (an ensemble of unlike
@@ -42,6 +44,7 @@ from absl import logging
 import jax
 
 from credit_nas_jax import evaluation
+from credit_nas_jax import plotting
 from credit_nas_jax import progress
 from credit_nas_jax import screening
 from experiments import screen_flags
@@ -140,6 +143,10 @@ def main(argv):
   with open(os.path.join(workdir, "screen.md"), "w") as f:
     f.write(f"{dataset_name}, {_MODEL.value}, seeds {seeds}; "
             f"{evaluation.machine()}.\n\n{table}\n")
+  plotting.plot_paired_differences(
+      summary, reference, os.path.join(workdir, "screen.png"),
+      f"{dataset_name}, {_MODEL.value}: paired differences from "
+      f"{reference}, seeds {','.join(map(str, seeds))}")
   print(table, flush=True)
 
 

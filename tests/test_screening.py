@@ -252,6 +252,7 @@ def test_launcher_writes_the_screen(tmp_path):
   assert [(r["seed"], r["variant"]) for r in rows] == [(100, "ref"),
                                                        (100, "avg")]
   assert (tmp_path / "screen.csv").stat().st_size > 0
+  assert (tmp_path / "screen.png").read_bytes()[:4] == b"\x89PNG"
   assert "searched_isolated, seeds [100]" in (tmp_path / "screen.md").read_text()
   saved = dict(np.load(tmp_path / "probabilities" / "seed_100_ref.npz"))
   assert set(saved) == {"validation", "test"}
@@ -265,6 +266,7 @@ def test_launcher_writes_the_screen(tmp_path):
   pooled = [json.loads(line) for line in
             (tmp_path / "pool" / "rows.jsonl").read_text().splitlines()]
   assert len(pooled[-2]["members"]) == 2 and len(pooled[-1]["members"]) == 1
+  assert (tmp_path / "pool" / "pool.png").read_bytes()[:4] == b"\x89PNG"
   missing = launch.run("screen_pool.py", f"--screens={tmp_path / 'none'}",
                        "--dataset=synthetic", f"--config={config}",
                        f"--workdir={tmp_path / 'pool'}", check=False)
