@@ -74,7 +74,7 @@ def plot_paired_differences(summary: pd.DataFrame, reference: str,
 
   Args:
     summary: :func:`credit_nas_jax.screening.summarize`'s frame, one row a
-      variant (the reference's own row is left out).
+      variant (the reference's own row, if there, is not drawn).
     reference: the variant (or baseline) the differences are paired with.
     path: PNG file to write.
     title: figure title.

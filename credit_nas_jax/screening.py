@@ -21,6 +21,7 @@ is reported beside them, read by nothing here.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -208,32 +209,57 @@ def mixture_rows(probabilities_dir: str, labels: Mapping[int, Mapping[str,
   return rows
 
 
-def pooled_probabilities(screen_dirs: Sequence[str], seed: int
-                         ) -> dict[str, dict[str, np.ndarray]]:
-  """Every screened variant's saved probabilities on ``seed``, over several
-  screens' workdirs: name ``<screen dir's name>/<variant>`` -> split ->
-  probabilities. A variant whose validation probabilities equal one
-  already pooled (a reference shared by screens: the runs are
-  deterministic) is counted once."""
-  pooled: dict[str, dict[str, np.ndarray]] = {}
+@dataclasses.dataclass
+class Pool:
+  """Saved probabilities of several screens on one seed.
+
+  Attributes:
+    probabilities: ``<screen dir's name>/<variant>`` -> split ->
+      probabilities, every distinct variant once.
+    duplicates: a variant left out -> the pooled one whose validation
+      probabilities it repeats to the bit (a reference screens share: the
+      runs are deterministic).
+  """
+
+  probabilities: dict[str, dict[str, np.ndarray]]
+  duplicates: dict[str, str]
+
+
+def pooled_probabilities(screen_dirs: Sequence[str], seed: int) -> Pool:
+  """Every screened variant's saved probabilities on ``seed`` over several
+  screens' workdirs (:class:`Pool`). Raises FileNotFoundError for a
+  workdir without saved probabilities or without any for ``seed`` (every
+  screen pooled must have run every seed), ValueError for two workdirs of
+  one name."""
+  names = [os.path.basename(os.path.normpath(d)) for d in screen_dirs]
+  repeated = sorted({n for n in names if names.count(n) > 1})
+  if repeated:
+    raise ValueError(f"screens {repeated} are named twice; a pooled variant "
+                     "is named by its screen's folder: give them distinct "
+                     "folder names")
+  pool = Pool({}, {})
   prefix = f"seed_{seed}_"
-  for screen_dir in screen_dirs:
+  for screen_dir, screen in zip(screen_dirs, names):
     directory = os.path.join(screen_dir, "probabilities")
     if not os.path.isdir(directory):
       raise FileNotFoundError(f"{directory}: no saved probabilities (a "
                               "screen_retrain.py workdir keeps them there)")
-    for file_name in sorted(os.listdir(directory)):
-      if not (file_name.startswith(prefix) and file_name.endswith(".npz")):
-        continue
+    files = sorted(f for f in os.listdir(directory)
+                   if f.startswith(prefix) and f.endswith(".npz"))
+    if not files:
+      raise FileNotFoundError(f"{directory}: no saved probabilities of seed "
+                              f"{seed}")
+    for file_name in files:
       with np.load(os.path.join(directory, file_name)) as saved:
         probabilities = {split: saved[split] for split in SPLITS}
-      if any(np.array_equal(probabilities["validation"], p["validation"])
-             for p in pooled.values()):
-        continue
-      name = (f"{os.path.basename(os.path.normpath(screen_dir))}/"
-              f"{file_name[len(prefix):-len('.npz')]}")
-      pooled[name] = probabilities
-  return pooled
+      name = f"{screen}/{file_name[len(prefix):-len('.npz')]}"
+      same = [kept for kept, p in pool.probabilities.items()
+              if np.array_equal(probabilities["validation"], p["validation"])]
+      if same:
+        pool.duplicates[name] = same[0]
+      else:
+        pool.probabilities[name] = probabilities
+  return pool
 
 
 def pool_rows(pooled: Mapping[str, Mapping[str, np.ndarray]],
@@ -241,19 +267,23 @@ def pool_rows(pooled: Mapping[str, Mapping[str, np.ndarray]],
               top: int) -> list[dict]:
   """Rows like :func:`mixture_rows`'s for every pooled variant alone, the
   mean of all their probabilities ("pool_all") and of the ``top`` with the
-  best validation AUC ("pool_top<k>", chosen on validation alone); the
-  last two rows are the pools."""
+  best validation AUC ("pool_top<k>", chosen on validation alone; k is
+  ``top``, or every variant where fewer are pooled); the last two rows are
+  the pools."""
   if not pooled:
     raise ValueError(f"seed {seed}: no saved probabilities to pool")
+
   def auc(split, probabilities):
+    """AUC of ``probabilities`` on ``split``'s labels."""
     return float(sk_metrics.roc_auc_score(labels[split], probabilities))
 
   ranked = sorted(pooled, key=lambda name: -auc(
       "validation", pooled[name]["validation"]))
+  chosen = ranked[:top]
   rows = []
   for variant, names in (*((name, [name]) for name in pooled),
                          ("pool_all", ranked),
-                         (f"pool_top{top}", ranked[:top])):
+                         (f"pool_top{len(chosen)}", chosen)):
     mean = {split: np.mean([pooled[n][split] for n in names], axis=0)
             for split in SPLITS}
     rows.append({"seed": seed, "variant": variant,
@@ -263,18 +293,47 @@ def pool_rows(pooled: Mapping[str, Mapping[str, np.ndarray]],
   return rows
 
 
+POOL_BASELINES = ("lightgbm", "logistic_regression")
+
+
+def pool_seed(dataset: data_lib.Dataset, config: ml_collections.ConfigDict,
+              seed: int, pooled: Mapping[str, Mapping[str, np.ndarray]],
+              top: int) -> list[dict]:
+  """The baselines (:data:`POOL_BASELINES`, the evaluation's budgets in
+  ``config``) fitted on ``seed``'s split of ``dataset``, then
+  :func:`pool_rows` of ``pooled`` on the same rows. Raises ValueError where
+  the saved probabilities do not match the split's rows."""
+  labels = {split: dataset.labels[dataset.splits[split]] for split in SPLITS}
+  for name, probabilities in pooled.items():
+    for split in SPLITS:
+      if probabilities[split].shape != labels[split].shape:
+        raise ValueError(
+            f"seed {seed}: {name}'s {split} probabilities "
+            f"{probabilities[split].shape} do not match the split's "
+            f"{labels[split].shape[0]} rows (another dataset or config?)")
+  rows = []
+  for result in (evaluation.fit_lightgbm(dataset, seed,
+                                         evaluation.lightgbm_grid(config)),
+                 evaluation.fit_logistic_regression(dataset)):
+    rows.append({"seed": seed, "variant": result.model,
+                 "validation_auc": result.validation_auc,
+                 "test_auc": result.test["auc"], "seconds": result.seconds,
+                 "search_seconds": 0.0})
+  return rows + pool_rows(pooled, labels, seed, top)
+
+
 def markdown_table(summary: pd.DataFrame, reference: str,
-                   seconds: bool = True) -> str:
+                   with_seconds: bool = True) -> str:
   """The summary as markdown: AUCs mean +- std, differences from the
   reference paired by seed (validation first: it is what a choice may
-  read), and with ``seconds`` the search and retrain seconds."""
+  read), and with ``with_seconds`` the search and retrain seconds."""
   def cell(mean, std):
     return f"{mean:.4f}" if np.isnan(std) else f"{mean:.4f} +- {std:.4f}"
 
   header = ("| variant | seeds | validation AUC | - " + reference +
             " (validation) | test AUC | - " + reference + " (test) |")
   columns = 6
-  if seconds:
+  if with_seconds:
     header, columns = header + " search s | retrain s |", 8
   lines = [header, "|---" * columns + "|"]
   for name, r in summary.iterrows():
@@ -283,7 +342,7 @@ def markdown_table(summary: pd.DataFrame, reference: str,
             f" | {cell(r.validation_diff_mean, r.validation_diff_std)}"
             f" | {cell(r.test_mean, r.test_std)}"
             f" | {cell(r.test_diff_mean, r.test_diff_std)} |")
-    if seconds:
+    if with_seconds:
       line += f" {r.search_seconds:.1f} | {r.retrain_seconds:.1f} |"
     lines.append(line)
   return "\n".join(lines)

@@ -1,6 +1,6 @@
 """Flags the screen launchers share (screen_retrain.py, screen_pool.py):
 the dataset, the split seeds and the evaluation's config, and their
-checks."""
+checks (which take the values: only a launcher's main reads flags)."""
 
 import os
 
@@ -24,22 +24,24 @@ CONFIG = config_flags.DEFINE_config_file(
     "--config.name=value.")
 
 
-def dataset_and_seeds() -> tuple[str, list[int]]:
-  """--dataset and --seeds, checked (a UsageError names the bad value)."""
-  if DATASET.value not in pipeline.DATASETS:
-    raise app.UsageError(f"unknown dataset {DATASET.value!r}; expected one "
-                         f"of {list(pipeline.DATASETS)}")
+def dataset_and_seeds(dataset: str, seeds: list[str]) -> list[int]:
+  """The --seeds of --dataset as integers, both checked (a UsageError names
+  the bad value)."""
+  if dataset not in pipeline.DATASETS:
+    raise app.UsageError(f"unknown dataset {dataset!r}; expected one of "
+                         f"{list(pipeline.DATASETS)}")
   try:
-    seeds = [int(s) for s in SEEDS.value]
+    numbers = [int(s) for s in seeds]
   except ValueError:
-    raise app.UsageError(f"--seeds must be integers: {SEEDS.value}") from None
-  if not seeds:
+    raise app.UsageError(f"--seeds must be integers: {seeds}") from None
+  if not numbers:
     raise app.UsageError("--seeds: name at least one split seed")
-  return DATASET.value, seeds
+  return numbers
 
 
-def seed_config(seed: int) -> ml_collections.ConfigDict:
-  """--config on --dataset with ``seed``'s split."""
-  config = ml_collections.ConfigDict(CONFIG.value.to_dict())
-  config.dataset, config.seed, config.split_seed = DATASET.value, seed, seed
+def seed_config(config: ml_collections.ConfigDict, dataset: str,
+                seed: int) -> ml_collections.ConfigDict:
+  """A copy of ``config`` on ``dataset`` with ``seed``'s split."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.dataset, config.seed, config.split_seed = dataset, seed, seed
   return config

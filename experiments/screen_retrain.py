@@ -19,9 +19,8 @@ Fields that change the rows, split or graph are refused. Writes
 --workdir/rows.jsonl (a row per seed and variant, appended as each
 finishes), screen.csv and screen.md (validation and test AUC, differences
 from the reference paired by seed, search and retrain seconds) and
-screen.png (each variant's validation difference against its test
-difference). Each
-variant's validation and test probabilities are kept in
+screen.png (a row a variant: its paired validation and test differences,
+mean +- std). Each variant's validation and test probabilities are kept in
 --workdir/probabilities/ (npz); --mixtures='{"both": ["a", "b"]}' adds rows
 for the mean of several variants' probabilities (an ensemble of unlike
 members, no extra training), paired like the rest.
@@ -42,6 +41,7 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 from absl import logging
 import jax
+import ml_collections
 
 from credit_nas_jax import evaluation
 from credit_nas_jax import plotting
@@ -66,7 +66,7 @@ _WORKDIR = flags.DEFINE_string("workdir", "runs/screen",
                                "Directory for the results.")
 
 
-def parse_variants(text: str) -> dict:
+def parse_variants(text: str, config: ml_collections.ConfigDict) -> dict:
   """--variants as a dict, checked (:func:`screening.check_variants`)."""
   try:
     variants = json.loads(text)
@@ -76,7 +76,7 @@ def parse_variants(text: str) -> dict:
     raise app.UsageError("--variants must be a JSON object of variant names "
                          "to config overrides")
   try:
-    screening.check_variants(variants, screen_flags.CONFIG.value)
+    screening.check_variants(variants, config)
   except ValueError as error:
     raise app.UsageError(f"--variants: {error}") from None
   return variants
@@ -86,8 +86,10 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.INFO)
-  dataset_name, seeds = screen_flags.dataset_and_seeds()
-  variants = parse_variants(_VARIANTS.value)
+  dataset_name = screen_flags.DATASET.value
+  seeds = screen_flags.dataset_and_seeds(dataset_name,
+                                         screen_flags.SEEDS.value)
+  variants = parse_variants(_VARIANTS.value, screen_flags.CONFIG.value)
   reference = next(iter(variants))
   try:
     mixtures = json.loads(_MIXTURES.value)
@@ -122,7 +124,8 @@ def main(argv):
                  row["best_steps"], row["seconds"])
 
   for index, seed in enumerate(seeds):
-    config = screen_flags.seed_config(seed)
+    config = screen_flags.seed_config(screen_flags.CONFIG.value,
+                                      dataset_name, seed)
     dataset = evaluation.load_dataset(config)
     labels[seed] = {split: dataset.labels[dataset.splits[split]]
                     for split in screening.SPLITS}

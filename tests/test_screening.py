@@ -170,7 +170,7 @@ def test_summary_pairs_each_variant_with_the_reference_by_seed():
   table = screening.markdown_table(summary, "ref")
   assert "| new | 3 |" in table and "+- " in table
   assert table.splitlines()[2].endswith("| 3.0 | 2.0 |")
-  bare = screening.markdown_table(summary, "ref", seconds=False)
+  bare = screening.markdown_table(summary, "ref", with_seconds=False)
   assert "retrain s" not in bare and bare.splitlines()[1] == "|---" * 6 + "|"
   assert bare.splitlines()[2].count("|") == 7
   with pytest.raises(ValueError, match="reference variant 'old'"):
@@ -209,9 +209,11 @@ def test_the_pool_counts_a_shared_variant_once_and_picks_on_validation(
     for name, (validation, test) in variants.items():
       np.savez(tmp_path / screen / "probabilities" / f"seed_3_{name}.npz",
                validation=validation, test=test)
-  pooled = screening.pooled_probabilities(
+  pool = screening.pooled_probabilities(
       [str(tmp_path / "a"), str(tmp_path / "b")], 3)
+  pooled = pool.probabilities
   assert sorted(pooled) == ["a/ref", "a/x", "b/y"]
+  assert pool.duplicates == {"b/ref": "a/ref"}
   split_labels = {"validation": labels, "test": labels}
   *alone, everything, top = screening.pool_rows(pooled, split_labels, 3,
                                                 top=2)
@@ -227,11 +229,36 @@ def test_the_pool_counts_a_shared_variant_once_and_picks_on_validation(
   flipped = {"validation": labels, "test": 1 - labels}
   assert screening.pool_rows(pooled, flipped, 3, top=2)[-1]["members"] == (
       top["members"])
+  # More than there are: named by what it holds.
+  assert screening.pool_rows(pooled, split_labels, 3, top=5)[-1][
+      "variant"] == "pool_top3"
   with pytest.raises(FileNotFoundError, match="no saved probabilities"):
     screening.pooled_probabilities([str(tmp_path / "c")], 3)
+  with pytest.raises(FileNotFoundError, match="no saved probabilities of "
+                     "seed 4"):
+    screening.pooled_probabilities([str(tmp_path / "a")], 4)
+  (tmp_path / "other" / "a" / "probabilities").mkdir(parents=True)
+  with pytest.raises(ValueError, match=r"screens \['a'\] are named twice"):
+    screening.pooled_probabilities(
+        [str(tmp_path / "a"), str(tmp_path / "other" / "a")], 3)
   with pytest.raises(ValueError, match="seed 4: no saved probabilities"):
-    screening.pool_rows(screening.pooled_probabilities(
-        [str(tmp_path / "a")], 4), split_labels, 4, top=2)
+    screening.pool_rows({}, split_labels, 4, top=2)
+
+
+def test_a_pool_seed_fits_the_baselines_and_refuses_other_rows(config,
+                                                               dataset):
+  rows = {split: dataset.splits[split].size for split in screening.SPLITS}
+  rng = np.random.default_rng(0)
+  pooled = {"s/v": {split: rng.random(n) for split, n in rows.items()}}
+  seed_rows = screening.pool_seed(dataset, config, 0, pooled, top=1)
+  assert [r["variant"] for r in seed_rows] == [
+      *screening.POOL_BASELINES, "s/v", "pool_all", "pool_top1"]
+  labels = dataset.labels[dataset.splits["test"]]
+  assert seed_rows[2]["test_auc"] == pytest.approx(
+      sk_metrics.roc_auc_score(labels, pooled["s/v"]["test"]))
+  short = {"s/v": {**pooled["s/v"], "test": pooled["s/v"]["test"][:-1]}}
+  with pytest.raises(ValueError, match="s/v's test probabilities"):
+    screening.pool_seed(dataset, config, 0, short, top=1)
 
 
 def test_launcher_writes_the_screen(tmp_path):
