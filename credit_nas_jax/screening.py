@@ -187,6 +187,20 @@ def summarize(rows: Sequence[dict], reference: str) -> pd.DataFrame:
   return pd.DataFrame(records).set_index("variant")
 
 
+def mean_row(seed: int, variant: str,
+             saved: Sequence[Mapping[str, np.ndarray]],
+             labels: Mapping[str, np.ndarray]) -> dict:
+  """A row like :func:`screen_seed`'s for the mean of several saved
+  probabilities (split -> probabilities each): its validation and test
+  AUC; it trains nothing (no seconds)."""
+  auc = {split: float(sk_metrics.roc_auc_score(
+      labels[split], np.mean([s[split] for s in saved], axis=0)))
+         for split in SPLITS}
+  return {"seed": seed, "variant": variant,
+          "validation_auc": auc["validation"], "test_auc": auc["test"],
+          "seconds": 0.0, "search_seconds": 0.0}
+
+
 def mixture_rows(probabilities_dir: str, labels: Mapping[int, Mapping[str,
                                                                      np.ndarray]],
                  mixtures: Mapping[str, Sequence[str]]) -> list[dict]:
@@ -199,13 +213,7 @@ def mixture_rows(probabilities_dir: str, labels: Mapping[int, Mapping[str,
       saved = [np.load(os.path.join(probabilities_dir,
                                     f"seed_{seed}_{m}.npz"))
                for m in members]
-      auc = {split: float(sk_metrics.roc_auc_score(
-          split_labels[split], np.mean([s[split] for s in saved], axis=0)))
-             for split in SPLITS}
-      rows.append({"seed": seed, "variant": name,
-                   "validation_auc": auc["validation"],
-                   "test_auc": auc["test"], "seconds": 0.0,
-                   "search_seconds": 0.0})
+      rows.append(mean_row(seed, name, saved, split_labels))
   return rows
 
 
@@ -272,25 +280,14 @@ def pool_rows(pooled: Mapping[str, Mapping[str, np.ndarray]],
   the pools."""
   if not pooled:
     raise ValueError(f"seed {seed}: no saved probabilities to pool")
-
-  def auc(split, probabilities):
-    """AUC of ``probabilities`` on ``split``'s labels."""
-    return float(sk_metrics.roc_auc_score(labels[split], probabilities))
-
-  ranked = sorted(pooled, key=lambda name: -auc(
-      "validation", pooled[name]["validation"]))
+  ranked = sorted(pooled, key=lambda name: -sk_metrics.roc_auc_score(
+      labels["validation"], pooled[name]["validation"]))
   chosen = ranked[:top]
-  rows = []
-  for variant, names in (*((name, [name]) for name in pooled),
-                         ("pool_all", ranked),
-                         (f"pool_top{len(chosen)}", chosen)):
-    mean = {split: np.mean([pooled[n][split] for n in names], axis=0)
-            for split in SPLITS}
-    rows.append({"seed": seed, "variant": variant,
-                 "validation_auc": auc("validation", mean["validation"]),
-                 "test_auc": auc("test", mean["test"]),
-                 "members": names, "seconds": 0.0, "search_seconds": 0.0})
-  return rows
+  return [{**mean_row(seed, variant, [pooled[n] for n in names], labels),
+           "members": names}
+          for variant, names in (*((name, [name]) for name in pooled),
+                                 ("pool_all", ranked),
+                                 (f"pool_top{len(chosen)}", chosen))]
 
 
 POOL_BASELINES = ("lightgbm", "logistic_regression")
