@@ -57,8 +57,6 @@ def forward_flops(arch: model_lib.Architecture,
       flops += 2 * n * d + n * d  # readout: sums for the mean, max
   readout = 3 * d if arch.pooled_readout else d
   flops += 2 * g * (readout * d + d)  # head
-  if arch.wide:
-    flops += 3 * g * columns  # the wide path: gated columns, their sum
   return int(flops)
 
 

@@ -1,7 +1,7 @@
 """Public credit datasets, read from a data directory and checked.
 
 The files are never copied into the project. The directory is, in order:
-the ``data_dir`` argument (the ``--config.data_dir`` setting), the
+the ``data_dir`` argument (the ``--config.data.data_dir`` setting), the
 ``CREDIT_NAS_DATA_DIR`` environment variable, then ``shared/data`` beside
 the checkout. Every file's SHA-256 is checked against the sum recorded here
 (with where the file comes from), so a missing or altered file fails with a
@@ -17,7 +17,7 @@ row's neighbourhood; ``knn_graph="transductive"`` links all rows to all
 (the features of every row, no labels, shape the graph).
 
 :func:`load_user_table` reads a table a team brings (CSV or Parquet, see
-``config.table_path``) with the same encoding and graphs, and fails with
+``config.data.table_path``) with the same encoding and graphs, and fails with
 the file, column and row of what is wrong.
 """
 
@@ -26,9 +26,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
-import ml_collections
 import numpy as np
 import pandas as pd
 from absl import logging
@@ -132,7 +131,7 @@ def checked_path(data_dir: str, spec: FileSpec) -> str:
   if not os.path.isfile(path):
     raise DataFileError(
         f"{path}: missing. Expected {spec.name} (sha256 {spec.sha256}), "
-        f"from {spec.origin}. Set --config.data_dir or "
+        f"from {spec.origin}. Set --config.data.data_dir or "
         f"{ENVIRONMENT_VARIABLE} to the directory that holds it.")
   digest = hashlib.sha256()
   with open(path, "rb") as f:
@@ -406,7 +405,7 @@ def load_user_table(path: str, label_column: str, bad_value: object, *,
   """
   table = read_table(path)
   if not label_column:
-    raise TableError(f"{path}: set config.label_column to the label column "
+    raise TableError(f"{path}: set config.data.label_column to the label column "
                      f"(columns: {list(table.columns)})")
   for role, column in (("label", label_column), ("id", id_column),
                        *(("categorical", c) for c in categorical_columns)):
@@ -451,17 +450,17 @@ def load_user_table(path: str, label_column: str, bad_value: object, *,
                           encoder, raw)
 
 
-def load_from_config(config: ml_collections.ConfigDict) -> data_lib.Dataset:
+def load_from_config(config: Any) -> data_lib.Dataset:
   """A public set (a key of ``SPECS``) or the user table (``"table"``) a
   config names, with its k-NN graph kind."""
-  if config.dataset == "table":
+  if config.data.dataset == "table":
     return load_user_table(
-        config.table_path, config.label_column, config.bad_value,
-        id_column=config.id_column, edges_path=config.edges_path,
-        categorical_columns=tuple(config.categorical_columns),
-        split_seed=config.split_seed, knn_k=config.knn_k,
-        use_edges=config.use_edges, knn_graph_kind=config.knn_graph)
+        config.data.table_path, config.data.label_column, config.data.bad_value,
+        id_column=config.data.id_column, edges_path=config.data.edges_path,
+        categorical_columns=tuple(config.data.categorical_columns),
+        split_seed=config.data.split_seed, knn_k=config.data.knn_k,
+        use_edges=config.data.use_edges, knn_graph_kind=config.data.knn_graph)
   return load_table_dataset(
-      config.dataset, data_dir=config.data_dir, split_seed=config.split_seed,
-      knn_k=config.knn_k, use_edges=config.use_edges,
-      knn_graph_kind=config.knn_graph)
+      config.data.dataset, data_dir=config.data.data_dir, split_seed=config.data.split_seed,
+      knn_k=config.data.knn_k, use_edges=config.data.use_edges,
+      knn_graph_kind=config.data.knn_graph)

@@ -21,12 +21,12 @@ budget (settings it chose among) is reported in its ``details``:
   feature, every op, gates fixed at 1).
 
 The fixed networks (mlp, gcn, graphsage) are trained over a grid of widths
-(``config.fixed_width_ratios`` of ``hidden_dim``) and weight decays
-(``config.fixed_weight_decays``; the model has no dropout) and keep the
+(``config.baselines.fixed_width_ratios`` of ``hidden_dim``) and weight decays
+(``config.baselines.fixed_weight_decays``; the model has no dropout) and keep the
 setting of the best validation AUC; the supernet trains once.
 * ``searched``: ours: bilevel search, derive, retrain (the patent's ops);
   the retrain's weight decay is chosen on validation among
-  ``config.retrain_weight_decays``, as the fixed networks' is.
+  ``config.retrain.weight_decays``, as the fixed networks' is.
 * ``searched_extended``: the same over the extended space (also SAGE-style
   and no-neighbour ops).
 * ``searched_isolated``: ours on one-node graphs (no edges at all), on
@@ -41,7 +41,7 @@ setting of the best validation AUC; the supernet trains once.
   than its members and is our headline row.
 
 The searched models embed every feature by the kinds of
-``config.feature_embeddings`` (the evaluation's config offers all three);
+``config.space.feature_embeddings`` (the evaluation's config offers all three);
 the fixed networks and the untrained-search supernet keep the patent's
 linear embedding.
 
@@ -54,7 +54,6 @@ import collections
 import dataclasses
 import inspect
 import itertools
-import json
 import os
 import platform
 import time
@@ -62,16 +61,17 @@ from typing import Any, Callable, Sequence
 
 import chex
 import jax
-import ml_collections
 import numpy as np
 import pandas as pd
 from absl import logging
 from sklearn import linear_model
 from sklearn import metrics as sk_metrics
 
+from credit_nas_jax import config as config_lib
 from credit_nas_jax import data as data_lib
 from credit_nas_jax import datasets
 from credit_nas_jax import experiment
+from credit_nas_jax import files
 from credit_nas_jax import graphs as graphs_lib
 from credit_nas_jax import metrics as metrics_lib
 from credit_nas_jax import model as model_lib
@@ -90,17 +90,9 @@ OURS = ENSEMBLE
 # The settings only our searched models read (the baselines train on the
 # linear embedding alone, over their own grids): a stored seed whose config
 # differs from a run's in these alone keeps its baselines' rows.
-OURS_ONLY_FIELDS = ("feature_embeddings", "embedding_bins",
-                    "embedding_frequencies", "embedding_sigma", "wide_path",
-                    "retrain_ensemble_size", "retrain_weight_decays",
-                    "retrain_member_variants")
-# The settings a searched model's retrain reads and its search does not:
-# what a screen of retrain settings may change after one search.
-RETRAIN_FIELDS = ("retrain_steps", "retrain_lr", "retrain_weight_decay",
-                  "retrain_weight_decays", "retrain_average_span",
-                  "retrain_dropout",
-                  "retrain_ensemble_size", "retrain_member_variants",
-                  "eval_every", "eval_each_epoch", "patience")
+OURS_ONLY_FIELDS = ("space.feature_embeddings", "space.embedding_bins",
+                    "space.embedding_frequencies", "space.embedding_sigma",
+                    "retrain.ensemble_size", "retrain.weight_decays")
 LR_STRENGTHS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 
 
@@ -129,10 +121,11 @@ def isolated(dataset: data_lib.Dataset) -> data_lib.Dataset:
       dataset.labels.shape[0], empty, empty))
 
 
-def load_dataset(config: ml_collections.ConfigDict) -> data_lib.Dataset:
-  """The dataset ``config.dataset`` names: a public set or a team's table
+def load_dataset(config: config_lib.Config | Any) -> data_lib.Dataset:
+  """The dataset ``config.data.dataset`` names: a public set or a team's table
   (with its k-NN graph kind), else a synthetic book."""
-  if config.dataset == "table" or config.dataset in datasets.SPECS:
+  config = config_lib.typed(config)
+  if config.data.dataset == "table" or config.data.dataset in datasets.SPECS:
     return datasets.load_from_config(config)
   return pipeline.load_dataset(config)
 
@@ -194,13 +187,13 @@ def lightgbm_available() -> bool:
   return True
 
 
-def lightgbm_grid(config: ml_collections.ConfigDict) -> list[dict[str, Any]]:
+def lightgbm_grid(config: config_lib.Config) -> list[dict[str, Any]]:
   """LightGBM settings a config's grid tries (leaves, rate, child size)."""
   return [{"num_leaves": int(leaves), "learning_rate": float(rate),
            "min_child_samples": int(child)}
           for leaves, rate, child in itertools.product(
-              config.lightgbm_num_leaves, config.lightgbm_learning_rates,
-              config.lightgbm_min_child_samples)]
+              config.baselines.lightgbm_num_leaves, config.baselines.lightgbm_learning_rates,
+              config.baselines.lightgbm_min_child_samples)]
 
 
 def fit_lightgbm(dataset: data_lib.Dataset, seed: int,
@@ -261,18 +254,15 @@ def fixed_architecture(dataset: data_lib.Dataset, kind: str, hidden_dim: int,
 
 
 def _seed_experiment(dataset: data_lib.Dataset,
-                     config: ml_collections.ConfigDict, seed: int,
+                     config: config_lib.Config, seed: int,
                      search_space: str = "patent",
                      embeddings: bool = True) -> experiment.Experiment:
   """The experiment core over one seed's dataset (without ``embeddings``:
-  the patent's linear feature embedding alone, and no wide path)."""
-  config = ml_collections.ConfigDict(config.to_dict())
-  config.seed = seed
-  config.search_space = search_space
+  the patent's linear feature embedding alone)."""
+  changes = {"seed": seed, "space.name": search_space}
   if not embeddings:
-    config.feature_embeddings = ("linear",)
-    config.wide_path = False
-  return experiment.prepare(config, dataset)
+    changes["space.feature_embeddings"] = ("linear",)
+  return experiment.prepare(config_lib.replace(config, changes), dataset)
 
 
 def _test_result(model: str, graph: str, exp: experiment.Experiment,
@@ -290,23 +280,26 @@ def _test_result(model: str, graph: str, exp: experiment.Experiment,
                   **(details or {})})
 
 
-def fixed_grid(name: str, config: ml_collections.ConfigDict
+def fixed_grid(name: str, config: config_lib.Config
                ) -> list[dict[str, float]]:
   """The (width ratio, weight decay) settings a fixed network tries; the
   supernet (ours without search, not a baseline to tune; its widths are its
   ops') trains once with the retrain's weight decay."""
   if name == "supernet":
-    return [{"weight_decay": float(config.retrain_weight_decay)}]
+    return [{"weight_decay": float(config.retrain.weight_decay)}]
   return [{"width_ratio": float(r), "weight_decay": float(d)}
-          for r in config.fixed_width_ratios
-          for d in config.fixed_weight_decays]
+          for r in config.baselines.fixed_width_ratios
+          for d in config.baselines.fixed_weight_decays]
 
 
 def reusable_rows(stored_config: dict[str, Any], config: dict[str, Any],
                   rows: Sequence[dict]) -> dict[str, dict]:
   """The stored rows of one seed that a run of ``config`` keeps: all of
   them under the same config, the baselines' (:data:`BASELINES`) where the
-  configs differ only in :data:`OURS_ONLY_FIELDS`, else none."""
+  configs differ only in :data:`OURS_ONLY_FIELDS`, else none. Both are
+  nested dicts (``Config.to_dict``), compared field by field."""
+  stored_config, config = (config_lib.flatten(c)
+                           for c in (stored_config, config))
   differing = {k for k in set(stored_config) | set(config)
                if stored_config.get(k) != config.get(k)}
   if not differing:
@@ -316,22 +309,21 @@ def reusable_rows(stored_config: dict[str, Any], config: dict[str, Any],
   return {}
 
 
-def retrain_weight_decays(config: ml_collections.ConfigDict
+def retrain_weight_decays(config: config_lib.Config
                           ) -> tuple[float, ...]:
   """The weight decays a searched model's retrain chooses among on
-  validation: ``config.retrain_weight_decays``, or (empty) the one
+  validation: ``config.retrain.weight_decays``, or (empty) the one
   ``retrain_weight_decay``."""
-  grid = tuple(config.get("retrain_weight_decays", ()))
+  grid = tuple(config.retrain.weight_decays)
   return tuple(float(d) for d in grid) or (
-      float(config.retrain_weight_decay),)
+      float(config.retrain.weight_decay),)
 
 
 def _with_weight_decay(exp: experiment.Experiment,
                        weight_decay: float) -> experiment.Experiment:
   """The experiment with its retrains' decoupled weight decay replaced."""
-  config = ml_collections.ConfigDict(exp.config.to_dict())
-  config.retrain_weight_decay = float(weight_decay)
-  return dataclasses.replace(exp, config=config)
+  return dataclasses.replace(exp, config=config_lib.replace(
+      exp.config, {"retrain.weight_decay": float(weight_decay)}))
 
 
 def _best_on_validation(settings: Sequence[dict[str, Any]],
@@ -373,15 +365,15 @@ def _members_result(model: str, graph: str, exp: experiment.Experiment,
                        {"retrain_steps": m.history[-1]["step"],
                         "best_step": m.best_step,
                         "validation_auc": max(r["val_auc"]
-                                              for r in m.history),
-                        "variant": m.variant} for m in members]})
+                                              for r in m.history)}
+                       for m in members]})
   result.scores = {split: np.round(value, 7).tolist()
                    for split, value in scores.items()}
   return result
 
 
 def train_fixed(name: str, dataset: data_lib.Dataset,
-                config: ml_collections.ConfigDict, seed: int,
+                config: config_lib.Config, seed: int,
                 graph: str) -> ModelResult:
   """Trains one of the fixed-network baselines from scratch over its grid
   (:func:`fixed_grid`) and keeps the setting of the best validation AUC."""
@@ -394,9 +386,9 @@ def train_fixed(name: str, dataset: data_lib.Dataset,
       arch = dataclasses.replace(exp.supernet, searchable=False)
     else:
       kind = {"mlp": "self", "gcn": "gcn", "graphsage": "sage"}[name]
-      arch = fixed_architecture(dataset, kind, config.hidden_dim,
+      arch = fixed_architecture(dataset, kind, config.space.hidden_dim,
                                 setting["width_ratio"],
-                                config.num_gcn_layers)
+                                config.space.num_gcn_layers)
     run = _with_weight_decay(exp, setting["weight_decay"])
     state = experiment.init_retrain_state(run.config, key, arch)
     state, history = experiment.retrain(run, state, arch)
@@ -424,7 +416,7 @@ class Searched:
 
 
 def search_and_derive(name: str, dataset: data_lib.Dataset,
-                      config: ml_collections.ConfigDict, seed: int,
+                      config: config_lib.Config, seed: int,
                       log_path: str) -> Searched:
   """Ours up to the derived network: bilevel search (its records in
   ``log_path``, a JSON line per block) and the derive on validation.
@@ -448,30 +440,14 @@ def search_and_derive(name: str, dataset: data_lib.Dataset,
   return Searched(exp, state, derived, trials, timing, keys)
 
 
-def check_retrain_overrides(overrides: dict[str, Any]) -> None:
-  """Refuses an override of a field the search reads.
-
-  Raises:
-    ValueError: naming the fields outside :data:`RETRAIN_FIELDS`.
-  """
-  unknown = sorted(set(overrides) - set(RETRAIN_FIELDS))
-  if unknown:
-    raise ValueError(f"retrain overrides {unknown}: only the retrain's "
-                     f"settings change after the search "
-                     f"({', '.join(RETRAIN_FIELDS)})")
-
-
 @dataclasses.dataclass
 class Member:
   """One retrain of a derived network: its best weights on validation, its
-  history (a record per evaluation), its network (the derived one or a
-  variant of it: ``config.retrain_member_variants``) and the variant's
-  name."""
+  history (a record per evaluation) and its network."""
 
   weights: chex.ArrayTree
   history: list[dict]
   arch: model_lib.Architecture
-  variant: str = "derived"
 
   @property
   def best_step(self) -> int:
@@ -489,47 +465,26 @@ def members_probabilities(exp: experiment.Experiment,
           for split in ("validation", "test")}
 
 
-def retrain_derived(searched: Searched,
-                    overrides: dict[str, Any] | None = None
+def retrain_derived(searched: Searched
                     ) -> tuple[experiment.Experiment, list[Member],
                                list[dict[str, Any]]]:
-  """The derived network's retrains under the search's config with
-  ``overrides`` (retrain fields only: :data:`RETRAIN_FIELDS`): the weight
+  """The derived network's retrains under the search's config: the weight
   decay chosen on the first member's validation AUC among
   :func:`retrain_weight_decays`, then ``retrain_ensemble_size`` - 1 more
-  members with the chosen decay, each the derived network or the variant
-  of it that ``retrain_member_variants`` gives it
-  (:func:`experiment.member_architecture`).
+  members with the chosen decay (other initial weights and batch order).
 
   Returns:
     (the experiment with the chosen decay, the members, every decay tried
     with its validation AUC).
-
-  Raises:
-    ValueError: an override names a field other than the retrain's, or
-      gives a value the config refuses.
   """
-  overrides = dict(overrides or {})
-  check_retrain_overrides(overrides)
-  config = ml_collections.ConfigDict(searched.exp.config.to_dict())
-  for field, value in overrides.items():
-    config[field] = tuple(value) if isinstance(value, list) else value
-  experiment.validate_config(config)
-  exp = dataclasses.replace(searched.exp, config=config)
-  derived, keys = searched.derived, searched.keys
+  exp, derived, keys = searched.exp, searched.derived, searched.keys
 
   def retrain_member(run, member):
     member_keys = experiment.member_keys(keys, member)
-    arch = experiment.member_architecture(run, derived.arch, member)
-    if arch == derived.arch:
-      state = experiment.retrain_state(run, derived, member_keys)
-    else:  # a variant: its own fresh weights
-      state = experiment.init_retrain_state(run.config,
-                                            member_keys["retrain"], arch)
-    train_state, history = experiment.retrain(run, state, arch,
+    state = experiment.retrain_state(run, derived, member_keys)
+    train_state, history = experiment.retrain(run, state, derived.arch,
                                               keys=member_keys)
-    return Member(train_state.best_weights, history, arch,
-                  experiment.member_variant(run.config, member))
+    return Member(train_state.best_weights, history, derived.arch)
 
   def first_member(setting):
     run = _with_weight_decay(exp, setting["weight_decay"])
@@ -537,16 +492,16 @@ def retrain_derived(searched: Searched,
     return (run, member), member.history
 
   _, (run, first), _, decays = _best_on_validation(
-      [{"weight_decay": d} for d in retrain_weight_decays(config)],
+      [{"weight_decay": d} for d in retrain_weight_decays(exp.config)],
       first_member)
   members = [first] + [
       retrain_member(run, member)
-      for member in range(1, int(config.retrain_ensemble_size))]
+      for member in range(1, int(exp.config.retrain.ensemble_size))]
   return run, members, decays
 
 
 def search_and_retrain(name: str, dataset: data_lib.Dataset,
-                       config: ml_collections.ConfigDict, seed: int,
+                       config: config_lib.Config, seed: int,
                        graph: str, log_path: str) -> ModelResult:
   """Ours: bilevel search, derive, retrain (``retrain_ensemble_size``
   members, the mean of their probabilities), test."""
@@ -562,7 +517,7 @@ def search_and_retrain(name: str, dataset: data_lib.Dataset,
       members[0].weights, {}, derived.arch, probe)
   trials = searched.trials
   details = {"budget": (len(trials) or 1) + len(decays) - 1,
-             "weight_decay": run.config.retrain_weight_decay,
+             "weight_decay": run.config.retrain.weight_decay,
              "weight_decays": decays,
              "feature_gates": derived.feature_gates,
              "kept_features": list(derived.kept_features),
@@ -636,7 +591,7 @@ def default_models() -> tuple[str, ...]:
   return tuple(m for m in MODELS if m != "lightgbm" or lightgbm_available())
 
 
-def evaluate_seed(dataset: data_lib.Dataset, config: ml_collections.ConfigDict,
+def evaluate_seed(dataset: data_lib.Dataset, config: config_lib.Config,
                   seed: int, models: Sequence[str], graph: str,
                   out_dir: str, done: dict[str, dict] | None = None,
                   on_result: Callable[[dict], None] | None = None
@@ -653,6 +608,10 @@ def evaluate_seed(dataset: data_lib.Dataset, config: ml_collections.ConfigDict,
   if unknown:
     raise ValueError(f"unknown models {unknown}; expected some of "
                      f"{list(MODELS)}")
+  config = config_lib.typed(config)
+  if config.baselines is None:
+    config = config_lib.replace(config, {"baselines.fixed_width_ratios": (
+        config_lib.BaselinesConfig().fixed_width_ratios)})
   done = dict(done or {})
   lonely = None
   begin = time.perf_counter()
@@ -825,7 +784,4 @@ def searched_facts(rows: Sequence[dict],
 
 def write_json(path: str, value: Any) -> None:
   """Writes JSON atomically (a killed run never leaves half a file)."""
-  staging = path + ".tmp"
-  with open(staging, "w") as f:
-    json.dump(value, f, indent=1)
-  os.replace(staging, path)
+  files.write_json(path, value, indent=1)

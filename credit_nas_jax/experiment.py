@@ -28,10 +28,10 @@ import chex
 import jax
 import jax.numpy as jnp
 import jraph
-import ml_collections
 import numpy as np
 from absl import logging
 
+from credit_nas_jax import config as config_lib
 from credit_nas_jax import data as data_lib
 from credit_nas_jax import graphs as graphs_lib
 from credit_nas_jax import metrics as metrics_lib
@@ -41,9 +41,6 @@ from credit_nas_jax import sampling
 from credit_nas_jax import search as search_lib
 from credit_nas_jax import train as train_lib
 
-SAMPLERS = ("auto", "device", "host")
-SEARCH_SPACES = ("patent", "extended")
-DERIVE_RULES = ("threshold", "validation")
 # Share of the device's free memory the graph arrays may take before the
 # run falls back to the host sampler.
 DEVICE_GRAPH_SHARE = 0.5
@@ -115,7 +112,7 @@ class Experiment:
     maker: the host sampler (always: tests, benchmarks, host runs).
   """
 
-  config: ml_collections.ConfigDict
+  config: config_lib.Config
   dataset: data_lib.Dataset
   supernet: model_lib.Architecture
   plan: Plan
@@ -123,17 +120,14 @@ class Experiment:
   maker: data_lib.BatchMaker
 
 
-def candidate_ops(config: ml_collections.ConfigDict
+def candidate_ops(config: config_lib.Config
                   ) -> tuple[tuple[float, ...], tuple[str, ...]]:
   """(expansion ratios, kinds) of the candidate ops of a config's space."""
-  ratios = tuple(float(r) for r in config.op_ratios)
+  ratios = config.space.op_ratios
   kinds = ("gcn",) * len(ratios)
-  if config.search_space == "extended":
-    extra = float(config.extra_op_ratio)
+  if config.space.name == "extended":
+    extra = config.space.extra_op_ratio
     return ratios + (extra, extra), kinds + ("sage", "self")
-  if config.search_space != "patent":
-    raise ValueError(f"unknown search space {config.search_space!r}; "
-                     f"expected one of {list(SEARCH_SPACES)}")
   return ratios, kinds
 
 
@@ -149,7 +143,7 @@ def op_layout_for(name: str, backend: str | None = None) -> str:
   return name
 
 
-def supernet_for(config: ml_collections.ConfigDict,
+def supernet_for(config: config_lib.Config,
                  dataset: data_lib.Dataset) -> model_lib.Architecture:
   """The supernet architecture of a config over a dataset's features; the
   non-linear embeddings are fitted on the training rows alone."""
@@ -162,94 +156,28 @@ def supernet_for(config: ml_collections.ConfigDict,
       encoder.features,
       dataset.node_features[dataset.splits["train"]],
       dataset.labels[dataset.splits["train"]],
-      embedding_kinds(config), embedding_options(config))
+      config.space.feature_embeddings, embedding_options(config))
   return model_lib.supernet_architecture(
       dataset.encoder.column_groups, dataset.encoder.features,
-      hidden_dim=config.hidden_dim, op_ratios=ratios,
-      num_layers=config.num_gcn_layers, gate_function=config.gate_function,
-      op_kinds=kinds, readout_searchable=config.search_space == "extended",
-      op_layout=op_layout_for(config.op_layout), embeddings=embeddings,
-      wide=bool(config.get("wide_path", False)))
+      hidden_dim=config.space.hidden_dim, op_ratios=ratios,
+      num_layers=config.space.num_gcn_layers, gate_function=config.space.gate_function,
+      op_kinds=kinds, readout_searchable=config.space.name == "extended",
+      op_layout=op_layout_for(config.space.op_layout), embeddings=embeddings)
 
 
-# The networks a retrained member may be, made from the derived one
-# (config.retrain_member_variants): name -> (derived architecture, the
-# experiment) -> the member's architecture; each a small change of the
-# derived network, so that members may err differently (screened on the
-# real sets: none gained over members of one network; BUILD_NOTES.md).
-MEMBER_VARIANTS: dict[str, Callable[[model_lib.Architecture, Experiment],
-                                    model_lib.Architecture]] = {
-    # the derived network itself
-    "derived": lambda arch, exp: arch,
-    # with a wide path (a linear function of the gated encoded columns)
-    "wide_path": lambda arch, exp: dataclasses.replace(arch, wide=True),
-    # its piecewise entries on target-aware bins of the training rows
-    "tree_bins": lambda arch, exp: model_lib.with_tree_bins(
-        arch, exp.dataset.node_features[exp.dataset.splits["train"]],
-        exp.dataset.labels[exp.dataset.splits["train"]],
-        embedding_options(exp.config)),
-    # its ops on every input entry of the search space (no feature closed)
-    "all_columns": lambda arch, exp: model_lib.with_columns_of(
-        arch, exp.supernet),
-    # its kept features, each on its linear embedding alone (a gate group
-    # is one feature's entries of one kind)
-    "linear_columns": lambda arch, exp: model_lib.with_groups(arch, [
-        g for g, kind in zip(arch.column_groups, arch.column_embeddings)
-        if kind == "linear"]),
-}
-
-
-def member_variants(config: ml_collections.ConfigDict) -> tuple[str, ...]:
-  """config.retrain_member_variants as names (a flag gives one
-  comma-separated string: --config.retrain_member_variants=wide_path)."""
-  value = config.get("retrain_member_variants", ())
-  if isinstance(value, str):
-    value = (value,)
-  return tuple(v.strip() for item in value for v in str(item).split(",")
-               if v.strip())
-
-
-def member_variant(config: ml_collections.ConfigDict, member: int) -> str:
-  """The variant of retrained member ``member``: member 0 (on which a
-  weight decay is chosen) is the derived network, members 1, 2, ... take
-  ``config.retrain_member_variants`` in turn (none: all "derived")."""
-  variants = member_variants(config)
-  if member == 0 or not variants:
-    return "derived"
-  return variants[(member - 1) % len(variants)]
-
-
-def member_architecture(exp: Experiment, arch: model_lib.Architecture,
-                        member: int) -> model_lib.Architecture:
-  """The network of retrained member ``member`` of a derived ``arch``
-  (:func:`member_variant`)."""
-  return MEMBER_VARIANTS[member_variant(exp.config, member)](arch, exp)
-
-
-def embedding_kinds(config: ml_collections.ConfigDict) -> tuple[str, ...]:
-  """config.feature_embeddings as kinds (a flag gives one comma-separated
-  string: --config.feature_embeddings=linear,periodic)."""
-  value = config.get("feature_embeddings", ("linear",))
-  if isinstance(value, str):
-    value = (value,)
-  return tuple(k.strip() for item in value for k in str(item).split(",")
-               if k.strip())
-
-
-def embedding_options(config: ml_collections.ConfigDict
+def embedding_options(config: config_lib.Config
                       ) -> ops.EmbeddingOptions:
   """The non-linear embedding kinds' settings of a config."""
-  defaults = ops.EmbeddingOptions()
   return ops.EmbeddingOptions(
-      bins=int(config.get("embedding_bins", defaults.bins)),
-      frequencies=int(config.get("embedding_frequencies",
-                                 defaults.frequencies)),
-      sigma=float(config.get("embedding_sigma", defaults.sigma)))
+      bins=config.space.embedding_bins,
+      frequencies=config.space.embedding_frequencies,
+      sigma=config.space.embedding_sigma)
 
 
-def hyperparameters_of(config: ml_collections.ConfigDict) -> dict[str, float]:
+def hyperparameters_of(config: config_lib.Config) -> dict[str, float]:
   """The float hyperparameters a sweep may vary, read from a config."""
-  return {name: float(config[name]) for name in search_lib.HYPERPARAMETERS}
+  return {name: getattr(config.search, name)
+          for name in search_lib.HYPERPARAMETERS}
 
 
 def available_device_bytes(device: jax.Device | None = None) -> int:
@@ -272,146 +200,74 @@ def step_bytes(arch: model_lib.Architecture, batch_size: int,
   return 8 * budget.n_node * per_node
 
 
-def choose_sampler(config: ml_collections.ConfigDict,
+def choose_sampler(config: config_lib.Config,
                    dataset: data_lib.Dataset, arch: model_lib.Architecture,
                    fanouts: tuple[int, ...], available: int) -> str:
   """The sampler a config gets; fails before any compile where even one
   step's batch cannot fit the device.
 
   Raises:
-    ValueError: an unknown sampler, a step larger than the device, or a
-      graph too large for ``sampler="device"``.
+    ValueError: a step larger than the device, or a graph too large for
+      ``sampler="device"``.
   """
-  if config.sampler not in SAMPLERS:
-    raise ValueError(f"unknown sampler {config.sampler!r}; expected one of "
-                     f"{list(SAMPLERS)}")
   columns = dataset.node_features.shape[1]
-  needed = step_bytes(arch, config.batch_size, fanouts, columns)
+  needed = step_bytes(arch, config.data.batch_size, fanouts, columns)
   if needed > available:
     raise ValueError(
         f"one search step needs about {needed / 2**30:.1f} GiB with "
-        f"batch_size={config.batch_size} and fanouts={tuple(fanouts)}, more "
+        f"batch_size={config.data.batch_size} and fanouts={tuple(fanouts)}, more "
         f"than the device's {available / 2**30:.1f} GiB free; lower "
-        "config.batch_size or config.fanouts")
+        "config.data.batch_size or config.data.fanouts")
   graph = sampling.graph_bytes(dataset.labels.shape[0],
                                dataset.graph.indices.size, columns)
   fits = graph + needed <= DEVICE_GRAPH_SHARE * available
-  if config.sampler == "device" and not fits:
+  if config.data.sampler == "device" and not fits:
     raise ValueError(
         f"the graph takes {graph / 2**30:.1f} GiB on the device, over "
         f"{DEVICE_GRAPH_SHARE:.0%} of its {available / 2**30:.1f} GiB free; "
-        "set config.sampler='host' (or 'auto')")
-  if config.sampler == "auto":
+        "set config.data.sampler='host' (or 'auto')")
+  if config.data.sampler == "auto":
     return "device" if fits else "host"
-  return config.sampler
+  return config.data.sampler
 
 
-_POSITIVE = ("hidden_dim", "batch_size", "num_gcn_layers", "search_steps",
-             "log_every", "checkpoint_every", "retrain_steps", "eval_every",
-             "patience", "retrain_ensemble_size")
-
-
-def refuse_evaluation_settings(config: ml_collections.ConfigDict,
+def refuse_evaluation_settings(config: config_lib.Config,
                                launcher: str) -> None:
   """Refuses the evaluation's own retrain settings where ``launcher``
   retrains one network with one weight decay: ``retrain_ensemble_size``
-  other than 1, ``retrain_member_variants``, a ``retrain_weight_decays``
-  grid.
+  other than 1, a ``retrain_weight_decays`` grid.
 
   Raises:
     ValueError: one line naming the field and where it is used.
   """
-  if config.retrain_ensemble_size != 1:
+  if config.retrain.ensemble_size != 1:
     raise ValueError(
-        f"config.retrain_ensemble_size={config.retrain_ensemble_size}: "
+        f"config.retrain.ensemble_size={config.retrain.ensemble_size}: "
         f"{launcher} retrains one network; the evaluation "
         "(experiments/evaluate.py) averages retrained members, and a sweep "
-        "saves an ensemble model (config.sweep_ensemble_size)")
-  variants = member_variants(config)
-  if variants:
-    raise ValueError(
-        f"config.retrain_member_variants={variants!r}: {launcher} retrains "
-        "one network; the evaluation (experiments/evaluate.py) retrains "
-        "members of it")
-  decays = tuple(config.get("retrain_weight_decays", ()))
+        "saves an ensemble model (config.sweep.ensemble_size)")
+  decays = tuple(config.retrain.weight_decays)
   if decays:
     raise ValueError(
-        f"config.retrain_weight_decays={decays!r}: {launcher} retrains "
-        f"with config.retrain_weight_decay ({config.retrain_weight_decay}); "
+        f"config.retrain.weight_decays={decays!r}: {launcher} retrains "
+        f"with config.retrain.weight_decay ({config.retrain.weight_decay}); "
         "the evaluation (experiments/evaluate.py) chooses among them on "
         "validation")
 
 
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Refuses settings no run can use, naming the field, before any work.
-
-  Raises:
-    ValueError: one line naming the field, its value and what it must be.
-  """
-  for name in _POSITIVE:
-    value = config[name]
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-      raise ValueError(f"config.{name}={value!r}: must be a whole number "
-                       ">= 1")
-  if not config.fanouts or any(
-      not isinstance(f, int) or f < 0 for f in config.fanouts):
-    raise ValueError(f"config.fanouts={tuple(config.fanouts)!r}: must be "
-                     "whole numbers >= 0, one per hop")
-  if not config.op_ratios or any(float(r) <= 0 for r in config.op_ratios):
-    raise ValueError(f"config.op_ratios={tuple(config.op_ratios)!r}: must "
-                     "be positive expansion ratios")
-  decays = tuple(config.get("retrain_weight_decays", ()))
-  if any(not float(d) >= 0 for d in decays):
-    raise ValueError(f"config.retrain_weight_decays={decays!r}: must be "
-                     "weight decays >= 0 (empty: retrain_weight_decay alone)")
-  if not average_span(config) >= 0:
-    raise ValueError(
-        f"config.retrain_average_span={config.retrain_average_span!r}: must "
-        "be >= 0 (evaluation intervals the weight average spans; 0: none)")
-  if not 0 <= retrain_dropout(config) < 1:
-    raise ValueError(
-        f"config.retrain_dropout={config.retrain_dropout!r}: must be in "
-        "[0, 1) (the rate at which retrain steps drop the head's units)")
-  if not float(config.get("derive_confidence", 0.0)) >= 0:
-    raise ValueError(f"config.derive_confidence={config.derive_confidence!r}"
-                     ": must be >= 0 (standard errors; 0: the plain best)")
-  for name in ("weight_lr", "arch_lr", "retrain_lr"):
-    if not float(config[name]) > 0:
-      raise ValueError(f"config.{name}={config[name]!r}: must be > 0")
-  kinds = embedding_kinds(config)
-  if "linear" not in kinds or set(kinds) - set(ops.EMBEDDINGS):
-    raise ValueError(f"config.feature_embeddings={kinds!r}: must hold "
-                     f"'linear' and only kinds of {list(ops.EMBEDDING_KINDS)}")
-  unknown = sorted(set(member_variants(config)) - set(MEMBER_VARIANTS))
-  if unknown:
-    raise ValueError(
-        f"config.retrain_member_variants={member_variants(config)!r}: "
-        f"unknown {unknown}; expected some of {list(MEMBER_VARIANTS)}")
-  options = embedding_options(config)
-  if options.bins < 2 or options.frequencies < 1 or not options.sigma > 0:
-    raise ValueError(
-        f"config.embedding_bins={options.bins}, embedding_frequencies="
-        f"{options.frequencies}, embedding_sigma={options.sigma}: need >= 2 "
-        "bins, >= 1 frequency and sigma > 0")
-  if not 0 <= config.arch_warmup_steps <= config.search_steps:
-    raise ValueError(
-        f"config.arch_warmup_steps={config.arch_warmup_steps!r}: must be in "
-        f"0..search_steps ({config.search_steps}); with every step a "
-        "warm-up step the gates would never move")
-
-
-def prepare(config: ml_collections.ConfigDict, dataset: data_lib.Dataset, *,
+def prepare(config: config_lib.Config | Any, dataset: data_lib.Dataset, *,
             mesh: jax.sharding.Mesh | None = None,
             seed: int | None = None) -> Experiment:
   """The supernet, plan and device arrays of a config over a dataset.
 
   ``mesh`` shards every step's batch over its data axis (stacked shards, one
   per device); ``seed`` overrides ``config.seed`` for the host sampler.
+  ``config`` may be a ``ConfigDict`` (a launcher's), checked here once.
   """
-  validate_config(config)
+  config = config_lib.typed(config)
   arch = supernet_for(config, dataset)
   has_edges = dataset.graph.indices.size > 0
-  fanouts = tuple(int(f) for f in config.fanouts)
+  fanouts = config.data.fanouts
   if not has_edges:  # one-node graphs: pad for one node, not the worst case
     fanouts = (0,) * len(fanouts)
   sampler = choose_sampler(config, dataset, arch, fanouts,
@@ -422,10 +278,10 @@ def prepare(config: ml_collections.ConfigDict, dataset: data_lib.Dataset, *,
     sharding = jax.sharding.NamedSharding(
         mesh, jax.sharding.PartitionSpec(parallel.DATA_AXIS))
     shards = mesh.size
-  plan = Plan(batch_size=config.batch_size, fanouts=fanouts, sampler=sampler,
+  plan = Plan(batch_size=config.data.batch_size, fanouts=fanouts, sampler=sampler,
               num_shards=shards, sharding=sharding,
-              second_order=config.second_order,
-              arch_warmup_steps=config.arch_warmup_steps)
+              second_order=config.search.second_order,
+              arch_warmup_steps=config.search.arch_warmup_steps)
   arrays = None
   if sampler == "device":
     arrays = sampling.graph_arrays(dataset)
@@ -434,14 +290,14 @@ def prepare(config: ml_collections.ConfigDict, dataset: data_lib.Dataset, *,
           mesh, jax.sharding.PartitionSpec()))
     else:
       arrays = jax.device_put(arrays)
-  maker = data_lib.BatchMaker(dataset, config.batch_size, tuple(fanouts),
+  maker = data_lib.BatchMaker(dataset, config.data.batch_size, tuple(fanouts),
                               config.seed if seed is None else seed)
   return Experiment(config, dataset, arch, plan, arrays, maker)
 
 
-def block_length(config: ml_collections.ConfigDict) -> int:
+def block_length(config: config_lib.Config) -> int:
   """Search steps per block: the logging and checkpoint intervals' gcd."""
-  return math.gcd(int(config.log_every), int(config.checkpoint_every))
+  return math.gcd(config.runtime.log_every, config.runtime.checkpoint_every)
 
 
 # The search ------------------------------------------------------------------
@@ -457,9 +313,31 @@ def _training_batch(arrays, split, step, key, plan):
   return batch
 
 
-def _zero_metrics(fn, *args):
-  shapes = jax.eval_shape(fn, *args)[1]
-  return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+def scan_steps(step_fn: Callable[[Any, Any], tuple[Any, Any]], state: Any,
+               runs: Callable[[Any], jax.Array], length: int,
+               xs: Any = None) -> tuple[Any, Any]:
+  """Up to ``length`` steps as one ``lax.scan``: the search's, the
+  retrain's and a sweep's blocks.
+
+  A step runs where ``runs(state)`` holds (a scalar predicate: a block's
+  last steps past the run's end, or past early stopping, are skipped by a
+  ``cond``, never computed); ``xs`` are per-step inputs (host batches) or
+  None.
+
+  Returns:
+    (the state, the metrics of the last step taken; zeros if none was).
+  """
+  first = None if xs is None else jax.tree.map(lambda x: x[0], xs)
+  shapes = jax.eval_shape(step_fn, state, first)[1]
+  zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+  def body(carry, x):
+    state, last = carry
+    return jax.lax.cond(runs(state), lambda s: step_fn(s, x),
+                        lambda s: (s, last), state), None
+
+  (state, metrics), _ = jax.lax.scan(body, (state, zeros), xs, length=length)
+  return state, metrics
 
 
 def _search_block_fn(state: search_lib.SearchState,
@@ -480,20 +358,8 @@ def _search_block_fn(state: search_lib.SearchState,
         state, *batches, arch=arch, second_order=plan.second_order,
         arch_warmup_steps=plan.arch_warmup_steps)
 
-  first = None if host_batches is None else jax.tree.map(lambda x: x[0],
-                                                         host_batches)
-  zeros = _zero_metrics(step_fn, state, first)
-
-  def body(carry, batches):
-    state, last = carry
-    state, last = jax.lax.cond(state.step < stop,
-                               lambda s: step_fn(s, batches),
-                               lambda s: (s, last), state)
-    return (state, last), None
-
-  (state, metrics), _ = jax.lax.scan(body, (state, zeros), host_batches,
-                                     length=length)
-  return state, metrics
+  return scan_steps(step_fn, state, lambda s: s.step < stop, length,
+                    host_batches)
 
 
 search_block = jax.jit(_search_block_fn,
@@ -540,7 +406,7 @@ def search(exp: Experiment, state: search_lib.SearchState, *,
   keys = keys or run_keys(config.seed)
   length = block_length(config)
   step = int(state.step)
-  total = int(config.search_steps)
+  total = int(config.search.steps)
 
   def batches_for(start):
     if plan.sampler == "host":
@@ -687,22 +553,19 @@ def derive(exp: Experiment, state: search_lib.SearchState, *,
   """The derived network by the config's rule: gates over the threshold,
   or ops, number of features and readout chosen on validation."""
   config = exp.config
-  if config.derive == "threshold":
+  if config.derive.rule == "threshold":
     return search_lib.derive_architecture(state.alphas, exp.supernet,
-                                          config.gate_threshold), []
-  if config.derive != "validation":
-    raise ValueError(f"unknown derive rule {config.derive!r}; expected one "
-                     f"of {list(DERIVE_RULES)}")
+                                          config.derive.gate_threshold), []
   labels = exp.dataset.labels[exp.dataset.splits["validation"]]
   scores = _validation_scorer(exp, state, keys)
   derived, trials = search_lib.derive_by_validation(
-      state.alphas, exp.supernet, config.gate_threshold,
+      state.alphas, exp.supernet, config.derive.gate_threshold,
       lambda alphas: metrics_lib.classification_metrics(
           labels, scores(alphas))["auc"],
-      min_feature_gain=float(config.derive_min_feature_gain),
+      min_feature_gain=float(config.derive.min_feature_gain),
       difference_se=lambda a, b: metrics_lib.auc_difference_se(
           labels, scores(a), scores(b)),
-      confidence=float(config.get("derive_confidence", 0.0)))
+      confidence=float(config.derive.confidence))
   best_ops = max((t for t in trials if "ops" in t),
                  key=lambda t: t["validation_auc"])
   logging.info("derive on validation: ops %s (AUC %.4f)",
@@ -713,7 +576,7 @@ def derive(exp: Experiment, state: search_lib.SearchState, *,
 # Retrain ---------------------------------------------------------------------
 
 
-def init_retrain_state(config: ml_collections.ConfigDict, key: jax.Array,
+def init_retrain_state(config: config_lib.Config, key: jax.Array,
                        arch: model_lib.Architecture,
                        weights: chex.ArrayTree | None = None
                        ) -> train_lib.TrainState:
@@ -725,79 +588,63 @@ def init_retrain_state(config: ml_collections.ConfigDict, key: jax.Array,
   """
   return train_lib.init_train_state(
       key, arch, search_lib.optimizers()[0], weights,
-      learning_rate=float(config.retrain_lr),
-      weight_decay=float(config.retrain_weight_decay))
+      learning_rate=float(config.retrain.lr),
+      weight_decay=float(config.retrain.weight_decay))
 
 
-# The retrain's dropout masks: the retrain key folded with this stream,
-# then with the step.
-_DROPOUT_STREAM = 7
+def retrain_step_fn(state: train_lib.TrainState, arrays, keys, gates,
+                    batch: Any = None, *, arch: model_lib.Architecture,
+                    plan: Plan) -> tuple[train_lib.TrainState,
+                                         dict[str, jax.Array]]:
+  """One retrain step, on ``batch`` or (None) a batch the device samples
+  with the retrain's batch key."""
+  if batch is None:
+    batch = _training_batch(arrays, "train", state.step,
+                            keys["retrain_batches"], plan)
+  return train_lib.train_step_fn(state, batch, arch=arch, gates=gates)
 
 
-def retrain_dropout(config: ml_collections.ConfigDict) -> float:
-  """The rate at which retrain steps drop the head's units
-  (``config.retrain_dropout``; 0: none, the programs without it)."""
-  return float(config.get("retrain_dropout", 0.0))
-
-
-def average_span(config: ml_collections.ConfigDict) -> float:
-  """The retrain's weight average span in evaluation intervals
-  (``config.retrain_average_span``; 0: the weights as trained)."""
-  return float(config.get("retrain_average_span", 0.0))
-
-
-def _retrain_block_fn(state: train_lib.TrainState, arrays, keys, gates,
-                      stop: jax.Array, host_batches: Any = None, *,
-                      arch: model_lib.Architecture, plan: Plan, length: int,
-                      patience: int, span: float = 0.0, dropout: float = 0.0
-                      ) -> tuple[train_lib.TrainState, dict[str, jax.Array]]:
-  """Up to ``length`` retrain steps, then (device sampler) the validation
-  AUC of the weights' average over ``span`` blocks (:func:`average_span`)
-  and the early-stopping update; all inside one program. ``dropout``
-  (:func:`retrain_dropout`) drops the head's units in the steps alone,
-  with masks from the retrain key (a member's own) and the step."""
-  dropout_key = (jax.random.fold_in(keys["retrain"], _DROPOUT_STREAM)
-                 if dropout > 0 else None)
-
-  def step_fn(state, batch):
-    if batch is None:
-      batch = _training_batch(arrays, "train", state.step,
-                              keys["retrain_batches"], plan)
-    return train_lib.train_step_fn(state, batch, arch=arch, gates=gates,
-                                   average_steps=span * length,
-                                   dropout=dropout, dropout_key=dropout_key)
-
-  first = None if host_batches is None else jax.tree.map(lambda x: x[0],
-                                                         host_batches)
-  zeros = _zero_metrics(step_fn, state, first)
-
-  def body(carry, batch):
-    state, last = carry
-    run = (state.step < stop) & ~state.stopped
-    state, last = jax.lax.cond(run, lambda s: step_fn(s, batch),
-                               lambda s: (s, last), state)
-    return (state, last), None
-
-  (state, metrics), _ = jax.lax.scan(body, (state, zeros), host_batches,
-                                     length=length)
-  if arrays is None:
-    return state, metrics
+def validation_update(state: train_lib.TrainState, arrays, keys, gates, *,
+                      arch: model_lib.Architecture, plan: Plan,
+                      patience: int) -> tuple[train_lib.TrainState,
+                                              dict[str, jax.Array]]:
+  """The validation AUC and log loss of the weights (device sampler), and
+  the early-stopping update they make."""
   eval_plan = dataclasses.replace(plan, num_shards=1, sharding=None)
   logits = _split_logits_fn(
-      state.average, {}, gates, arrays, arrays.splits["validation"],
+      state.weights, {}, gates, arrays, arrays.splits["validation"],
       sampling.SPLIT_STREAMS["validation"], keys["evaluation"], arch=arch,
       plan=eval_plan)
   labels = arrays.labels[arrays.splits["validation"]]
   auc = metrics_lib.roc_auc_from_logits(logits, labels)
   state = train_lib.early_stopping_update(state, auc, patience)
-  return state, {**metrics, "val_auc": auc,
+  return state, {"val_auc": auc,
                  "val_log_loss": metrics_lib.log_loss_from_logits(logits,
                                                                   labels)}
 
 
+def _retrain_block_fn(state: train_lib.TrainState, arrays, keys, gates,
+                      stop: jax.Array, host_batches: Any = None, *,
+                      arch: model_lib.Architecture, plan: Plan, length: int,
+                      patience: int
+                      ) -> tuple[train_lib.TrainState, dict[str, jax.Array]]:
+  """Up to ``length`` retrain steps, then (device sampler) the validation
+  AUC and the early-stopping update; all inside one program."""
+  state, metrics = scan_steps(
+      lambda s, batch: retrain_step_fn(s, arrays, keys, gates, batch,
+                                       arch=arch, plan=plan),
+      state, lambda s: (s.step < stop) & ~s.stopped, length, host_batches)
+  if arrays is None:
+    return state, metrics
+  state, validation = validation_update(state, arrays, keys, gates,
+                                        arch=arch, plan=plan,
+                                        patience=patience)
+  return state, {**metrics, **validation}
+
+
 retrain_block = jax.jit(
     _retrain_block_fn,
-    static_argnames=("arch", "plan", "length", "patience", "span", "dropout"),
+    static_argnames=("arch", "plan", "length", "patience"),
     donate_argnums=0)
 
 
@@ -810,15 +657,15 @@ def _host_retrain_batches(exp, start, length):
   return jax.tree.map(lambda *xs: np.stack(xs), *trees)
 
 
-def eval_interval(config: ml_collections.ConfigDict,
+def eval_interval(config: config_lib.Config,
                   dataset: data_lib.Dataset) -> int:
   """Retrain steps between validation evaluations: ``eval_every``, and with
-  ``config.eval_each_epoch`` at most one epoch of the training rows (german's
+  ``config.retrain.eval_each_epoch`` at most one epoch of the training rows (german's
   600 rows are 5 steps of 128: 100 steps would be 21 epochs, long past a
   small table's best)."""
-  every = int(config.eval_every)
-  if config.get("eval_each_epoch", False):
-    epoch = math.ceil(dataset.splits["train"].size / int(config.batch_size))
+  every = int(config.retrain.eval_every)
+  if config.retrain.eval_each_epoch:
+    epoch = math.ceil(dataset.splits["train"].size / int(config.data.batch_size))
     every = max(1, min(every, epoch))
   return every
 
@@ -845,7 +692,7 @@ def retrain(exp: Experiment, state: train_lib.TrainState,
   config, plan = exp.config, exp.plan
   keys = keys or run_keys(config.seed)
   length = eval_interval(config, exp.dataset)
-  total = int(config.retrain_steps)
+  total = int(config.retrain.steps)
   start = time.perf_counter()
   history = []
   step = int(state.step)
@@ -855,18 +702,17 @@ def retrain(exp: Experiment, state: train_lib.TrainState,
     state, metrics = retrain_block(
         state, exp.arrays, keys, gates, jnp.int32(stop),
         _host_retrain_batches(exp, step, length) if host else None,
-        arch=arch, plan=plan, length=length, patience=int(config.patience),
-        span=average_span(config), dropout=retrain_dropout(config))
+        arch=arch, plan=plan, length=length, patience=int(config.retrain.patience))
     step = stop
     if int(state.nonfinite_step) >= 0:
       raise train_lib.NonFiniteError(
           f"retrain step {int(state.nonfinite_step)}: training loss or "
           "weight gradient not finite")
     if host:
-      validation, _ = evaluate(exp, state.average, {}, arch, "validation",
+      validation, _ = evaluate(exp, state.weights, {}, arch, "validation",
                                gates=gates, keys=keys)
       state = train_lib.early_stopping_update(
-          state, jnp.float32(validation["auc"]), int(config.patience))
+          state, jnp.float32(validation["auc"]), int(config.retrain.patience))
       metrics = {**metrics, "val_auc": validation["auc"],
                  "val_log_loss": validation["log_loss"]}
     record = {"step": step, **jax.tree.map(float, metrics),

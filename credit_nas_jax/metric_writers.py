@@ -19,10 +19,14 @@ from tensorboard.summary.writer import event_file_writer
 def hparam_values(values: Mapping[str, Any]) -> dict[str, bool | int | float
                                                      | str]:
   """The values TensorBoard's HPARAMS tab takes: numbers, booleans, strings
-  (a tuple becomes its text, None the empty string)."""
+  (a tuple becomes its text, None the empty string; a group's fields are
+  named ``group.field``)."""
   out = {}
   for name, value in values.items():
-    if isinstance(value, (bool, int, float, str)):
+    if isinstance(value, Mapping):
+      out.update({f"{name}.{k}": v
+                  for k, v in hparam_values(value).items()})
+    elif isinstance(value, (bool, int, float, str)):
       out[name] = value
     elif value is None:
       out[name] = ""

@@ -95,9 +95,6 @@ class Architecture:
     gate_function: "sigmoid" (patent) or "softmax" (DARTS) for the alphas.
     searchable: True for the supernet (gates from alphas), False for a
       derived network (every gate is 1).
-    wide: adds to the logit a linear function of the borrower's own gated
-      encoded columns (a wide path beside the deep one: with piecewise
-      encodings, an additive model of the features, as a scorecard is).
   """
 
   column_groups: tuple[int, ...]
@@ -114,7 +111,6 @@ class Architecture:
   op_layout: str = "separate"
   column_embeddings: tuple[str, ...] = ()
   column_settings: tuple[tuple[float, ...], ...] = ()
-  wide: bool = False
 
   def __post_init__(self):
     entries = len(self.input_columns)
@@ -197,16 +193,15 @@ def supernet_architecture(column_groups: Sequence[int],
                           readout_searchable: bool = False,
                           op_layout: str = "separate",
                           embeddings: Sequence[tuple[int, str, str,
-                                                     ops.Settings]] = (),
-                          wide: bool = False) -> Architecture:
+                                                     ops.Settings]] = ()
+                          ) -> Architecture:
   """The search space: every feature group and every candidate op.
 
   ``op_kinds`` gives every op's kind (default: all "gcn", the patent's);
   ``readout_searchable`` adds a gate on the pooled readout. Every column is
   embedded linearly in its feature's group; ``embeddings`` adds entries
   (column, group name, kind, settings) with a gate group each, after the
-  feature groups (see :func:`embedding_entries`). ``wide`` adds the wide
-  path (see :class:`Architecture`).
+  feature groups (see :func:`embedding_entries`).
   """
   op_kinds = tuple(op_kinds or ("gcn",) * len(op_ratios))
   if len(op_kinds) != len(op_ratios):
@@ -234,8 +229,7 @@ def supernet_architecture(column_groups: Sequence[int],
       searchable=True,
       layer_op_kinds=(op_kinds,) * num_layers,
       readout_searchable=readout_searchable,
-      op_layout=op_layout,
-      wide=wide)
+      op_layout=op_layout)
 
 
 def embedding_entries(encoder_groups: Sequence[int],
@@ -258,7 +252,7 @@ def embedding_entries(encoder_groups: Sequence[int],
     categorical: per feature, whether it is one-hot.
     group_names: the features' names.
     training_columns: [training rows, columns] encoded training features.
-    training_labels: [training rows] their labels (target-aware bins).
+    training_labels: [training rows] their labels (a kind may fit on them).
     kinds: embedding kinds of the space ("linear" is always in it).
     options: the kinds' settings.
   """
@@ -282,34 +276,6 @@ def embedding_entries(encoder_groups: Sequence[int],
   return entries
 
 
-def with_tree_bins(arch: Architecture, training_columns: np.ndarray,
-                   training_labels: np.ndarray,
-                   options: ops.EmbeddingOptions) -> Architecture:
-  """``arch`` with every piecewise entry's quantile bins replaced by
-  target-aware ones (``piecewise_tree``) fitted on the training rows and
-  labels; an entry whose column a tree cannot cut keeps its bins. The
-  entries, their columns and gate groups stay; a group's name follows its
-  kind."""
-  kinds = list(arch.column_embeddings)
-  settings = list(arch.column_settings)
-  names = list(arch.group_names)
-  tree = ops.EMBEDDINGS["piecewise_tree"]
-  for entry, kind in enumerate(kinds):
-    if kind != "piecewise":
-      continue
-    fitted = tree.fit(training_columns[:, arch.input_columns[entry]],
-                      training_labels, options)
-    if fitted is None:
-      continue
-    kinds[entry], settings[entry] = tree.name, fitted
-    group = arch.column_groups[entry]
-    names[group] = (f"{names[group].partition(EMBEDDING_SEPARATOR)[0]}"
-                    f"{EMBEDDING_SEPARATOR}{tree.name}")
-  return dataclasses.replace(arch, column_embeddings=tuple(kinds),
-                             column_settings=tuple(settings),
-                             group_names=tuple(names))
-
-
 def with_groups(arch: Architecture, groups: Sequence[int]) -> Architecture:
   """``arch`` reading only the feature groups ``groups`` (their entries, in
   order; groups renumbered); the rest of the network as it is. The derive
@@ -326,16 +292,6 @@ def with_groups(arch: Architecture, groups: Sequence[int]) -> Architecture:
       column_embeddings=tuple(arch.column_embeddings[e] for e in entries),
       column_settings=tuple(arch.column_settings[e] for e in entries),
       group_names=tuple(arch.group_names[g] for g in keep))
-
-
-def with_columns_of(arch: Architecture, other: Architecture) -> Architecture:
-  """``arch`` (its ops, readout, wide path) reading ``other``'s input
-  entries: every feature group, column, embedding kind and setting."""
-  return dataclasses.replace(
-      arch, column_groups=other.column_groups,
-      input_columns=other.input_columns,
-      column_embeddings=other.column_embeddings,
-      column_settings=other.column_settings, group_names=other.group_names)
 
 
 def _dense_init(key, fan_in, shape):
@@ -388,9 +344,6 @@ def init(key: jax.Array, arch: Architecture) -> tuple[chex.ArrayTree,
       layer["w1_root"] = _dense_init(jax.random.fold_in(first_key, 1), d,
                                      (d, root))
     weights["gcn"].append(layer)
-  if arch.wide:  # starts at zero: the deep path's logit
-    weights["wide"] = {"w": jnp.zeros((len(arch.encoded_groups),)),
-                       "b": jnp.zeros((1,))}
   if not arch.linear_only:
     weights["feature_embed"]["encoders"] = ops.init_embedding_params(
         jax.random.fold_in(embed_key, 1), arch.column_embeddings,
@@ -624,9 +577,7 @@ def folds_first_layer(arch: Architecture) -> bool:
 
 def apply(weights: chex.ArrayTree, alphas: chex.ArrayTree,
           graphs: jraph.GraphsTuple, arch: Architecture,
-          gates: dict[str, jax.Array] | None = None, *,
-          dropout: float = 0.0,
-          dropout_key: jax.Array | None = None) -> jax.Array:
+          gates: dict[str, jax.Array] | None = None) -> jax.Array:
   """Logits of good credit, one per graph in the batch.
 
   Args:
@@ -637,10 +588,6 @@ def apply(weights: chex.ArrayTree, alphas: chex.ArrayTree,
     gates: fixed gate values that replace the alphas' (a derived network
       as a masked supernet: 0/1 feature gates, one-hot op gates); the
       structure of :func:`network_gates` of a searchable ``arch``.
-    dropout: (static) with ``dropout_key``, the rate at which the head's
-      input (the pooled readout) and its hidden layer are dropped
-      (inverted dropout, for training steps); 0 or no key: none.
-    dropout_key: the key of this call's dropout masks.
 
   Returns:
     [n_graph] logits; padding graphs get finite values to be masked.
@@ -666,37 +613,8 @@ def apply(weights: chex.ArrayTree, alphas: chex.ArrayTree,
     readout = readout + graph_readout(h, graphs, arch.pooled_readout,
                                       _pooled_gate(gates, arch))
   head = weights["head"]
-  drop = dropout > 0 and dropout_key is not None
-  if drop:
-    readout_key, hidden_key = jax.random.split(dropout_key)
-    readout = _dropped(readout, dropout, readout_key)
   hidden = jax.nn.relu(readout @ head["w1"] + head["b1"])
-  if drop:
-    hidden = _dropped(hidden, dropout, hidden_key)
-  logits = (hidden @ head["w2"] + head["b2"])[:, 0]
-  if arch.wide:
-    logits = logits + wide_logits(weights["wide"], gates["features"], nodes,
-                                  graphs, arch.encoded_groups)
-  return logits
-
-
-def _dropped(x: jax.Array, rate: float, key: jax.Array) -> jax.Array:
-  """Inverted dropout: each entry kept with probability 1 - rate, scaled
-  by 1 / (1 - rate) (the same expectation)."""
-  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-  return jnp.where(keep, x / (1.0 - rate), 0.0)
-
-
-def wide_logits(params: chex.ArrayTree, feature_gates: jax.Array,
-                nodes: jax.Array, graphs: jraph.GraphsTuple,
-                encoded_groups: Sequence[int]) -> jax.Array:
-  """[n_graph]: the wide path, sum_c gate(c) x_c w_c + b over the encoded
-  columns of every graph's borrower (its first node; 0 for empty graphs)."""
-  first_node = jnp.cumsum(graphs.n_node) - graphs.n_node
-  own = nodes[jnp.clip(first_node, 0, nodes.shape[0] - 1)]
-  column_gate = feature_gates[np.asarray(encoded_groups)]
-  return jnp.where(graphs.n_node > 0,
-                   own @ (params["w"] * column_gate) + params["b"][0], 0.0)
+  return (hidden @ head["w2"] + head["b2"])[:, 0]
 
 
 def masked_bce_sum(logits: jax.Array, graphs: jraph.GraphsTuple

@@ -5,9 +5,7 @@ Two families, each a registry from name to kind:
 * Feature embedding kinds (``EMBEDDINGS``): how one input column becomes the
   vector that the feature gate mixes. "linear" is the patent's (x w + b);
   "piecewise" encodes x over quantile bins of the training rows (each bin's
-  coordinate rises from 0 to 1 across the bin), "piecewise_tree" the same
-  over target-aware bins (the split points of a small decision tree fitted
-  on the column and the training labels), and "periodic" as sin and cos of
+  coordinate rises from 0 to 1 across the bin), and "periodic" as sin and cos of
   trainable frequencies times x (after "On Embeddings for Numerical
   Features in Tabular Deep Learning", Gorishniy et al., 2022); each is then
   embedded by its own linear layer. Every kind's embedding is linear in
@@ -33,7 +31,6 @@ import jax
 import jax.numpy as jnp
 import jraph
 import numpy as np
-from sklearn import tree as sk_tree
 
 Settings = tuple[float, ...]
 
@@ -43,8 +40,8 @@ class EmbeddingOptions:
   """Settings of the non-linear embedding kinds.
 
   Attributes:
-    bins: bins of a piecewise encoding: quantiles, or a tree's leaves (fewer
-      where a column has fewer distinct training values).
+    bins: quantile bins of a piecewise encoding (fewer where a column has
+      fewer distinct training values).
     frequencies: frequencies of a periodic encoding.
     sigma: standard deviation of the frequencies' initialisation (the
       columns are standardised).
@@ -93,23 +90,6 @@ def _fit_piecewise(values: np.ndarray, labels: np.ndarray,
   if finite.size == 0:
     return None
   return _bin_edges(np.quantile(finite, np.linspace(0, 1, options.bins + 1)))
-
-
-def _fit_tree_bins(values: np.ndarray, labels: np.ndarray,
-                   options: EmbeddingOptions) -> Settings | None:
-  """The column's range cut at the split points of a decision tree of at
-  most ``bins`` leaves, each leaf at least 1 / (4 bins) of the rows,
-  fitted to the labels on the column alone."""
-  finite = np.isfinite(values)
-  x, y = values[finite], labels[finite]
-  if x.size == 0 or np.unique(y).size < 2:
-    return None
-  tree = sk_tree.DecisionTreeClassifier(
-      max_leaf_nodes=options.bins,
-      min_samples_leaf=max(1, x.size // (4 * options.bins)),
-      random_state=0).fit(x[:, None], y)
-  splits = tree.tree_.threshold[tree.tree_.feature >= 0]
-  return _bin_edges(np.concatenate([[x.min()], splits, [x.max()]]))
 
 
 def _encode_piecewise(params, x, settings):
@@ -161,13 +141,6 @@ EMBEDDINGS: dict[str, EmbeddingKind] = {
         EmbeddingKind(
             name="piecewise",
             fit=_fit_piecewise,
-            width=lambda settings: len(settings) - 1,
-            init=lambda key, settings: {},
-            encode=_encode_piecewise,
-            flops=lambda settings: 3 * (len(settings) - 1)),
-        EmbeddingKind(
-            name="piecewise_tree",
-            fit=_fit_tree_bins,
             width=lambda settings: len(settings) - 1,
             init=lambda key, settings: {},
             encode=_encode_piecewise,

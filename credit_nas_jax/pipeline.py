@@ -15,7 +15,7 @@ work directory:
 * ``tensorboard/``: the same metrics as TensorBoard scalars (losses, gate
   trajectories, steps per second, validation and test AUC) and the run's
   hyperparameters: ``tensorboard --logdir=WORKDIR``;
-* ``profile/``: with ``config.profile_steps=(a, b)``, a ``jax.profiler``
+* ``profile/``: with ``config.runtime.profile_steps=(a, b)``, a ``jax.profiler``
   trace of search steps a to b (TensorBoard's profile plugin, or xprof).
 
 In a multi-process run every process computes, only process 0 writes, and
@@ -38,15 +38,18 @@ import pandas as pd
 from absl import logging
 
 from credit_nas_jax import checkpoint as checkpoint_lib
+from credit_nas_jax import config as config_lib
 from credit_nas_jax import data as data_lib
 from credit_nas_jax import datasets as datasets_lib
 from credit_nas_jax import experiment
+from credit_nas_jax import files
 from credit_nas_jax import metric_writers
 from credit_nas_jax import model as model_lib
 from credit_nas_jax import model_io
 from credit_nas_jax import parallel
 from credit_nas_jax import plotting
 from credit_nas_jax import progress
+from credit_nas_jax import run as run_lib
 from credit_nas_jax import search as search_lib
 from credit_nas_jax import synthetic
 
@@ -65,20 +68,21 @@ def get_config_from_json(path: str) -> ml_collections.ConfigDict:
       {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
-def load_dataset(config: ml_collections.ConfigDict) -> data_lib.Dataset:
+def load_dataset(config: config_lib.Config | Any) -> data_lib.Dataset:
   """The dataset a config names."""
-  if config.dataset == "synthetic":
-    book = synthetic.generate_lending_book(config.data_seed,
-                                           config.num_borrowers)
-    return data_lib.dataset_from_book(book, split_seed=config.split_seed)
-  if config.dataset == "synthetic_graph":
+  config = config_lib.typed(config)
+  if config.data.dataset == "synthetic":
+    book = synthetic.generate_lending_book(config.data.data_seed,
+                                           config.data.num_borrowers)
+    return data_lib.dataset_from_book(book, split_seed=config.data.split_seed)
+  if config.data.dataset == "synthetic_graph":
     book = synthetic.generate_borrower_graph(
-        config.data_seed, config.num_borrowers, mean_links=config.mean_links)
+        config.data.data_seed, config.data.num_borrowers, mean_links=config.data.mean_links)
     return data_lib.dataset_from_graph_book(book,
-                                            split_seed=config.split_seed)
-  if config.dataset in datasets_lib.SPECS or config.dataset == "table":
+                                            split_seed=config.data.split_seed)
+  if config.data.dataset in datasets_lib.SPECS or config.data.dataset == "table":
     return datasets_lib.load_from_config(config)
-  raise ValueError(f"unknown dataset {config.dataset!r}; expected one of "
+  raise ValueError(f"unknown dataset {config.data.dataset!r}; expected one of "
                    f"{list(DATASETS)}")
 
 
@@ -126,15 +130,7 @@ TENSORBOARD_DIR = "tensorboard"
 PROFILE_DIR = "profile"
 
 
-def _write_json(path: str, value: Any) -> None:
-  """Writes JSON through a temporary file and a rename."""
-  temporary = path + ".tmp"
-  with open(temporary, "w") as f:
-    json.dump(value, f, indent=2)
-  os.replace(temporary, path)
-
-
-def _check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
+def _check_workdir(config: config_lib.Config, workdir: str) -> None:
   """Raises WorkdirConflictError where workdir holds another config's run."""
   config_path = os.path.join(workdir, "config.json")
   if not os.path.exists(config_path):
@@ -152,7 +148,7 @@ def _check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
         "--workdir, or --fresh to discard that run")
 
 
-def prepare_workdir(config: ml_collections.ConfigDict, workdir: str,
+def prepare_workdir(config: config_lib.Config, workdir: str,
                     fresh: bool) -> None:
   """Creates the work directory, or checks that it holds this config's run.
 
@@ -173,7 +169,7 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: str,
         if name in RUN_OUTPUTS:
           (shutil.rmtree if os.path.isdir(path) else os.remove)(path)
     os.makedirs(workdir, exist_ok=True)
-    _write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    files.write_json(os.path.join(workdir, "config.json"), config.to_dict())
   parallel.barrier("workdir ready")
 
 
@@ -245,14 +241,14 @@ class RunMetrics:
       self._board.close()
 
 
-def profile_range(config: ml_collections.ConfigDict
+def profile_range(config: config_lib.Config
                   ) -> tuple[int, int] | None:
   """The search steps ``(first, last)`` to trace, or None.
 
   Raises:
     ValueError: ``profile_steps`` is not two steps ``1 <= a <= b``.
   """
-  steps = tuple(int(s) for s in config.profile_steps)
+  steps = tuple(int(s) for s in config.runtime.profile_steps)
   if not steps:
     return None
   if len(steps) != 2 or not 1 <= steps[0] <= steps[1]:
@@ -301,12 +297,6 @@ class SearchProfile:
                    "profile plugin or xprof)", self.directory)
 
 
-def _atomic_path(path: str) -> str:
-  """A temporary name beside ``path`` with the same extension."""
-  root, extension = os.path.splitext(path)
-  return f"{root}.tmp{extension}"
-
-
 def _write_gates(gate_rows: list[dict], workdir: str) -> None:
   """alphas.csv and alphas.png, each through a temporary file."""
   gates = pd.DataFrame(gate_rows)
@@ -314,9 +304,8 @@ def _write_gates(gate_rows: list[dict], workdir: str) -> None:
       ("alphas.csv", lambda path: gates.to_csv(path, index=False)),
       ("alphas.png", lambda path: plotting.plot_gate_trajectories(gates,
                                                                   path))):
-    path = os.path.join(workdir, name)
-    write(_atomic_path(path))
-    os.replace(_atomic_path(path), path)
+    with files.atomic_path(os.path.join(workdir, name)) as temporary:
+      write(temporary)
 
 
 def _cost_probes(exp: experiment.Experiment, state: search_lib.SearchState,
@@ -335,11 +324,11 @@ def _cost_probes(exp: experiment.Experiment, state: search_lib.SearchState,
           "loop_over_bare_step": loop / bare,
           "supernet_inference_ms_per_batch": supernet,
           "derived_inference_ms_per_batch": derived,
-          "inference_batch_size": exp.config.batch_size,
+          "inference_batch_size": exp.config.data.batch_size,
           "inference_speedup": supernet / derived}
 
 
-def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
+def run_experiment(config: config_lib.Config | Any, workdir: str, *,
                    fresh: bool = False) -> dict[str, Any]:
   """Search, derive, retrain and evaluate; writes every output to workdir.
 
@@ -354,78 +343,69 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
     The test metrics of the retrained derived model.
   """
   with progress.Heartbeat() as heartbeat:
-    return _run_experiment(config, workdir, fresh, heartbeat)
+    return _run_experiment(config_lib.typed(config), workdir, fresh,
+                           heartbeat)
 
 
-def _run_experiment(config, workdir, fresh, heartbeat):
-  """run_experiment under a heartbeat that names each stage."""
-  writer = parallel.is_writer()
-  profile = SearchProfile(profile_range(config),
-                          experiment.block_length(config),
-                          os.path.join(workdir, PROFILE_DIR), writer)
-  experiment.validate_config(config)
-  experiment.refuse_evaluation_settings(config, "a search run")
-  prepare_workdir(config, workdir, fresh)
-  start = time.perf_counter()
-  heartbeat.stage("loading the dataset")
-  dataset = load_dataset(config)
-  logging.info("data: %d borrowers (%s), %d relation edges, %.1fs",
-               dataset.labels.shape[0],
-               ", ".join(f"{k} {v.size}" for k, v in dataset.splits.items()),
-               dataset.graph.indices.size // 2, time.perf_counter() - start)
-  mesh = None
-  if config.num_devices != 1:
-    mesh = parallel.data_mesh(config.num_devices)
-    logging.info("data-parallel over %d devices: global batch %d graphs "
-                 "(%d process(es))", mesh.size, mesh.size * config.batch_size,
-                 jax.process_count())
-  heartbeat.stage("placing the data on the devices")
-  exp = experiment.prepare(config, dataset, mesh=mesh)
-  arch = exp.supernet
-  logging.info("sampling neighbourhoods on the %s", exp.plan.sampler)
-  place = (lambda tree: tree) if mesh is None else (
-      lambda tree: parallel.replicate(tree, mesh))
-  keys = experiment.run_keys(config.seed)
-  state = search_lib.init_search_state(keys["init"], arch,
-                                       experiment.hyperparameters_of(config))
-  # Every process reads the checkpoints (the work directory is shared), and
-  # none goes on before all have: process 0 writes new ones from there on.
-  checkpoints = checkpoint_lib.CheckpointManager(
-      os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
-  restored = checkpoints.restore_latest("search", state)
-  gate_rows, last_retrain = [{"step": 0, **gate_row(state, arch)}], 0
-  if restored:
-    step, state, facts = restored
-    gate_rows = facts["gate_rows"]
-    retrain_steps = checkpoints.steps("retrain")
-    last_retrain = retrain_steps[-1] if retrain_steps else 0
-    logging.info("resuming the search from its checkpoint at step %d", step)
-  else:
-    step = -1  # a fresh run keeps no earlier records
-  parallel.barrier("search checkpoint read")
+class _RunFiles:
+  """The main job's hooks: logs, checkpoints, TensorBoard, the profile and
+  the heartbeat, between the run's blocks (process 0 writes)."""
 
-  def keep(record):
-    """Records written before the checkpoints being resumed from."""
-    limit = step if record["phase"] == "search" else last_retrain
-    return record["step"] <= limit
+  def __init__(self, config: config_lib.Config, workdir: str,
+               arch: model_lib.Architecture, template: Any,
+               heartbeat: progress.Heartbeat):
+    self.config, self.workdir, self.arch = config, workdir, arch
+    self.heartbeat, self.writer = heartbeat, parallel.is_writer()
+    self.profile = SearchProfile(profile_range(config),
+                                 experiment.block_length(config),
+                                 os.path.join(workdir, PROFILE_DIR),
+                                 self.writer)
+    # Every process reads the checkpoints (the work directory is shared),
+    # and none goes on before all have: process 0 writes from there on.
+    self.checkpoints = checkpoint_lib.CheckpointManager(
+        os.path.join(workdir, "checkpoints"),
+        keep=config.runtime.keep_checkpoints)
+    self.restored = self.checkpoints.restore_latest("search", template)
+    self.gate_rows = [{"step": 0, **gate_row(template, arch)}]
+    self.last_retrain, step = 0, -1  # a fresh run keeps no earlier records
+    if self.restored:
+      step, _, facts = self.restored
+      self.gate_rows = facts["gate_rows"]
+      retrain_steps = self.checkpoints.steps("retrain")
+      self.last_retrain = retrain_steps[-1] if retrain_steps else 0
+      logging.info("resuming the search from its checkpoint at step %d",
+                   step)
+    parallel.barrier("search checkpoint read")
+    keep = lambda record: record["step"] <= (
+        step if record["phase"] == "search" else self.last_retrain)
+    self.metrics_log = RunMetrics(
+        workdir, keep, config.to_dict(),
+        {f"gates/{k}": v for k, v in self.gate_rows[0].items()
+         if k != "step"}, write=self.writer)
+    self.window = {"seconds": 0.0}
+    self.clock = {"since": None, "from": 0, "start": 0.0}
 
-  total = int(config.search_steps)
-  window = {"seconds": 0.0, "steps": 0}
+  def hooks(self) -> run_lib.Hooks:
+    return run_lib.Hooks(
+        stage=self.heartbeat.stage, search_start=self.profile.before_block,
+        search_block=self.search_block, search_end=self.search_end,
+        derived=self.derived, retrain_block=self.retrain_block)
 
-  def on_search_block(state, metrics, step):
+  def search_block(self, state, metrics, step):
     """Logs every log_every steps, checkpoints every checkpoint_every."""
-    heartbeat.beat()
-    profile.after_block(step)
+    self.heartbeat.beat()
+    self.profile.after_block(step)
+    total, runtime = self.config.search.steps, self.config.runtime
     last = step == total
-    window["seconds"] += metrics.pop("block_seconds")
-    window["steps"] = step - gate_rows[-1]["step"]
-    if step % config.log_every == 0 or last:
-      rate = window["steps"] / max(window["seconds"], 1e-9)
-      window["seconds"] = 0.0
-      gates = gate_row(state, arch)
-      gate_rows.append({"step": step, **gates})
-      metrics_log.write({"phase": "search", "step": step,
-                         "steps_per_second": rate, **metrics, **gates})
+    self.window["seconds"] += metrics.pop("block_seconds")
+    if step % runtime.log_every == 0 or last:
+      steps = step - self.gate_rows[-1]["step"]
+      rate = steps / max(self.window["seconds"], 1e-9)
+      self.window["seconds"] = 0.0
+      gates = gate_row(state, self.arch)
+      self.gate_rows.append({"step": step, **gates})
+      self.metrics_log.write({"phase": "search", "step": step,
+                              "steps_per_second": rate, **metrics, **gates})
       left = (total - step) / rate if rate > 0 else math.inf
       logging.info(
           "search step %d/%d: train loss %.4f, validation loss %.4f, "
@@ -434,111 +414,134 @@ def _run_experiment(config, workdir, fresh, heartbeat):
           progress.duration_text(left) if left < math.inf else "unknown",
           " ".join(f"{k.split('/')[1]}={v:.3f}" for k, v in gates.items()
                    if k.startswith("feature/")))
-    if writer and (step % config.checkpoint_every == 0 or last):
-      checkpoints.save("search", step, jax.device_get(state),
-                       {"gate_rows": gate_rows})
-    profile.before_block(step)
-    heartbeat.beat()
+    if self.writer and (step % runtime.checkpoint_every == 0 or last):
+      self.checkpoints.save("search", step, jax.device_get(state),
+                            {"gate_rows": self.gate_rows})
+    self.profile.before_block(step)
+    self.heartbeat.beat()
 
-  metrics_log = RunMetrics(
-      workdir, keep, config.to_dict(),
-      {f"gates/{k}": v for k, v in gate_rows[0].items() if k != "step"},
-      write=writer)
-  try:
-    heartbeat.stage(f"compiling the search ({total} steps in blocks of "
-                    f"{experiment.block_length(config)})")
-    profile.before_block(max(step, 0))
-    try:
-      state, timing = experiment.search(exp, place(state),
-                                        on_block=on_search_block, keys=keys)
-    finally:
-      profile.stop()
-    if writer:
-      _write_gates(gate_rows, workdir)
-    heartbeat.stage("evaluating the supernet and deriving the architecture")
-    supernet_validation, _ = experiment.evaluate(
-        exp, state.weights, state.alphas, arch, "validation", keys=keys)
+  def search_end(self, state):
+    del state
+    self.profile.stop()
+    if self.writer:
+      _write_gates(self.gate_rows, self.workdir)
 
-    derived, trials = experiment.derive(exp, state, keys=keys)
-    if writer:
-      _write_json(os.path.join(workdir, "architecture.json"),
-                  {**derived.to_json(), "derive_trials": trials,
-                   "supernet_validation_auc": supernet_validation["auc"]})
+  def derived(self, derived, trials, supernet_validation):
+    if self.writer:
+      files.write_json(
+          os.path.join(self.workdir, "architecture.json"),
+          {**derived.to_json(), "derive_trials": trials,
+           "supernet_validation_auc": supernet_validation["auc"]})
     logging.info("derived: features %s, ops %s", derived.kept_features,
                  derived.chosen_ops)
+    self.clock["start"] = time.perf_counter()
 
-    retrain_start = time.perf_counter()
-    train_state = experiment.retrain_state(exp, derived, keys)
-    resumed = checkpoints.restore_latest("retrain", train_state)
+  def restore_retrain(self, fresh):
+    resumed = self.checkpoints.restore_latest("retrain", fresh)
     parallel.barrier("retrain checkpoint read")
-    if resumed:
-      train_state = resumed[1]
-      logging.info("retrain resumed from its checkpoint at step %d",
-                   resumed[0])
-    retrain_total = int(config.retrain_steps)
-    # The rate leaves out the first block, which holds the compile.
-    clock = {"since": None, "from": int(train_state.step)}
+    if not resumed:
+      return None
+    logging.info("retrain resumed from its checkpoint at step %d", resumed[0])
+    self.clock["from"] = int(resumed[1].step)
+    return resumed[1]
 
-    def on_retrain_block(train_state, record, step):
-      heartbeat.beat()
-      now = time.perf_counter()
-      if clock["since"] is None:
-        clock["since"], clock["from"] = now, step
-        logging.info("retrain %d/%d steps: first block, with its compile, in "
-                     "%s", step, retrain_total,
-                     progress.duration_text(now - retrain_start))
-      else:
-        done, seconds = step - clock["from"], now - clock["since"]
-        record = {**record, "steps_per_second": done / max(seconds, 1e-9)}
-        logging.info("retrain %d/%d steps: %s (early stopping may end it "
-                     "sooner)", step, retrain_total,
-                     progress.rate_and_time_left(
-                         done, retrain_total - clock["from"], seconds))
-      metrics_log.write({"phase": "retrain", **record})
-      if writer:
-        checkpoints.save("retrain", step, jax.device_get(train_state), {})
+  def retrain_block(self, train_state, record, step):
+    """Logs the retrain's rate (its first block holds the compile) and
+    checkpoints it at every evaluation."""
+    self.heartbeat.beat()
+    now, total = time.perf_counter(), self.config.retrain.steps
+    clock = self.clock
+    if clock["since"] is None:
+      clock["since"], clock["from"] = now, step
+      logging.info("retrain %d/%d steps: first block, with its compile, in "
+                   "%s", step, total,
+                   progress.duration_text(now - clock["start"]))
+    else:
+      done, seconds = step - clock["from"], now - clock["since"]
+      record = {**record, "steps_per_second": done / max(seconds, 1e-9)}
+      logging.info("retrain %d/%d steps: %s (early stopping may end it "
+                   "sooner)", step, total, progress.rate_and_time_left(
+                       done, total - clock["from"], seconds))
+    self.metrics_log.write({"phase": "retrain", **record})
+    if self.writer:
+      self.checkpoints.save("retrain", step, jax.device_get(train_state), {})
 
-    heartbeat.stage(f"compiling the retrain ({retrain_total} steps, "
-                    f"validation every "
-                    f"{experiment.eval_interval(config, exp.dataset)})")
-    train_state, history = experiment.retrain(
-        exp, place(train_state), derived.arch, keys=keys,
-        on_block=on_retrain_block)
-    weights = train_state.best_weights
-    retrain_seconds = time.perf_counter() - retrain_start
 
-    heartbeat.stage("evaluating the retrained model")
-    test, _ = experiment.evaluate(exp, weights, {}, derived.arch, "test",
-                                  keys=keys)
-    validation, _ = experiment.evaluate(exp, weights, {}, derived.arch,
-                                        "validation", keys=keys)
-    metrics_log.write_scalars(
-        int(train_state.step),
-        {**{f"test/{k}": v for k, v in test.items()},
-         **{f"validation/{k}": v for k, v in validation.items()},
-         "supernet_validation/auc": supernet_validation["auc"]})
+def _load_and_place(config, heartbeat):
+  """The dataset, logged, and the data mesh (None for one device)."""
+  start = time.perf_counter()
+  heartbeat.stage("loading the dataset")
+  dataset = load_dataset(config)
+  logging.info("data: %d borrowers (%s), %d relation edges, %.1fs",
+               dataset.labels.shape[0],
+               ", ".join(f"{k} {v.size}" for k, v in dataset.splits.items()),
+               dataset.graph.indices.size // 2, time.perf_counter() - start)
+  mesh = None
+  if config.runtime.num_devices != 1:
+    mesh = parallel.data_mesh(config.runtime.num_devices)
+    logging.info("data-parallel over %d devices: global batch %d graphs "
+                 "(%d process(es))", mesh.size,
+                 mesh.size * config.data.batch_size, jax.process_count())
+  heartbeat.stage("placing the data on the devices")
+  return dataset, mesh
+
+
+def _run_experiment(config, workdir, fresh, heartbeat):
+  """run_experiment under a heartbeat that names each stage."""
+  experiment.refuse_evaluation_settings(config, "a search run")
+  prepare_workdir(config, workdir, fresh)
+  start = time.perf_counter()
+  dataset, mesh = _load_and_place(config, heartbeat)
+  arch = experiment.supernet_for(config, dataset)
+  keys = experiment.run_keys(config.seed)
+  template = search_lib.init_search_state(
+      keys["init"], arch, experiment.hyperparameters_of(config))
+  out = _RunFiles(config, workdir, arch, template, heartbeat)
+  try:
+    result = run_lib.run(
+        config, dataset, out.hooks(), keys=keys, mesh=mesh,
+        search_state=out.restored[1] if out.restored else None,
+        restore_retrain=out.restore_retrain)
+    logging.info("sampling neighbourhoods on the %s", result.exp.plan.sampler)
+    out.metrics_log.write_scalars(
+        int(result.train_state.step),
+        {**{f"test/{k}": v for k, v in result.test.items()},
+         **{f"validation/{k}": v for k, v in result.validation.items()},
+         "supernet_validation/auc": result.supernet_validation["auc"]})
   finally:
-    metrics_log.close()
+    out.metrics_log.close()
+  if out.writer:
+    _write_model(result, dataset, workdir)
+  _write_cost(result, out, mesh, start, heartbeat, workdir)
+  test = result.test
+  logging.info("test: AUC %.4f, KS %.4f, Gini %.4f, log loss %.4f",
+               test["auc"], test["ks"], test["gini"], test["log_loss"])
+  return test
 
-  if writer:
-    _write_json(os.path.join(workdir, "test_metrics.json"),
-                {"test": test, "validation": validation,
-                 "supernet_validation": supernet_validation})
-    model_io.save_model(
-        os.path.join(workdir, "model"), derived.arch,
-        jax.device_get(weights), dataset.encoder, tuple(config.fanouts),
-        {"architecture": derived.to_json(), "test_metrics": test,
-         "config": config.to_dict()})
 
+def _write_model(result: run_lib.RunResult, dataset: data_lib.Dataset,
+                 workdir: str) -> None:
+  """test_metrics.json and the saved model."""
+  files.write_json(os.path.join(workdir, "test_metrics.json"),
+                   {"test": result.test, "validation": result.validation,
+                    "supernet_validation": result.supernet_validation})
+  config = result.exp.config
+  model_io.save_model(
+      os.path.join(workdir, "model"), result.derived.arch,
+      jax.device_get(result.weights), dataset.encoder, config.data.fanouts,
+      {"architecture": result.derived.to_json(), "test_metrics": result.test,
+       "config": config.to_dict()})
+
+
+def _write_cost(result, out, mesh, start, heartbeat, workdir) -> None:
+  """search_cost.json (a finished run launched again keeps its own)."""
   cost_path = os.path.join(workdir, "search_cost.json")
-  if restored and not history and timing["search_seconds"] == 0 and (
+  timing, history = result.timing, result.history
+  if out.restored and not history and timing["search_seconds"] == 0 and (
       os.path.exists(cost_path)):
-    # A finished run launched again: its cost stays the one it measured.
     logging.info("the run in %s was complete; its search_cost.json is kept",
                  workdir)
-    logging.info("test: AUC %.4f, KS %.4f, Gini %.4f, log loss %.4f",
-                 test["auc"], test["ks"], test["gini"], test["log_loss"])
-    return test
+    return
   loop = 1 / max(timing["search_steps_per_second"], 1e-12)
   cost = {
       "device_kind": jax.devices()[0].device_kind,
@@ -546,21 +549,19 @@ def _run_experiment(config, workdir, fresh, heartbeat):
       "jax_version": jax.__version__,
       "processes": jax.process_count(),
       "devices": mesh.size if mesh is not None else 1,
-      "sampler": exp.plan.sampler,
+      "sampler": result.exp.plan.sampler,
       **timing,
       "search_loop_seconds_per_step": loop,
-      "resumed": bool(restored),
-      "resumed_in_retrain": last_retrain > 0,
-      "retrain_seconds": retrain_seconds,
+      "resumed": bool(out.restored),
+      "resumed_in_retrain": out.last_retrain > 0,
+      "retrain_seconds": result.retrain_seconds,
       "retrain_steps": history[-1]["step"] if history else int(
-          train_state.step),
+          result.train_state.step),
       "total_seconds": time.perf_counter() - start,
   }
-  if config.cost_probes:
+  if result.exp.config.runtime.cost_probes:
     heartbeat.stage("timing the search step and inference")
-    cost.update(_cost_probes(exp, state, weights, derived.arch, loop))
-  if writer:
-    _write_json(cost_path, cost)
-  logging.info("test: AUC %.4f, KS %.4f, Gini %.4f, log loss %.4f",
-               test["auc"], test["ks"], test["gini"], test["log_loss"])
-  return test
+    cost.update(_cost_probes(result.exp, result.search_state, result.weights,
+                             result.derived.arch, loop))
+  if out.writer:
+    files.write_json(cost_path, cost)

@@ -64,38 +64,3 @@ def plot_roc_curves(curves: dict[str, tuple[list[float], list[float], str]],
   figure.tight_layout()
   figure.savefig(path, dpi=110)
   plt.close(figure)
-
-
-def plot_paired_differences(summary: pd.DataFrame, reference: str,
-                            path: str, title: str) -> None:
-  """Each variant's paired difference from ``reference``, a row a variant:
-  validation (what a choice reads) and test, mean +- std over seeds, with
-  the zero line.
-
-  Args:
-    summary: :func:`credit_nas_jax.screening.summarize`'s frame, one row a
-      variant (the reference's own row, if there, is not drawn).
-    reference: the variant (or baseline) the differences are paired with.
-    path: PNG file to write.
-    title: figure title.
-  """
-  rows = summary.drop(index=reference, errors="ignore")
-  figure, axis = plt.subplots(figsize=(8, 1.2 + 0.4 * len(rows)))
-  positions = range(len(rows))
-  for split, offset, color in (("validation", -0.12, "tab:blue"),
-                               ("test", 0.12, "tab:orange")):
-    axis.errorbar(rows[f"{split}_diff_mean"],
-                  [p + offset for p in positions],
-                  xerr=rows[f"{split}_diff_std"], fmt="o", markersize=4,
-                  linewidth=0.9, capsize=2, color=color, label=split)
-  axis.axvline(0, color="black", linewidth=0.8)
-  axis.set_yticks(list(positions), [str(name) for name in rows.index],
-                  fontsize=8)
-  axis.invert_yaxis()
-  axis.set_xlabel(f"AUC - {reference}, paired by seed (mean +- std)")
-  axis.set_title(title, fontsize=10)
-  axis.grid(axis="x", alpha=0.3)
-  axis.legend(fontsize=8, loc="best")
-  figure.tight_layout()
-  figure.savefig(path, dpi=110)
-  plt.close(figure)

@@ -70,7 +70,7 @@ def graph_arrays(dataset: data_lib.Dataset) -> GraphArrays:
   """The dataset's arrays, ready to ``jax.device_put``."""
   if dataset.graph.indices.size >= 2**31:
     raise ValueError(f"{dataset.graph.indices.size} directed edges do not "
-                     "fit int32 indices; use config.sampler='host'")
+                     "fit int32 indices; use config.data.sampler='host'")
   return GraphArrays(
       indptr=np.asarray(dataset.graph.indptr, np.int32),
       indices=np.asarray(dataset.graph.indices, np.int32),

@@ -455,38 +455,6 @@ def sample_neighbourhoods(graph: graphs_lib.BorrowerGraph,
 # Step 4: batch.
 
 
-def _parent_slots(fanouts: Sequence[int]) -> np.ndarray:
-  """Slot of every slot's parent (-1 for the applicant's own slot)."""
-  parents, width, offset = [np.array([-1])], 1, 0
-  for fanout in fanouts:
-    parents.append(offset + np.repeat(np.arange(width), fanout))
-    offset += width
-    width *= fanout
-  return np.concatenate(parents)
-
-
-def _graphs(slots: np.ndarray, parent: np.ndarray,
-            node_features: np.ndarray) -> jraph.GraphsTuple:
-  """One GraphsTuple of the applicants' slot rows (unpadded)."""
-  batch, width = slots.shape
-  valid = slots >= 0
-  flat_valid = valid.reshape(-1)
-  compact = np.cumsum(flat_valid) - 1
-  parent_flat = (np.arange(batch)[:, None] * width
-                 + np.maximum(parent, 0)[None, :]).reshape(-1)
-  child = np.flatnonzero(flat_valid & np.tile(parent >= 0, batch))
-  child_new, parent_new = compact[child], compact[parent_flat[child]]
-  senders = np.stack([child_new, parent_new], 1).reshape(-1)
-  receivers = np.stack([parent_new, child_new], 1).reshape(-1)
-  n_node = valid.sum(1).astype(np.int32)
-  return jraph.GraphsTuple(
-      nodes=node_features[slots.reshape(-1)[flat_valid]], edges=None,
-      senders=senders.astype(np.int32), receivers=receivers.astype(np.int32),
-      n_node=n_node, n_edge=(2 * (n_node - 1)).astype(np.int32),
-      globals={"label": np.zeros(batch, np.float32),
-               "borrower": slots[:, 0].astype(np.int32)})
-
-
 def _round_up(value: int, multiple: int) -> int:
   return -(-value // multiple) * multiple
 
@@ -522,10 +490,11 @@ def make_batches(neighbourhoods: np.ndarray, node_features: np.ndarray,
   n_graph = _round_up(max(batch_size, MIN_GRAPHS_PER_CALL) + 1, ROW_MULTIPLE)
   budget = graphs_lib.BatchBudget(n_node=n_node, n_edge=2 * n_node,
                                   n_graph=n_graph)
-  parent = _parent_slots(fanouts)
+  no_labels = np.zeros(node_features.shape[0], np.float32)
   for start in starts:
     batch_rows = rows[start:start + batch_size]
-    unpadded = _graphs(neighbourhoods[batch_rows], parent, node_features)
+    unpadded = graphs_lib.assemble_slots(neighbourhoods[batch_rows], fanouts,
+                                         node_features, no_labels)
     yield batch_rows, graphs_lib.pad_batch(unpadded, budget)
 
 

@@ -145,29 +145,21 @@ def init_search_state(key: jax.Array, arch: model_lib.Architecture,
 
 def batch_loss(weights: chex.ArrayTree, alphas: chex.ArrayTree,
                graphs: jraph.GraphsTuple, arch: model_lib.Architecture,
-               gates: dict[str, jax.Array] | None = None, *,
-               dropout: float = 0.0,
-               dropout_key: jax.Array | None = None) -> jax.Array:
+               gates: dict[str, jax.Array] | None = None) -> jax.Array:
   """Mean cross-entropy over the real graphs of a padded batch.
 
   ``graphs`` may carry a leading shard axis (``nodes`` [shards, N, C]): the
   loss is then the mean over the real graphs of all shards, the same as over
   one batch holding them all. Sharded over a mesh's data axis, each device
-  runs its shards and the compiler adds up the gradients. ``dropout`` and
-  ``dropout_key``: see :func:`model.apply` (each shard its own masks).
+  runs its shards and the compiler adds up the gradients.
   """
   if graphs.nodes.ndim == 3:
-    shards = graphs.nodes.shape[0]
-    keys = (jax.random.split(dropout_key, shards)
-            if dropout_key is not None else None)
     sums, counts = jax.vmap(
-        lambda g, k: model_lib.masked_bce_sum(
-            model_lib.apply(weights, alphas, g, arch, gates, dropout=dropout,
-                            dropout_key=k), g))(graphs, keys)
+        lambda g: model_lib.masked_bce_sum(
+            model_lib.apply(weights, alphas, g, arch, gates), g))(graphs)
     return jnp.sum(sums) / jnp.maximum(jnp.sum(counts), 1.0)
   return model_lib.masked_bce(
-      model_lib.apply(weights, alphas, graphs, arch, gates, dropout=dropout,
-                      dropout_key=dropout_key), graphs)
+      model_lib.apply(weights, alphas, graphs, arch, gates), graphs)
 
 
 def zero_one_penalty(alphas: chex.ArrayTree,
@@ -246,11 +238,16 @@ def search_step_fn(state: SearchState, train_batch: jraph.GraphsTuple,
                    arch: model_lib.Architecture,
                    second_order: bool = False,
                    arch_warmup_steps: int = 0,
+                   alphas_move: bool | None = None,
                    ) -> tuple[SearchState, dict[str, jax.Array]]:
   """One bilevel step: alphas on validation, then weights on training.
 
   During the first ``arch_warmup_steps`` steps the alphas stay where they
   are: their gradient means little before the weights have learnt anything.
+  ``alphas_move`` (static) fixes that choice for a caller that has made it
+  already: a sweep decides it once for all its members, outside their
+  ``vmap``, where a batched predicate would turn the ``cond`` into a select
+  that computes both branches. None decides it here, from ``state.step``.
   """
   def warm_up(state):
     # The alphas stay; the validation loss is still reported.
@@ -258,10 +255,14 @@ def search_step_fn(state: SearchState, train_batch: jraph.GraphsTuple,
     return state, {"val_loss": val_loss,
                    "alpha_grad_norm": jnp.zeros_like(val_loss)}
 
-  state, arch_metrics = jax.lax.cond(
-      state.step >= arch_warmup_steps,
-      lambda s: arch_update(s, train_batch, val_batch, arch, second_order),
-      warm_up, state)
+  def move(state):
+    return arch_update(state, train_batch, val_batch, arch, second_order)
+
+  if alphas_move is None:
+    state, arch_metrics = jax.lax.cond(state.step >= arch_warmup_steps, move,
+                                       warm_up, state)
+  else:
+    state, arch_metrics = (move if alphas_move else warm_up)(state)
   state, weight_metrics = weight_update(state, train_batch, arch)
   metrics = {**arch_metrics, **weight_metrics}
   flags = sum(
@@ -400,8 +401,7 @@ def derive_architecture(alphas: chex.ArrayTree,
       searchable=False,
       layer_op_kinds=tuple((kinds[j],) for kinds, j in zip(
           supernet.layer_op_kinds, chosen)),
-      pooled_readout=pooled,
-      wide=supernet.wide)
+      pooled_readout=pooled)
   return DerivedArchitecture(
       arch=arch,
       feature_gates={n: float(g) for n, g in zip(supernet.group_names,
@@ -417,6 +417,95 @@ def derive_architecture(alphas: chex.ArrayTree,
 
 
 _CLOSED = -1e4  # an alpha whose sigmoid (or softmax share) is 0
+
+
+def _op_trials(alphas, validation_auc):
+  """Every combination of one op per layer (all features open), scored."""
+  trials = []
+  num_layers, num_ops = np.asarray(alphas["ops"]).shape
+  for combination in itertools.product(range(num_ops), repeat=num_layers):
+    closed_ops = np.full((num_layers, num_ops), _CLOSED, np.float32)
+    closed_ops[np.arange(num_layers), combination] = np.asarray(
+        alphas["ops"])[np.arange(num_layers), combination]
+    trials.append({"ops": combination, "alphas": jnp.asarray(closed_ops),
+                   "validation_auc": float(validation_auc(
+                       dict(alphas, ops=jnp.asarray(closed_ops))))})
+  return trials
+
+
+def _feature_count(alphas, supernet, threshold, fractions, validation_auc,
+                   confidence, difference_se):
+  """The top-k features by gate (and the readout, where searched) chosen on
+  validation: (the best trial, the gate order, every trial)."""
+  feature_gates = np.asarray(model_lib.gate_values(
+      alphas, supernet.gate_function)["features"])
+  count = feature_gates.size
+  candidates = {max(1, int(np.ceil(f * count))) for f in fractions}
+  candidates.add(max(1, int((feature_gates >= feature_threshold(
+      threshold, supernet.gate_function, count)).sum())))
+  order = np.argsort(-feature_gates, kind="stable")
+  readouts = (True, False) if supernet.readout_searchable else (None,)
+  trials, candidate_alphas = [], []
+  for k in sorted(candidates):
+    closed = np.asarray(alphas["features"]).copy()
+    closed[order[k:]] = _CLOSED
+    for pooled in readouts:
+      trial = dict(alphas, features=jnp.asarray(closed))
+      if pooled is False:
+        trial["readout"] = jnp.full_like(alphas["readout"], _CLOSED)
+      trials.append({"num_features": k, "pooled_readout": pooled,
+                     "validation_auc": float(validation_auc(trial))})
+      candidate_alphas.append(trial)
+  top = max(range(len(trials)),
+            key=lambda i: (trials[i]["validation_auc"],
+                           -trials[i]["num_features"]))
+  best = trials[top]
+  if confidence > 0:
+    # The most features whose AUC is not surely below the best's.
+    level = [i for i, t in enumerate(trials)
+             if t["validation_auc"] >= best["validation_auc"]
+             - confidence * float(difference_se(candidate_alphas[top],
+                                                candidate_alphas[i]))]
+    best = max((trials[i] for i in level),
+               key=lambda t: (t["num_features"], t["validation_auc"]))
+  return best, order, trials
+
+
+def _weak_features(best_alphas, best_auc, kept, supernet, validation_auc,
+                   min_feature_gain, confidence, difference_se, trials):
+  """The gate groups of the kept features whose closing (all of a
+  feature's embeddings at once) costs under ``min_feature_gain`` (with
+  ``confidence``: its gain plus z standard errors); each closing is
+  appended to ``trials``."""
+  features = {}  # feature -> its kept gate groups (one per embedding kind)
+  for group in kept:
+    features.setdefault(model_lib.feature_of(supernet.group_names[group]),
+                        []).append(group)
+  if not (min_feature_gain > 0 and len(features) > 1):
+    return []
+  base = np.asarray(best_alphas["features"])
+  gains, bounds = {}, {}
+  for name, groups in features.items():
+    # A feature's embeddings stand in for one another: closed one at a
+    # time, each would look dispensable; the feature is closed whole.
+    closed = base.copy()
+    closed[groups] = _CLOSED
+    auc = float(validation_auc(dict(best_alphas,
+                                    features=jnp.asarray(closed))))
+    gains[name] = best_auc - auc
+    trial = {"closed_feature": name, "validation_auc": auc,
+             "gain": gains[name]}
+    # The gain's upper bound: the feature goes if even that is small.
+    bounds[name] = gains[name]
+    if confidence > 0:
+      trial["gain_se"] = float(difference_se(
+          best_alphas, dict(best_alphas, features=jnp.asarray(closed))))
+      bounds[name] += confidence * trial["gain_se"]
+    trials.append(trial)
+  weak = [n for n in features if bounds[n] < min_feature_gain]
+  if len(weak) == len(features):  # keep the feature that matters most
+    weak.remove(max(weak, key=gains.get))
+  return [g for n in weak for g in features[n]]
 
 
 def derive_by_validation(alphas: chex.ArrayTree,
@@ -467,83 +556,21 @@ def derive_by_validation(alphas: chex.ArrayTree,
     raise ValueError("a confidence needs difference_se, the standard error "
                      "of two candidates' AUC difference")
   alphas = dict(alphas)
-  op_trials = []
-  num_layers, num_ops = np.asarray(alphas["ops"]).shape
-  for combination in itertools.product(range(num_ops), repeat=num_layers):
-    closed_ops = np.full((num_layers, num_ops), _CLOSED, np.float32)
-    closed_ops[np.arange(num_layers), combination] = np.asarray(
-        alphas["ops"])[np.arange(num_layers), combination]
-    op_trials.append({"ops": combination, "alphas": jnp.asarray(closed_ops),
-                      "validation_auc": float(validation_auc(
-                          dict(alphas, ops=jnp.asarray(closed_ops))))})
+  op_trials = _op_trials(alphas, validation_auc)
   best_ops = max(op_trials, key=lambda t: t["validation_auc"])
   alphas["ops"] = best_ops["alphas"]
-  feature_gates = np.asarray(model_lib.gate_values(
-      alphas, supernet.gate_function)["features"])
-  count = feature_gates.size
-  candidates = {max(1, int(np.ceil(f * count))) for f in fractions}
-  candidates.add(max(1, int((feature_gates >= feature_threshold(
-      threshold, supernet.gate_function, count)).sum())))
-  order = np.argsort(-feature_gates, kind="stable")
-  readouts = (True, False) if supernet.readout_searchable else (None,)
-  sure = confidence > 0
-  trials, candidate_alphas = [], []
-  for k in sorted(candidates):
-    closed = np.asarray(alphas["features"]).copy()
-    closed[order[k:]] = _CLOSED
-    for pooled in readouts:
-      trial = dict(alphas, features=jnp.asarray(closed))
-      if pooled is False:
-        trial["readout"] = jnp.full_like(alphas["readout"], _CLOSED)
-      trials.append({"num_features": k, "pooled_readout": pooled,
-                     "validation_auc": float(validation_auc(trial))})
-      candidate_alphas.append(trial)
-  top = max(range(len(trials)),
-            key=lambda i: (trials[i]["validation_auc"],
-                           -trials[i]["num_features"]))
-  best = trials[top]
-  if sure:
-    # The most features whose AUC is not surely below the best's.
-    level = [i for i, t in enumerate(trials)
-             if t["validation_auc"] >= best["validation_auc"]
-             - confidence * float(difference_se(candidate_alphas[top],
-                                                candidate_alphas[i]))]
-    best = max((trials[i] for i in level),
-               key=lambda t: (t["num_features"], t["validation_auc"]))
+  best, order, trials = _feature_count(
+      alphas, supernet, threshold, fractions, validation_auc, confidence,
+      difference_se)
   kept = list(np.sort(order[:best["num_features"]]))
   base = np.asarray(alphas["features"]).copy()
   base[order[best["num_features"]:]] = _CLOSED
   best_alphas = dict(alphas, features=jnp.asarray(base))
   if best["pooled_readout"] is False:
     best_alphas["readout"] = jnp.full_like(alphas["readout"], _CLOSED)
-  dropped = []
-  features = {}  # feature -> its kept gate groups (one per embedding kind)
-  for group in kept:
-    features.setdefault(model_lib.feature_of(supernet.group_names[group]),
-                        []).append(group)
-  if min_feature_gain > 0 and len(features) > 1:
-    gains, bounds = {}, {}
-    for name, groups in features.items():
-      # A feature's embeddings stand in for one another: closed one at a
-      # time, each would look dispensable; the feature is closed whole.
-      closed = base.copy()
-      closed[groups] = _CLOSED
-      auc = float(validation_auc(dict(best_alphas,
-                                      features=jnp.asarray(closed))))
-      gains[name] = best["validation_auc"] - auc
-      trial = {"closed_feature": name, "validation_auc": auc,
-               "gain": gains[name]}
-      # The gain's upper bound: the feature goes if even that is small.
-      bounds[name] = gains[name]
-      if sure:
-        trial["gain_se"] = float(difference_se(
-            best_alphas, dict(best_alphas, features=jnp.asarray(closed))))
-        bounds[name] += confidence * trial["gain_se"]
-      trials.append(trial)
-    weak = [n for n in features if bounds[n] < min_feature_gain]
-    if len(weak) == len(features):  # keep the feature that matters most
-      weak.remove(max(weak, key=gains.get))
-    dropped = [g for n in weak for g in features[n]]
+  dropped = _weak_features(best_alphas, best["validation_auc"], kept,
+                           supernet, validation_auc, min_feature_gain,
+                           confidence, difference_se, trials)
   derived = derive_architecture(alphas, supernet, threshold,
                                 pooled_readout=best["pooled_readout"],
                                 ops=best_ops["ops"],
@@ -625,10 +652,7 @@ def slice_weights(weights: chex.ArrayTree, supernet: model_lib.Architecture,
   head = dict(weights["head"])
   if not derived.arch.pooled_readout:
     head["w1"] = head["w1"][:supernet.hidden_dim]
-  cut = {"feature_embed": embed, "gcn": layers, "head": head}
-  if supernet.wide:
-    cut["wide"] = {"w": weights["wide"]["w"][rows], "b": weights["wide"]["b"]}
-  return cut
+  return {"feature_embed": embed, "gcn": layers, "head": head}
 
 
 def open_ops(alphas: chex.ArrayTree) -> tuple[int, ...] | None:

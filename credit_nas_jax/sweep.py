@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-import json
 import os
 import shutil
 import time
@@ -34,12 +33,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pandas as pd
 from absl import logging
 
+from credit_nas_jax import config as config_lib
 from credit_nas_jax import experiment
+from credit_nas_jax import files
 from credit_nas_jax import metrics as metrics_lib
 from credit_nas_jax import model as model_lib
 from credit_nas_jax import model_io
@@ -53,6 +53,9 @@ from credit_nas_jax import train as train_lib
 # Config fields that list the values a sweep takes; an empty tuple keeps the
 # base config's single value.
 SWEPT_FLOATS = search_lib.HYPERPARAMETERS + ("gate_threshold",)
+# Where each swept float lives in a run's config.
+SWEPT_PATHS = {**{name: f"search.{name}" for name in search_lib.HYPERPARAMETERS},
+               "gate_threshold": "derive.gate_threshold"}
 ENSEMBLE_DIR = "ensemble_model"
 
 
@@ -64,21 +67,18 @@ class Member:
   seed: int
   settings: dict[str, float]
 
-  def config(self, base: ml_collections.ConfigDict
-             ) -> ml_collections.ConfigDict:
+  def config(self, base: config_lib.Config) -> config_lib.Config:
     """The config that runs this member alone through the launcher."""
-    config = ml_collections.ConfigDict(base.to_dict())
-    config.seed = self.seed
-    for name, value in self.settings.items():
-      config[name] = value
-    return config
+    return config_lib.replace(base, {
+        "seed": self.seed, "sweep": None,
+        **{SWEPT_PATHS[name]: value for name, value in self.settings.items()}})
 
 
-def grid_members(config: ml_collections.ConfigDict) -> list[Member]:
+def grid_members(config: config_lib.Config) -> list[Member]:
   """The grid: seeds x every swept float, in a fixed order."""
-  axes = {name: tuple(config[f"sweep_{name}"]) or (float(config[name]),)
-          for name in SWEPT_FLOATS}
-  seeds = tuple(config.sweep_seeds) or (config.seed,)
+  axes = {name: getattr(config.sweep, name) or (
+      config_lib.get(config, SWEPT_PATHS[name]),) for name in SWEPT_FLOATS}
+  seeds = tuple(config.sweep.seeds) or (config.seed,)
   members = []
   for values in itertools.product(*axes.values()):
     for seed in seeds:
@@ -102,31 +102,27 @@ def _sweep_block_fn(states, arrays, seed_keys, seed_slot, stop, *, arch,
         fanouts=plan.fanouts))(seed_keys)
 
   def step_fn(states):
-    step = states.step[0]
+    step = states.step[0]  # every member is at the same step
     train, val = batches("train", step), batches("validation", step)
 
-    def member(args):
-      state, slot = args
-      pick = lambda tree: jax.tree.map(lambda x: x[slot], tree)
-      return search_lib.search_step_fn(
-          state, pick(train), pick(val), arch=arch,
-          second_order=plan.second_order,
-          arch_warmup_steps=plan.arch_warmup_steps)
+    def members(alphas_move):
+      def member(args):
+        state, slot = args
+        pick = lambda tree: jax.tree.map(lambda x: x[slot], tree)
+        return search_lib.search_step_fn(
+            state, pick(train), pick(val), arch=arch,
+            second_order=plan.second_order, alphas_move=alphas_move)
 
-    return jax.lax.map(member, (states, seed_slot), batch_size=vmap_width)
+      return lambda states: jax.lax.map(member, (states, seed_slot),
+                                        batch_size=vmap_width)
 
-  shapes = jax.eval_shape(step_fn, states)[1]
-  zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
+    # The warm-up switch is the same for every member: decided here, outside
+    # their vmap, so a warm-up step computes no alpha gradient.
+    return jax.lax.cond(step >= plan.arch_warmup_steps, members(True),
+                        members(False), states)
 
-  def body(carry, _):
-    states, last = carry
-    states, last = jax.lax.cond(states.step[0] < stop, step_fn,
-                                lambda s: (s, last), states)
-    return (states, last), None
-
-  (states, metrics), _ = jax.lax.scan(body, (states, zeros), None,
-                                      length=length)
-  return states, metrics
+  return experiment.scan_steps(lambda s, _: step_fn(s), states,
+                               lambda s: s.step[0] < stop, length)
 
 
 sweep_block = jax.jit(
@@ -135,10 +131,10 @@ sweep_block = jax.jit(
     donate_argnums=0)
 
 
-def vmap_width_for(config: ml_collections.ConfigDict, members: int) -> int:
+def vmap_width_for(config: config_lib.Config, members: int) -> int:
   """Members vmapped at once: the config's width, or 0 for all of them."""
-  if config.sweep_vmap_width > 0:
-    return min(config.sweep_vmap_width, members)
+  if config.sweep.vmap_width > 0:
+    return min(config.sweep.vmap_width, members)
   return members
 
 
@@ -191,7 +187,7 @@ def _search_chunk(members, exp, seeds, compiled=None, beat=lambda: None):
   seed_keys = _stack([experiment.run_keys(s)["search_batches"]
                       for s in seeds])
   length = experiment.block_length(config)
-  total = int(config.search_steps)
+  total = int(config.search.steps)
   compile_seconds = 0.0
   if compiled is None:
     compile_start = time.perf_counter()
@@ -205,7 +201,7 @@ def _search_chunk(members, exp, seeds, compiled=None, beat=lambda: None):
     stop = min(step + length, total)
     states, metrics = compiled(states, exp.arrays, seed_keys, slot,
                                jnp.int32(stop))
-    if stop % config.log_every == 0 or stop == total:
+    if stop % config.runtime.log_every == 0 or stop == total:
       loss = np.asarray(metrics["val_loss"])
       logging.info("sweep step %d/%d: validation loss median %.4f "
                    "(min %.4f, max %.4f) over %d members; %s in this chunk",
@@ -248,6 +244,41 @@ def _supernet_validation_auc(states, members, exp):
   return np.where(diverged, np.nan, aucs)
 
 
+def _sweep_retrain_block_fn(states, arrays, keys, gates, stop, *, arch, plan,
+                            length, patience):
+  """``length`` retrain steps of every member as one scan, then each
+  member's validation AUC and early-stopping update.
+
+  The block's end is the same for every member, so it is decided outside
+  their vmap (a ``cond`` that skips the steps past it, or every step once
+  all members have stopped); a member that early stopping has ended keeps
+  its carry (a select), as a lone run of it stops.
+  """
+  member_step = jax.vmap(lambda state, k, g: experiment.retrain_step_fn(
+      state, arrays, k, g, arch=arch, plan=plan))
+
+  def step_fn(states, _):
+    stepped, metrics = member_step(states, keys, gates)
+    keep = lambda new, old: jnp.where(
+        states.stopped.reshape(states.stopped.shape + (1,) * (new.ndim - 1)),
+        old, new)
+    return jax.tree.map(keep, stepped, states), metrics
+
+  running = lambda s: (jnp.max(s.step) < stop) & ~jnp.all(s.stopped)
+  states, metrics = experiment.scan_steps(step_fn, states, running, length)
+  states, validation = jax.vmap(
+      lambda state, k, g: experiment.validation_update(
+          state, arrays, k, g, arch=arch, plan=plan, patience=patience))(
+              states, keys, gates)
+  return states, {**metrics, **validation}
+
+
+sweep_retrain_block = jax.jit(
+    _sweep_retrain_block_fn,
+    static_argnames=("arch", "plan", "length", "patience"),
+    donate_argnums=0)
+
+
 def retrain_members(exp: experiment.Experiment, members: list[Member],
                     states: search_lib.SearchState, beat=lambda: None
                     ) -> tuple[np.ndarray, train_lib.TrainState]:
@@ -271,20 +302,13 @@ def retrain_members(exp: experiment.Experiment, members: list[Member],
   train_states = jax.vmap(lambda key: experiment.init_retrain_state(
       config, key, arch, model_lib.init(key, arch)[0]))(keys["retrain"])
   every = experiment.eval_interval(config, exp.dataset)
-  block = jax.jit(jax.vmap(
-      functools.partial(experiment._retrain_block_fn,  # pylint: disable=protected-access
-                        arch=arch, plan=exp.plan,
-                        length=every,
-                        patience=int(config.patience),
-                        span=experiment.average_span(config),
-                        dropout=experiment.retrain_dropout(config)),
-      in_axes=(0, None, 0, 0, None)), donate_argnums=0)
-  total = int(config.retrain_steps)
+  total = int(config.retrain.steps)
   step, start = 0, time.perf_counter()
   while step < total and not bool(np.all(train_states.stopped)):
     step = min(step + every, total)
-    train_states, record = block(train_states, exp.arrays, keys, gates,
-                                 jnp.int32(step))
+    train_states, record = sweep_retrain_block(
+        train_states, exp.arrays, keys, gates, jnp.int32(step), arch=arch,
+        plan=exp.plan, length=every, patience=int(config.retrain.patience))
     logging.info("sweep retrain step %d/%d: validation AUC %s; %s (the first "
                  "block holds the compile)", step, total,
                  np.round(np.asarray(record["val_auc"]), 4).tolist(),
@@ -294,23 +318,12 @@ def retrain_members(exp: experiment.Experiment, members: list[Member],
   return np.asarray(train_states.best_auc, np.float64), train_states
 
 
-def ensemble_size_of(config: ml_collections.ConfigDict) -> int:
-  """Members of the sweep's ensemble: ``config.sweep_ensemble_size``; -1
-  (the default) is every retrained member (``sweep_top_k``); 0 saves no
-  ensemble.
-
-  Raises:
-    ValueError: the size is below -1 or above ``sweep_top_k`` (the ensemble
-      is chosen among the retrained members).
-  """
-  size = config.get("sweep_ensemble_size", -1)
-  if (isinstance(size, bool) or not isinstance(size, int)
-      or not -1 <= size <= config.sweep_top_k):
-    raise ValueError(f"config.sweep_ensemble_size={size!r}: must be a whole "
-                     f"number from -1 (every retrained member) to "
-                     f"sweep_top_k={config.sweep_top_k}: the ensemble is "
-                     "chosen among the retrained members")
-  return config.sweep_top_k if size == -1 else size
+def ensemble_size_of(config: config_lib.Config) -> int:
+  """Members of the sweep's ensemble: ``config.sweep.ensemble_size``; -1
+  (the default) is every retrained member (``sweep.top_k``); 0 saves no
+  ensemble (the config's check keeps it in -1..top_k)."""
+  size = config.sweep.ensemble_size
+  return config.sweep.top_k if size == -1 else size
 
 
 def choose_ensemble(retrained_val_auc: np.ndarray, size: int) -> list[int]:
@@ -378,7 +391,7 @@ def _save_ensemble(exp, members, derived, retrained, train_states, size,
   if parallel.is_writer():
     model_io.save_ensemble(
         os.path.join(workdir, ENSEMBLE_DIR), networks, exp.dataset.encoder,
-        tuple(exp.config.fanouts),
+        tuple(exp.config.data.fanouts),
         {"ensemble": "mean of the members' probabilities",
          "validation_auc": summary["val_auc"], "members": rows,
          "config": exp.config.to_dict()}, sampling_seed=seed)
@@ -445,7 +458,7 @@ def plot_stability(stability: pd.DataFrame, path: str) -> None:
   plt.close(figure)
 
 
-def run_sweep(config: ml_collections.ConfigDict,
+def run_sweep(config: config_lib.Config,
               workdir: str) -> pd.DataFrame:
   """Runs the grid, derives every member, retrains the best and saves the
   ensemble of the best retrained; writes reports.
@@ -454,34 +467,32 @@ def run_sweep(config: ml_collections.ConfigDict,
     The leaderboard, one row per member.
   """
   with progress.Heartbeat() as heartbeat:
-    return _run_sweep(config, workdir, heartbeat)
+    return _run_sweep(config_lib.typed(config), workdir, heartbeat)
 
 
 def _write_text(path: str, write) -> None:
   """Process 0 writes ``path`` through a temporary file and a rename."""
   if not parallel.is_writer():
     return
-  root, extension = os.path.splitext(path)
-  temporary = f"{root}.tmp{extension}"
-  write(temporary)
-  os.replace(temporary, path)
+  with files.atomic_path(path) as temporary:
+    write(temporary)
 
 
 def _write_json(path: str, value: Any) -> None:
   """Process 0 writes ``value`` as JSON to ``path``."""
-  def write(temporary):
-    with open(temporary, "w") as f:
-      json.dump(value, f, indent=2)
-  _write_text(path, write)
+  if parallel.is_writer():
+    files.write_json(path, value)
 
 
 def _run_sweep(config, workdir, heartbeat):
   """run_sweep under a heartbeat that names each stage."""
+  if config.sweep is None:
+    raise ValueError("config.sweep: a sweep needs the sweep group (its grid; "
+                     "experiments/configs/sweep.py)")
   experiment.refuse_evaluation_settings(config, "a sweep member")
   if parallel.is_writer():
     os.makedirs(workdir, exist_ok=True)
   _write_json(os.path.join(workdir, "config.json"), config.to_dict())
-  ensemble_size = ensemble_size_of(config)
   members = grid_members(config)
   heartbeat.stage("loading the dataset")
   dataset = pipeline.load_dataset(config)
@@ -489,17 +500,34 @@ def _run_sweep(config, workdir, heartbeat):
   exp = experiment.prepare(config, dataset)
   if exp.plan.sampler != "device":
     raise ValueError("a sweep samples on the device; this graph does not "
-                     "fit there (config.sampler)")
-  arch = exp.supernet
+                     "fit there (config.data.sampler)")
+  states, cost = _search_grid(exp, members, heartbeat)
+  leaderboard, derived_all = _leaderboard(exp, members, states)
+  ensemble = _retrain_top(exp, members, states, derived_all, leaderboard,
+                          workdir, heartbeat)
+  leaderboard = leaderboard.sort_values("supernet_val_auc", ascending=False,
+                                        na_position="last")
+  heartbeat.stage("writing the reports")
+  _write_reports(leaderboard, exp.supernet, ensemble, workdir)
+  _write_json(os.path.join(workdir, "sweep_cost.json"), cost)
+  logging.info("sweep done: %d members, %.1fs wall (%.2fs per member)",
+               len(members), cost["wall_seconds"], cost["seconds_per_member"])
+  return leaderboard
+
+
+def _search_grid(exp, members, heartbeat):
+  """Every member's search, in equal chunks of one compiled program;
+  (the stacked states, the search's cost)."""
+  config = exp.config
   start = time.perf_counter()
   per_member = _bytes_per_member(exp)
   size = chunk_size(len(members), per_member,
                     experiment.available_device_bytes(),
-                    config.sweep_max_chunk)
+                    config.sweep.max_chunk)
   chunks = [members[i:i + size] for i in range(0, len(members), size)]
   logging.info("sweep: %d members in %d chunk(s) of %d (about %.1f MiB per "
                "member; cap %d), %d vmapped at a time", len(members),
-               len(chunks), size, per_member / 2**20, config.sweep_max_chunk,
+               len(chunks), size, per_member / 2**20, config.sweep.max_chunk,
                vmap_width_for(config, size))
   seeds = sorted({m.seed for m in members})
   states_parts, compile_seconds, run_seconds, compiled = [], 0.0, 0.0, None
@@ -518,15 +546,27 @@ def _run_sweep(config, workdir, heartbeat):
                     if number + 1 < len(chunks) else
                     "deriving every member")
   states = jax.tree.map(lambda *xs: np.concatenate(xs), *states_parts)
-  search_wall = time.perf_counter() - start
+  wall = time.perf_counter() - start
+  return states, {
+      "members": len(members), "chunks": len(chunks), "chunk_size": size,
+      "vmap_width": vmap_width_for(config, size),
+      "bytes_per_member_estimate": per_member,
+      "compile_seconds": compile_seconds, "search_run_seconds": run_seconds,
+      "wall_seconds": wall, "seconds_per_member": wall / len(members),
+      "device_kind": jax.devices()[0].device_kind,
+      "jax_version": jax.__version__}
 
+
+def _leaderboard(exp, members, states):
+  """A row per member (its supernet's validation AUC, derived network and
+  gates) and every member's derived architecture."""
   aucs = _supernet_validation_auc(states, members, exp)
   rows, derived_all = [], []
   for i, member in enumerate(members):
     state = _member_state(states, i)
     report = search_lib.nonfinite_report(state)
     derived = search_lib.derive_architecture(
-        state.alphas, arch, member.settings["gate_threshold"])
+        state.alphas, exp.supernet, member.settings["gate_threshold"])
     derived_all.append(derived)
     rows.append({
         "member": i, "seed": member.seed, **member.settings,
@@ -537,29 +577,35 @@ def _run_sweep(config, workdir, heartbeat):
         "diverged": report or "",
     })
   leaderboard = pd.DataFrame(rows)
-
-  order = leaderboard.sort_values("supernet_val_auc", ascending=False,
-                                  na_position="last")
   leaderboard["retrained_val_auc"] = np.nan
   leaderboard["in_ensemble"] = False
-  top = [int(i) for i in order["member"].head(config.sweep_top_k)]
-  ensemble = None
+  return leaderboard, derived_all
+
+
+def _retrain_top(exp, members, states, derived_all, leaderboard, workdir,
+                 heartbeat):
+  """Retrains the ``top_k`` members of best supernet validation AUC as one
+  program and saves the ensemble of the best retrained (the leaderboard
+  gains their figures); returns the ensemble's summary, or None."""
+  order = leaderboard.sort_values("supernet_val_auc", ascending=False,
+                                  na_position="last")
+  top = [int(i) for i in order["member"].head(exp.config.sweep.top_k)]
+  ensemble, size = None, ensemble_size_of(exp.config)
   if top:
-    retrain_start = time.perf_counter()
+    start = time.perf_counter()
     top_states = jax.tree.map(lambda x: x[np.asarray(top)], states)
     heartbeat.stage(f"retraining the top {len(top)} members (compiling)")
     retrained, train_states = retrain_members(
         exp, [members[i] for i in top], top_states, beat=heartbeat.beat)
     leaderboard.loc[top, "retrained_val_auc"] = retrained
     logging.info("top %d members retrained in one program (%.1fs): "
-                 "validation AUC %s", len(top),
-                 time.perf_counter() - retrain_start,
+                 "validation AUC %s", len(top), time.perf_counter() - start,
                  np.round(retrained, 4).tolist())
-    if ensemble_size:
+    if size:
       heartbeat.stage("choosing and saving the ensemble")
       ensemble = _save_ensemble(
           exp, [members[i] for i in top], [derived_all[i] for i in top],
-          retrained, train_states, ensemble_size, workdir)
+          retrained, train_states, size, workdir)
     if ensemble:
       leaderboard.loc[[m["member"] for m in ensemble["members"]],
                       "in_ensemble"] = True
@@ -569,10 +615,11 @@ def _run_sweep(config, workdir, heartbeat):
     shutil.rmtree(stale)
     logging.info("removed %s: an earlier sweep's; this one saved no "
                  "ensemble", stale)
+  return ensemble
 
-  leaderboard = leaderboard.sort_values("supernet_val_auc", ascending=False,
-                                        na_position="last")
-  heartbeat.stage("writing the reports")
+
+def _write_reports(leaderboard, arch, ensemble, workdir):
+  """leaderboard, stability (table and plot) and auc_spread.json."""
   _write_text(os.path.join(workdir, "leaderboard.csv"),
               lambda path: leaderboard.to_csv(path, index=False))
   _write_text(os.path.join(workdir, "leaderboard.md"),
@@ -588,30 +635,10 @@ def _run_sweep(config, workdir, heartbeat):
   best_group = leaderboard
   for name in SWEPT_FLOATS:
     best_group = best_group[best_group[name] == best[name]]
-  spread = {
+  aucs = best_group["supernet_val_auc"]
+  _write_json(os.path.join(workdir, "auc_spread.json"), {
       "settings": {k: float(best[k]) for k in SWEPT_FLOATS},
-      "seeds": int(len(best_group)),
-      "val_auc_mean": float(best_group["supernet_val_auc"].mean()),
-      "val_auc_std": float(best_group["supernet_val_auc"].std(ddof=0)),
-      "val_auc_min": float(best_group["supernet_val_auc"].min()),
-      "val_auc_max": float(best_group["supernet_val_auc"].max()),
-      "ensemble": ensemble,
-  }
-  _write_json(os.path.join(workdir, "auc_spread.json"), spread)
-  cost: dict[str, Any] = {
-      "members": len(members),
-      "chunks": len(chunks),
-      "chunk_size": size,
-      "vmap_width": vmap_width_for(config, size),
-      "bytes_per_member_estimate": per_member,
-      "compile_seconds": compile_seconds,
-      "search_run_seconds": run_seconds,
-      "wall_seconds": search_wall,
-      "seconds_per_member": search_wall / len(members),
-      "device_kind": jax.devices()[0].device_kind,
-      "jax_version": jax.__version__,
-  }
-  _write_json(os.path.join(workdir, "sweep_cost.json"), cost)
-  logging.info("sweep done: %d members, %.1fs wall (%.2fs per member)",
-               len(members), search_wall, cost["seconds_per_member"])
-  return leaderboard
+      "seeds": int(len(best_group)), "val_auc_mean": float(aucs.mean()),
+      "val_auc_std": float(aucs.std(ddof=0)),
+      "val_auc_min": float(aucs.min()), "val_auc_max": float(aucs.max()),
+      "ensemble": ensemble})

@@ -1,9 +1,4 @@
-"""Training a fixed network: its state, step, weight average and early
-stopping.
-
-With an average span the step keeps an exponential moving average of the
-weights beside them; the average is what is evaluated, kept at the best
-validation AUC and saved (the weights as trained stay the optimizer's).
+"""Training a fixed network: its state, step and early stopping.
 
 The retrain loop itself is :func:`credit_nas_jax.experiment.retrain`.
 """
@@ -26,10 +21,7 @@ class TrainState(struct.PyTreeNode):
 
   Attributes:
     step: optimizer steps taken.
-    weights: the network weights.
-    average: an exponential moving average of the weights (the weights
-      themselves where the train step averages nothing): what is evaluated
-      and kept by early stopping.
+    weights: the network weights (evaluated, and kept by early stopping).
     opt_state: their optimizer state.
     nonfinite_step: first step whose loss or gradient was not finite, -1
       while all were.
@@ -42,7 +34,6 @@ class TrainState(struct.PyTreeNode):
 
   step: jax.Array
   weights: chex.ArrayTree
-  average: chex.ArrayTree
   opt_state: optax.OptState
   nonfinite_step: jax.Array
   best_weights: chex.ArrayTree
@@ -67,7 +58,6 @@ def init_train_state(key: jax.Array, arch: model_lib.Architecture,
   if hyperparams:
     opt_state = search_lib.with_hyperparams(opt_state, **hyperparams)
   return TrainState(step=jnp.zeros((), jnp.int32), weights=weights,
-                    average=jax.tree.map(jnp.copy, weights),
                     opt_state=opt_state,
                     nonfinite_step=jnp.full((), -1, jnp.int32),
                     best_weights=jax.tree.map(jnp.copy, weights),
@@ -76,48 +66,23 @@ def init_train_state(key: jax.Array, arch: model_lib.Architecture,
                     stopped=jnp.zeros((), bool), tx=tx)
 
 
-def average_decay(span_steps: float, step: jax.Array) -> jax.Array:
-  """The moving average's decay at ``step`` (optimizer steps before this
-  one): 1 - 1 / ``span_steps``, and the running mean's t / (t + 1) while
-  that is smaller, so the first steps' average holds no initial weights."""
-  step = jnp.asarray(step, jnp.float32)
-  return jnp.minimum(1.0 - 1.0 / span_steps, step / (step + 1.0))
-
-
 def train_step_fn(state: TrainState, batch: jraph.GraphsTuple, *,
                   arch: model_lib.Architecture,
-                  gates: dict[str, jax.Array] | None = None,
-                  average_steps: float = 0.0, dropout: float = 0.0,
-                  dropout_key: jax.Array | None = None
+                  gates: dict[str, jax.Array] | None = None
                   ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimizer step of the fixed network on a training batch.
 
   ``gates`` fixes the gates of a supernet-shaped network (a derived
   network as a masked supernet); None trains ``arch`` as it is.
-  ``average_steps`` > 1 (static) moves ``state.average`` towards the new
-  weights with the decay of :func:`average_decay`; otherwise the average
-  is the new weights. ``dropout`` > 0 (static) drops the head's units
-  (:func:`model.apply`) with masks from ``dropout_key`` and the step.
   """
-  step_key = (None if dropout_key is None
-              else jax.random.fold_in(dropout_key, state.step))
   loss, grads = jax.value_and_grad(search_lib.batch_loss)(
-      state.weights, {}, batch, arch, gates, dropout=dropout,
-      dropout_key=step_key)
+      state.weights, {}, batch, arch, gates)
   updates, opt_state = state.tx.update(grads, state.opt_state, state.weights)
   finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
   first = (state.nonfinite_step < 0) & ~finite
-  weights = optax.apply_updates(state.weights, updates)
-  if average_steps > 1:
-    decay = average_decay(average_steps, state.step)
-    average = jax.tree.map(lambda old, new: decay * old + (1 - decay) * new,
-                           state.average, weights)
-  else:
-    average = weights
   return state.replace(
       step=state.step + 1,
-      weights=weights,
-      average=average,
+      weights=optax.apply_updates(state.weights, updates),
       opt_state=opt_state,
       nonfinite_step=jnp.where(first, state.step + 1, state.nonfinite_step),
   ), {"train_loss": loss}
@@ -125,20 +90,19 @@ def train_step_fn(state: TrainState, batch: jraph.GraphsTuple, *,
 
 def early_stopping_update(state: TrainState, auc: jax.Array,
                           patience: int) -> TrainState:
-  """Keeps the weights of a new best validation AUC (``auc``: the
-  average's, :attr:`TrainState.average`); stops after ``patience``
-  evaluations without one."""
+  """Keeps the weights of a new best validation AUC (``auc``: the current
+  weights'); stops after ``patience`` evaluations without one."""
   improved = auc > state.best_auc
   waited = jnp.where(improved, 0, state.waited + 1)
   return state.replace(
       best_weights=jax.tree.map(lambda new, old: jnp.where(improved, new, old),
-                                state.average, state.best_weights),
+                                state.weights, state.best_weights),
       best_auc=jnp.where(improved, auc, state.best_auc),
       waited=waited, stopped=state.stopped | (waited >= patience))
 
 
 train_step = jax.jit(train_step_fn,
-                     static_argnames=("arch", "average_steps", "dropout"),
+                     static_argnames=("arch",),
                      donate_argnums=0)
 
 

@@ -3,10 +3,10 @@ r"""The evaluation protocol: every model on every seed of a dataset.
   python experiments/evaluate.py --dataset=german --seeds=5
   python experiments/evaluate.py --dataset=german,credit,taiwan,lending,synthetic
   python experiments/evaluate.py --dataset=taiwan --models=searched,gcn \
-      --config.knn_k=0
+      --config.data.knn_k=0
   python experiments/evaluate.py --dataset=table \
-      --config.table_path=/path/book.parquet --config.label_column=status \
-      --config.bad_value=default --config.id_column=loan_id
+      --config.data.table_path=/path/book.parquet --config.data.label_column=status \
+      --config.data.bad_value=default --config.data.id_column=loan_id
 
 For each seed k: a stratified 60/20/20 split (seed k), every model trained
 with its choices made on validation, and the test set scored once. Writes
@@ -20,7 +20,7 @@ file already there with the same config is resumed: its finished models are
 kept (with a config that differs only in fields our models alone read,
 evaluation.OURS_ONLY_FIELDS, its baselines' rows are kept and ours run
 again). k-NN graphs are inductive unless
---config.knn_graph=transductive; every baseline's validation budget is in
+--config.data.knn_graph=transductive; every baseline's validation budget is in
 results.md.
 """
 
@@ -29,19 +29,16 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 from absl import flags
 from absl import logging
 import jax
-import ml_collections
 from ml_collections import config_flags
 import pandas as pd
 
+from credit_nas_jax import config as config_lib
 from credit_nas_jax import datasets
 from credit_nas_jax import evaluation
-from credit_nas_jax import experiment
 from credit_nas_jax import pipeline
 from credit_nas_jax import plotting
 
@@ -52,7 +49,7 @@ DATASETS = tuple(pipeline.DATASETS) + (
 _DATASET = flags.DEFINE_list(
     "dataset", ["synthetic"],
     "Datasets, comma-separated: synthetic, german, credit, taiwan, lending, "
-    "table (the file --config.table_path).")
+    "table (the file --config.data.table_path).")
 _SEEDS = flags.DEFINE_integer("seeds", 5, "Seeds (splits) per dataset.",
                               lower_bound=1)
 _MODELS = flags.DEFINE_list(
@@ -68,42 +65,42 @@ _COMPILATION_CACHE = flags.DEFINE_string(
     "$JAX_COMPILATION_CACHE_DIR, else <workdir>/xla_cache; 'none' turns it "
     "off). The seeds of a dataset run the same programs, so every seed after "
     "the first skips most compiles; results are unchanged.")
+config_lib.check_flags(sys.argv)  # before the config flag reads them
 _CONFIG = config_flags.DEFINE_config_file(
     "config", os.path.join(_CONFIG_DIR, "evaluate.py"),
-    "Config file; override fields with --config.name=value.")
+    "Config file; override fields with --config.GROUP.FIELD=value "
+    "(groups and fields: credit_nas_jax/config.py).")
 
 
-def graph_name(config: ml_collections.ConfigDict) -> str:
+def graph_name(config: config_lib.Config) -> str:
   """What the dataset's edges are."""
-  if config.dataset == "table":
-    has_edges = bool(config.edges_path)
-  elif config.dataset in datasets.SPECS:
-    has_edges = datasets.SPECS[config.dataset].edges is not None
+  if config.data.dataset == "table":
+    has_edges = bool(config.data.edges_path)
+  elif config.data.dataset in datasets.SPECS:
+    has_edges = datasets.SPECS[config.data.dataset].edges is not None
   else:
     return "relations"  # the synthetic books
-  if has_edges and config.use_edges:
+  if has_edges and config.data.use_edges:
     return "relations"
-  if config.knn_k <= 0:
+  if config.data.knn_k <= 0:
     return "isolated"
-  suffix = "" if config.knn_graph == "inductive" else f"-{config.knn_graph}"
-  return f"knn{config.knn_k}{suffix}"
+  suffix = "" if config.data.knn_graph == "inductive" else f"-{config.data.knn_graph}"
+  return f"knn{config.data.knn_k}{suffix}"
 
 
-def evaluate_dataset(name: str, base: ml_collections.ConfigDict, seeds: int,
+def evaluate_dataset(name: str, base: config_lib.Config, seeds: int,
                      models: list[str], workdir: str) -> str:
   """Every seed of one dataset; returns the markdown table."""
   directory = os.path.join(workdir, name)
   os.makedirs(directory, exist_ok=True)
-  config = ml_collections.ConfigDict(base.to_dict())
-  config.dataset = name
+  config = config_lib.replace(base, {"data.dataset": name})
   graph = graph_name(config)
   models = models or list(evaluation.default_models())
   start = time.perf_counter()
   rows = []
   for seed in range(seeds):
-    seed_config = ml_collections.ConfigDict(config.to_dict())
-    seed_config.seed = seed
-    seed_config.split_seed = seed
+    seed_config = config_lib.replace(config, {"seed": seed,
+                                              "data.split_seed": seed})
     described = json.loads(json.dumps(seed_config.to_dict()))
     path = os.path.join(directory, f"seed_{seed}.json")
     done = {}
@@ -208,17 +205,14 @@ def main(argv):
   if unknown:
     raise app.UsageError(f"unknown datasets {unknown}; expected some of "
                          f"{list(DATASETS)}")
-  if "table" in _DATASET.value and not _CONFIG.value.table_path:
-    raise app.UsageError("--dataset=table reads --config.table_path: set it "
-                         "(and --config.label_column, --config.bad_value)")
+  config = config_lib.typed(_CONFIG.value)
+  if "table" in _DATASET.value and not config.data.table_path:
+    raise app.UsageError("--dataset=table reads --config.data.table_path: set it "
+                         "(and --config.data.label_column, --config.data.bad_value)")
   unknown = sorted(set(_MODELS.value) - set(evaluation.MODELS))
   if unknown:
     raise app.UsageError(f"unknown models {unknown}; expected some of "
                          f"{list(evaluation.MODELS)}")
-  try:  # before any model runs, not when the first searched one starts
-    experiment.validate_config(_CONFIG.value)
-  except ValueError as error:
-    raise app.UsageError(str(error)) from None
   if "lightgbm" in _MODELS.value and not evaluation.lightgbm_available():
     raise app.UsageError("lightgbm is not installed: pip install -e "
                          "'.[baselines]'")
@@ -234,7 +228,7 @@ def main(argv):
     logging.info("compiled programs cached in %s", cache)
   summaries, minutes = {}, {}
   for name in _DATASET.value:
-    text = evaluate_dataset(name, _CONFIG.value, _SEEDS.value,
+    text = evaluate_dataset(name, config, _SEEDS.value,
                             list(_MODELS.value), _WORKDIR.value)
     print(text, flush=True)
     with open(os.path.join(_WORKDIR.value, name, "summary.json")) as f:
@@ -250,4 +244,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=config_lib.flags_parser(_CONFIG))

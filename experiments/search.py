@@ -2,7 +2,7 @@ r"""Searches, derives, retrains and evaluates a credit-scoring GCN.
 
   python experiments/search.py --workdir=/tmp/credit_nas
   python experiments/search.py --workdir=/tmp/credit_nas \
-      --config=experiments/configs/default.py --config.second_order=True
+      --config=experiments/configs/default.py --config.search.second_order=True
 
 Writes the resolved config, metrics.jsonl, alphas.csv, alphas.png,
 architecture.json, test_metrics.json, search_cost.json, model/ and
@@ -11,14 +11,14 @@ tensorboard/ into --workdir; watch a run with
   tensorboard --logdir=/tmp/credit_nas
 
 and trace search steps 101 to 200 (into --workdir/profile) with
---config.profile_steps=101,200.
+--config.runtime.profile_steps=101,200.
 
 Several processes (hosts, or processes on one machine) run one search over
 all their devices; each gets the same flags but its --process_id, and
---config.num_devices=0 uses every device of every process:
+--config.runtime.num_devices=0 uses every device of every process:
 
   python experiments/search.py --workdir=/shared/run \
-      --config.num_devices=0 --coordinator=host0:1234 --num_processes=2 \
+      --config.runtime.num_devices=0 --coordinator=host0:1234 --num_processes=2 \
       --process_id=0   # and --process_id=1 on the other host
 
 Process 0 writes every file; the work directory must be shared (the others
@@ -28,14 +28,13 @@ read its checkpoints to resume).
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
 from credit_nas_jax import checkpoint
+from credit_nas_jax import config as config_lib
 from credit_nas_jax import parallel
 from credit_nas_jax import pipeline
 from credit_nas_jax import train
@@ -58,22 +57,11 @@ _HEARTBEAT_TIMEOUT = flags.DEFINE_integer(
     "heartbeat_timeout_seconds", 60,
     "Multi-host: seconds without a heartbeat after which the other processes "
     "stop with an error naming the silent one.")
+config_lib.check_flags(sys.argv)  # before the config flag reads them
 _CONFIG = config_flags.DEFINE_config_file(
     "config", os.path.join(_CONFIG_DIR, "default.py"),
-    "Config file; override fields with --config.name=value.")
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-  """Parses the flags and loads the config; a mistake is one line, exit 1."""
-  try:
-    rest = flags.FLAGS(argv)
-    _CONFIG.value  # pylint: disable=pointless-statement  # loads the file
-  except flags.Error as error:
-    sys.exit(f"error: {str(error).strip().splitlines()[0]}")
-  except (AttributeError, KeyError, TypeError, ValueError, OSError) as error:
-    sys.exit(f"error: --config: {error} (an unknown field or a bad value; "
-             "the fields are those of experiments/configs/default.py)")
-  return rest
+    "Config file; override fields with --config.GROUP.FIELD=value "
+    "(groups and fields: credit_nas_jax/config.py).")
 
 
 def main(argv):
@@ -86,7 +74,7 @@ def main(argv):
     parallel.initialize_distributed(
         _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
         heartbeat_timeout_seconds=_HEARTBEAT_TIMEOUT.value)
-    pipeline.run_experiment(_CONFIG.value, _WORKDIR.value, fresh=_FRESH.value)
+    pipeline.run_experiment(config_lib.typed(_CONFIG.value), _WORKDIR.value, fresh=_FRESH.value)
   except (ValueError, checkpoint.CheckpointError,
           train.NonFiniteError) as error:
     logging.error("%s", error)
@@ -94,4 +82,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=config_lib.flags_parser(_CONFIG))

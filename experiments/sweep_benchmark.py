@@ -10,15 +10,12 @@ learning rates), and prints JSON and a markdown row.
 """
 
 import json
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 from absl import flags
 import jax
 
+from credit_nas_jax import config as config_lib
 from credit_nas_jax import experiment
 from credit_nas_jax import pipeline
 from credit_nas_jax import search as search_lib
@@ -38,15 +35,17 @@ _OUTPUT = flags.DEFINE_string("output", None, "Optional JSON output file.")
 def main(argv):
   del argv
   config = sweep_config.get_config()
-  config.batch_size = _BATCH.value
-  config.hidden_dim = _HIDDEN.value
-  config.search_steps = _STEPS.value
-  config.num_borrowers = _BORROWERS.value
-  config.log_every = _STEPS.value
-  config.arch_warmup_steps = 0
-  config.sweep_seeds = tuple(range(_MEMBERS.value // 2))
-  config.sweep_arch_lr = (3e-2, 1e-2)
-  config.checkpoint_every = _STEPS.value
+  config.data.batch_size = _BATCH.value
+  config.space.hidden_dim = _HIDDEN.value
+  config.search.steps = _STEPS.value
+  config.data.num_borrowers = _BORROWERS.value
+  config.runtime.log_every = _STEPS.value
+  config.search.arch_warmup_steps = 0
+  config.sweep.seeds = tuple(range(_MEMBERS.value // 2))
+  config.sweep.arch_lr = (3e-2, 1e-2)
+  config.runtime.checkpoint_every = _STEPS.value
+  config.sweep.vmap_width = _WIDTH.value
+  config = config_lib.typed(config)
   exp = experiment.prepare(config, pipeline.load_dataset(config))
   members = sweep.grid_members(config)
   keys = experiment.run_keys(config.seed)
@@ -54,7 +53,6 @@ def main(argv):
       keys["init"], exp.supernet, experiment.hyperparameters_of(config))
   _, lone = experiment.search(exp, state, keys=keys)
 
-  config.sweep_vmap_width = _WIDTH.value
   _, _, sweep_compile, sweep_run = sweep._search_chunk(  # pylint: disable=protected-access
       members, exp, sorted({m.seed for m in members}))
   row = {
@@ -62,9 +60,9 @@ def main(argv):
       "jax_version": jax.__version__,
       "members": len(members),
       "vmap_width": sweep.vmap_width_for(config, len(members)),
-      "batch_size": config.batch_size,
-      "hidden_dim": config.hidden_dim,
-      "steps": config.search_steps,
+      "batch_size": config.data.batch_size,
+      "hidden_dim": config.space.hidden_dim,
+      "steps": config.search.steps,
       "lone_compile_seconds": lone["compile_seconds"],
       "lone_search_seconds": lone["search_seconds"],
       "sweep_compile_seconds": sweep_compile,

@@ -12,11 +12,11 @@ def tiny_protocol_config() -> ml_collections.ConfigDict:
   """Smaller than the tiny config: the tests need every choice made, not a
   good model."""
   config = evaluate_test.get_config()
-  config.num_borrowers = 400
-  config.search_steps = 10
-  config.arch_warmup_steps = 3
-  config.retrain_steps = 10
-  config.eval_every = 5
+  config.data.num_borrowers = 400
+  config.search.steps = 10
+  config.search.arch_warmup_steps = 3
+  config.retrain.steps = 10
+  config.retrain.eval_every = 5
   return config
 
 

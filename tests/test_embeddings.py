@@ -1,15 +1,14 @@
 """Feature embedding kinds in the feature mixop, and the op-kind registry."""
 
-import dataclasses
 
 import chex
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
 from credit_nas_jax import cost
+from credit_nas_jax import config as config_lib
 from credit_nas_jax import data
 from credit_nas_jax import experiment
 from credit_nas_jax import graphs
@@ -93,34 +92,10 @@ def test_entries_embed_numeric_features_from_training_rows_only():
   assert model.feature_of("x:piecewise") == "x"
 
 
-def test_tree_bins_cut_where_the_default_rate_jumps():
-  rng = np.random.default_rng(0)
-  x = rng.uniform(-2, 2, 4000)
-  # The default rate steps at -1 and at 0.5 and is flat between.
-  rate = np.where(x < -1, 0.6, np.where(x < 0.5, 0.2, 0.05))
-  y = (rng.uniform(size=x.size) < rate).astype(np.float32)
-  edges = ops.EMBEDDINGS["piecewise_tree"].fit(
-      x, y, ops.EmbeddingOptions(bins=3))
-  assert len(edges) == 4
-  assert edges[0] == pytest.approx(x.min()) and edges[-1] == pytest.approx(
-      x.max())
-  np.testing.assert_allclose(edges[1:3], (-1.0, 0.5), atol=0.05)
-  # Quantile bins of the same column ignore the labels.
-  quantiles = ops.EMBEDDINGS["piecewise"].fit(x, 1 - y,
-                                               ops.EmbeddingOptions(bins=3))
-  np.testing.assert_allclose(quantiles, np.quantile(x, [0, 1 / 3, 2 / 3, 1]),
-                             rtol=1e-6)
-  # No bins from one class, nor from a column of one value.
-  assert ops.EMBEDDINGS["piecewise_tree"].fit(
-      x, np.ones_like(y), ops.EmbeddingOptions()) is None
-  assert ops.EMBEDDINGS["piecewise_tree"].fit(
-      np.zeros(100), y[:100], ops.EmbeddingOptions()) is None
-
-
-@pytest.mark.parametrize("kind", ["piecewise", "piecewise_tree"])
-def test_supernet_bins_ignore_validation_and_test_rows(dataset, kind):
+def test_supernet_bins_ignore_validation_and_test_rows(dataset):
+  kind = "piecewise"
   config = default_config.get_config()
-  config.feature_embeddings = ("linear", kind)
+  config.space.feature_embeddings = ("linear", kind)
   before = experiment.supernet_for(config, dataset)
   changed = dataset.node_features.copy()
   labels = dataset.labels.copy()
@@ -136,13 +111,13 @@ def test_supernet_bins_ignore_validation_and_test_rows(dataset, kind):
 
 
 def test_flag_lists_of_kinds_are_split_and_checked():
-  config = ml_collections.ConfigDict({"feature_embeddings":
-                                      ("linear,periodic",)})
-  assert experiment.embedding_kinds(config) == ("linear", "periodic")
+  config = config_lib.from_dict(
+      {"space": {"feature_embeddings": ("linear,periodic",)}})
+  assert config.space.feature_embeddings == ("linear", "periodic")
   config = default_config.get_config()
-  config.feature_embeddings = ("piecewise",)
+  config.space.feature_embeddings = ("piecewise",)
   with pytest.raises(ValueError, match="feature_embeddings"):
-    experiment.validate_config(config)
+    config_lib.typed(config)
   with pytest.raises(ValueError, match="unknown feature embedding kinds"):
     model.embedding_entries((0,), [False], ("a",), np.zeros((3, 1)),
                             np.zeros(3), ("linear", "spline"),
@@ -297,148 +272,3 @@ def test_saved_model_with_embeddings_scores_as_before(dataset, tmp_path):
   chex.assert_trees_all_close(
       model.apply(saved.weights, {}, batch, saved.arch),
       model.apply(compact, {}, batch, derived.arch), atol=1e-6)
-
-
-@pytest.mark.highest_matmul_precision
-@pytest.mark.parametrize("hidden_dim", [16, 128])  # unfolded, folded
-def test_wide_path_adds_the_borrowers_gated_columns_to_the_logit(
-    dataset, hidden_dim, tmp_path):
-  deep = _supernet(dataset, hidden_dim=hidden_dim)
-  arch = dataclasses.replace(deep, wide=True)
-  weights, alphas = model.init(jax.random.key(0), arch)
-  deep_weights, _ = model.init(jax.random.key(0), deep)
-  batch = _batch(dataset)
-  # It starts closed: the deep network's logits.
-  chex.assert_trees_all_close(model.apply(weights, alphas, batch, arch),
-                              model.apply(deep_weights, alphas, batch, deep),
-                              atol=1e-6)
-  rng = np.random.default_rng(1)
-  columns = len(arch.encoded_groups)
-  weights["wide"] = {"w": jnp.asarray(rng.normal(size=columns), jnp.float32),
-                     "b": jnp.asarray([0.3], jnp.float32)}
-  alphas = jax.tree.map(
-      lambda a: jax.random.normal(jax.random.key(3), a.shape), alphas)
-  gates = np.asarray(model.network_gates(alphas, arch)["features"])
-  nodes = np.asarray(model.encode_nodes(weights["feature_embed"], batch.nodes,
-                                        arch))
-  first = np.cumsum(batch.n_node) - batch.n_node
-  real = np.asarray(batch.n_node) > 0
-  expected = (nodes[first[real]]
-              @ (np.asarray(weights["wide"]["w"])
-                 * gates[np.asarray(arch.encoded_groups)]) + 0.3)
-  got = model.apply(weights, alphas, batch, arch)
-  np.testing.assert_allclose(
-      np.asarray(got)[real],
-      np.asarray(model.apply(deep_weights, alphas, batch, deep))[real]
-      + expected, rtol=1e-4, atol=1e-4)
-  # Derived, cut, saved and loaded, it computes what the supernet does.
-  derived = search.derive_architecture(alphas, arch, 0.5)
-  assert derived.arch.wide
-  _assert_compact_equals_masked(weights, arch, derived, batch)
-  compact = search.slice_weights(weights, arch, derived)
-  model_io.save_model(str(tmp_path / "m"), derived.arch, compact,
-                      dataset.encoder, (4, 2), {"config": {"seed": 0}})
-  saved = model_io.load_model(str(tmp_path / "m"))
-  assert saved.arch == derived.arch
-  chex.assert_trees_all_close(
-      model.apply(saved.weights, {}, batch, saved.arch),
-      model.apply(compact, {}, batch, derived.arch), atol=1e-6)
-  _assert_flops_match_xla(arch, batch)
-
-
-def test_the_wide_path_comes_from_the_config(dataset):
-  config = default_config.get_config()
-  assert not experiment.supernet_for(config, dataset).wide
-  config.wide_path = True
-  assert experiment.supernet_for(config, dataset).wide
-
-
-def test_tree_bins_variant_recuts_the_piecewise_entries_alone(dataset):
-  arch = _supernet(dataset)
-  train = dataset.splits["train"]
-  columns, labels = dataset.node_features[train], dataset.labels[train]
-  options = ops.EmbeddingOptions(bins=4, frequencies=3)
-  variant = model.with_tree_bins(arch, columns, labels, options)
-  tree = ops.EMBEDDINGS["piecewise_tree"]
-  recut = 0
-  for entry, kind in enumerate(arch.column_embeddings):
-    group = arch.column_groups[entry]
-    if kind != "piecewise":
-      assert variant.column_embeddings[entry] == kind
-      assert variant.column_settings[entry] == arch.column_settings[entry]
-      assert variant.group_names[group] == arch.group_names[group]
-      continue
-    fitted = tree.fit(columns[:, arch.input_columns[entry]], labels, options)
-    if fitted is None:
-      assert variant.column_embeddings[entry] == "piecewise"
-      continue
-    recut += 1
-    assert variant.column_embeddings[entry] == "piecewise_tree"
-    assert variant.column_settings[entry] == fitted
-    assert variant.group_names[group] == arch.group_names[group].replace(
-        ":piecewise", ":piecewise_tree")
-  assert recut >= 1
-  assert (variant.input_columns, variant.column_groups) == (
-      arch.input_columns, arch.column_groups)
-  # The variant is a network of its own: it initialises and runs.
-  weights, alphas = model.init(jax.random.PRNGKey(0), variant)
-  out = model.apply(weights, alphas, _batch(dataset), variant)
-  assert bool(jnp.all(jnp.isfinite(out)))
-
-
-def test_column_variants_keep_the_ops_and_change_the_entries(dataset):
-  config = default_config.get_config()
-  config.feature_embeddings = ALL_KINDS
-  supernet = _supernet(dataset)
-  exp = experiment.Experiment(config=config, dataset=dataset,
-                              supernet=supernet, plan=None, arrays=None,
-                              maker=None)
-  names = supernet.group_names
-  closed = {names.index("bank_overdue"),
-            names.index("bestpay_overdue:periodic")}
-  derived = search.derive_architecture(
-      model.init(jax.random.PRNGKey(0), supernet)[1], supernet, 0.5,
-      features=[g for g in range(len(names)) if g not in closed]).arch
-  every = experiment.MEMBER_VARIANTS["all_columns"](derived, exp)
-  assert every == dataclasses.replace(
-      supernet, layer_ops=derived.layer_ops,
-      layer_op_names=derived.layer_op_names,
-      layer_op_kinds=derived.layer_op_kinds, searchable=False,
-      readout_searchable=False, pooled_readout=derived.pooled_readout)
-  linear = experiment.MEMBER_VARIANTS["linear_columns"](derived, exp)
-  assert set(linear.column_embeddings) == {"linear"}
-  assert linear.group_names == tuple(
-      n for n in derived.group_names if ":" not in n)
-  assert "bank_overdue" not in linear.group_names
-  assert linear.layer_ops == derived.layer_ops
-  for entry, group in enumerate(linear.column_groups):
-    source = derived.group_names.index(linear.group_names[group])
-    assert derived.column_groups.count(source) == sum(
-        g == group for g in linear.column_groups)
-    assert linear.input_columns[entry] in [
-        c for c, g in zip(derived.input_columns, derived.column_groups)
-        if g == source]
-  for variant in (every, linear):  # networks of their own
-    weights, alphas = model.init(jax.random.PRNGKey(0), variant)
-    out = model.apply(weights, alphas, _batch(dataset), variant)
-    assert bool(jnp.all(jnp.isfinite(out)))
-
-
-def test_members_take_the_configured_variants_in_turn(dataset):
-  config = default_config.get_config()
-  config.feature_embeddings = ALL_KINDS
-  arch = _supernet(dataset)
-  # What a member's network reads of the experiment: its config and rows.
-  exp = experiment.Experiment(config=config, dataset=dataset, supernet=arch,
-                              plan=None, arrays=None, maker=None)
-  assert [experiment.member_architecture(exp, arch, m) for m in range(3)
-          ] == [arch] * 3
-  config.retrain_member_variants = ("wide_path,tree_bins",)
-  members = [experiment.member_architecture(exp, arch, m) for m in range(5)]
-  assert members[0] == arch
-  assert members[1] == members[3] == dataclasses.replace(arch, wide=True)
-  assert members[2] == members[4] != arch
-  assert "piecewise_tree" in members[2].column_embeddings
-  config.retrain_member_variants = ("derived", "bigger")
-  with pytest.raises(ValueError, match=r"retrain_member_variants.*'bigger'"):
-    experiment.validate_config(config)

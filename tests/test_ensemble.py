@@ -7,11 +7,11 @@ import subprocess
 import sys
 
 import chex
-import ml_collections
 import numpy as np
 import pandas as pd
 import pytest
 
+from credit_nas_jax import config as config_lib
 from credit_nas_jax import graphs
 from credit_nas_jax import model
 from credit_nas_jax import model_io
@@ -32,9 +32,9 @@ def _config():
   """The tiny test sweep (4 members), its top 3 retrained, an ensemble of
   2 chosen among them."""
   config = sweep_test.get_config()
-  config.sweep_max_chunk = 4
-  config.sweep_top_k = TOP_K
-  config.sweep_ensemble_size = ENSEMBLE_SIZE
+  config.sweep.max_chunk = 4
+  config.sweep.top_k = TOP_K
+  config.sweep.ensemble_size = ENSEMBLE_SIZE
   return config
 
 
@@ -130,13 +130,11 @@ def test_choose_ensemble_ranks_by_validation_and_skips_diverged():
 
 @pytest.mark.parametrize("size", [-2, 4, 1.5, True])
 def test_an_ensemble_size_outside_the_retrained_is_refused(size):
-  config = ml_collections.ConfigDict({"sweep_top_k": 3,
-                                      "sweep_ensemble_size": size})
   with pytest.raises(ValueError,
-                     match="sweep_ensemble_size=.* sweep_top_k=3"):
-    sweep.ensemble_size_of(config)
-  assert sweep.ensemble_size_of(ml_collections.ConfigDict(
-      {"sweep_top_k": 3, "sweep_ensemble_size": -1})) == 3
+                     match=r"sweep.ensemble_size=.*(sweep.top_k=3|whole)"):
+    config_lib.from_dict({"sweep": {"top_k": 3, "ensemble_size": size}})
+  assert sweep.ensemble_size_of(config_lib.from_dict(
+      {"sweep": {"top_k": 3, "ensemble_size": -1}})) == 3
 
 
 def test_the_choice_never_reads_test_labels(swept,

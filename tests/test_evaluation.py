@@ -22,10 +22,10 @@ def config():
   config = evaluate_test.get_config()
   # Shorter runs than the tiny config: these tests check what runs and what
   # is reported, not how good the models get.
-  config.search_steps = 10
-  config.arch_warmup_steps = 3
-  config.retrain_steps = 10
-  config.eval_every = 5
+  config.search.steps = 10
+  config.search.arch_warmup_steps = 3
+  config.retrain.steps = 10
+  config.retrain.eval_every = 5
   return config
 
 
@@ -75,10 +75,10 @@ def test_lightgbm_stops_on_validation(dataset):
 def test_lightgbm_keeps_the_grid_setting_best_on_validation(dataset,
                                                             config):
   config = config.copy_and_resolve_references()
-  config.lightgbm_num_leaves = (3, 15)
-  config.lightgbm_min_child_samples = (5, 40)
+  config.baselines.lightgbm_num_leaves = (3, 15)
+  config.baselines.lightgbm_min_child_samples = (5, 40)
   grid = evaluation.lightgbm_grid(config)
-  assert len(grid) == 2 * 2 * len(config.lightgbm_learning_rates)
+  assert len(grid) == 2 * 2 * len(config.baselines.lightgbm_learning_rates)
   result = evaluation.fit_lightgbm(dataset, 0, grid)
   tried = result.details["grid"]
   assert [{k: t[k] for k in grid[0]} for t in tried] == grid
@@ -146,12 +146,12 @@ def test_compute_counts_each_model_run_once():
 def test_launcher_writes_tables_and_resumes(tmp_path):
   args = ("--dataset=synthetic", "--seeds=2",
           "--models=logistic_regression,mlp,searched",
-          f"--config={EVAL_CONFIG}", "--config.search_steps=10",
-          "--config.arch_warmup_steps=3", "--config.retrain_steps=10",
-          "--config.eval_every=5", "--config.fixed_width_ratios=(1.0,)",
+          f"--config={EVAL_CONFIG}", "--config.search.steps=10",
+          "--config.search.arch_warmup_steps=3", "--config.retrain.steps=10",
+          "--config.retrain.eval_every=5", "--config.baselines.fixed_width_ratios=(1.0,)",
           # One retrain per searched model, the default (the protocol test
           # runs two).
-          "--config.retrain_ensemble_size=1",
+          "--config.retrain.ensemble_size=1",
           f"--workdir={tmp_path}")
   first = launch.run("evaluate.py", *args)
   directory = tmp_path / "synthetic"
@@ -168,14 +168,14 @@ def test_launcher_writes_tables_and_resumes(tmp_path):
   assert "seed 0: mlp" not in second.stderr  # resumed, not rerun
   assert (directory / "seed_0.json").read_text() == seed0
   # A change only ours reads keeps the baselines' rows and runs ours again.
-  third = launch.run("evaluate.py", *args, "--config.embedding_bins=3",
+  third = launch.run("evaluate.py", *args, "--config.space.embedding_bins=3",
                      "--seeds=1")
   assert "seed 0: mlp" not in third.stderr
   assert "seed 0: searched (model 3 of 3)" in third.stderr
   assert "keeping its baselines' rows ['logistic_regression', 'mlp']" in (
       third.stderr)
   stored = json.loads((directory / "seed_0.json").read_text())
-  assert stored["config"]["embedding_bins"] == 3
+  assert stored["config"]["space"]["embedding_bins"] == 3
   assert ([r for r in stored["rows"] if r["model"] == "mlp"]
           == [r for r in json.loads(seed0)["rows"] if r["model"] == "mlp"])
 
@@ -197,8 +197,8 @@ def test_launcher_evaluates_a_table(tmp_path):
   frame.to_csv(table, index=False)
   launch.run("evaluate.py", "--dataset=table", "--seeds=1",
              "--models=logistic_regression,mlp", f"--config={EVAL_CONFIG}",
-             f"--config.table_path={table}", "--config.label_column=bad",
-             "--config.bad_value=1", "--config.knn_k=3",
+             f"--config.data.table_path={table}", "--config.data.label_column=bad",
+             "--config.data.bad_value=1", "--config.data.knn_k=3",
              f"--workdir={tmp_path / 'out'}")
   results = (tmp_path / "out" / "table" / "results.md").read_text()
   assert "### table (knn3 graph, 1 seeds)" in results
@@ -215,10 +215,10 @@ def test_launcher_rejects_unknown_dataset(tmp_path):
 def test_launcher_refuses_a_bad_config_before_any_model(tmp_path):
   result = launch.run("evaluate.py", "--dataset=synthetic",
                       "--models=logistic_regression",
-                      "--config.retrain_member_variants=wide_path,deeper",
+                      "--config.space.feature_embeddings=linear,spline",
                       f"--workdir={tmp_path}", check=False)
   assert result.returncode != 0
-  assert "retrain_member_variants=('wide_path', 'deeper'): unknown " in (
+  assert "config.space.feature_embeddings=('linear', 'spline'): must hold" in (
       result.stderr)
   assert not (tmp_path / "synthetic").exists()
 

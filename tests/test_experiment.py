@@ -7,11 +7,11 @@ import re
 import chex
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 from sklearn import metrics as sk_metrics
 
+from credit_nas_jax import config as config_lib
 from credit_nas_jax import data
 from credit_nas_jax import experiment
 from credit_nas_jax import metrics
@@ -131,11 +131,11 @@ def test_derive_scores_what_the_supernet_scores(dataset, sampler,
   derived, trials = experiment.derive(exp, state)
   assert cuts == [_derived_ops(derived, exp.supernet)]  # cut once, and used
   plain, plain_trials = search.derive_by_validation(
-      state.alphas, exp.supernet, config.gate_threshold,
+      state.alphas, exp.supernet, config.derive.gate_threshold,
       lambda alphas: metrics.classification_metrics(
           labels, experiment.evaluate(exp, state.weights, alphas,
                                       exp.supernet, "validation")[1])["auc"],
-      min_feature_gain=float(config.derive_min_feature_gain))
+      min_feature_gain=float(config.derive.min_feature_gain))
   assert derived == plain
   assert len(trials) == len(plain_trials) > 9
   # The same function up to float rounding: at most a near-tied pair of
@@ -167,10 +167,12 @@ def test_threshold_gates_follow_derive_architecture(dataset, extended,
 
 
 def _config(**overrides):
-  config = test_config.get_config()
-  for name, value in overrides.items():
-    config[name] = value
-  return config
+  """The test config with fields changed, each named by its field alone
+  (``search_steps=6``: ``search.steps``, as config_lib.RENAMED maps it)."""
+  return config_lib.replace(
+      config_lib.typed(test_config.get_config()),
+      {config_lib.RENAMED.get(name, name): value
+       for name, value in overrides.items()})
 
 
 def test_sampler_choice_and_its_errors(dataset):
@@ -179,26 +181,26 @@ def test_sampler_choice_and_its_errors(dataset):
   plenty = 2**34
   assert experiment.choose_sampler(config, dataset, arch, (4, 2),
                                    plenty) == "device"
-  config.sampler = "host"
+  config = _config(sampler="host")
   assert experiment.choose_sampler(config, dataset, arch, (4, 2),
                                    plenty) == "host"
   graph = experiment.sampling.graph_bytes(
       600, dataset.graph.indices.size, dataset.node_features.shape[1])
-  step = experiment.step_bytes(arch, config.batch_size, (4, 2),
+  step = experiment.step_bytes(arch, config.data.batch_size, (4, 2),
                                dataset.node_features.shape[1])
   tight = int((graph + step) / experiment.DEVICE_GRAPH_SHARE) - 1
-  config.sampler = "auto"
+  config = _config(sampler="auto")
   assert experiment.choose_sampler(config, dataset, arch, (4, 2),
                                    tight) == "host"
-  config.sampler = "device"
-  with pytest.raises(ValueError, match="config.sampler='host'"):
+  config = _config(sampler="device")
+  with pytest.raises(ValueError, match="config.data.sampler='host'"):
     experiment.choose_sampler(config, dataset, arch, (4, 2), tight)
-  with pytest.raises(ValueError, match="lower config.batch_size or "
-                     "config.fanouts"):
+  with pytest.raises(ValueError, match="lower config.data.batch_size or "
+                     "config.data.fanouts"):
     experiment.choose_sampler(config, dataset, arch, (4, 2), step - 1)
-  config.sampler = "gpu"
-  with pytest.raises(ValueError, match="unknown sampler 'gpu'"):
-    experiment.choose_sampler(config, dataset, arch, (4, 2), plenty)
+  with pytest.raises(ValueError, match=r"config.data.sampler='gpu': must be "
+                     r"one of \['auto', 'device', 'host'\]"):
+    _config(sampler="gpu")
 
 
 def test_run_keys_are_named_and_distinct():
@@ -236,8 +238,7 @@ def test_search_blocks_end_at_every_log_and_checkpoint_step(dataset):
   keys = experiment.run_keys(config.seed)
   half = search.init_search_state(keys["init"], exp.supernet,
                                   experiment.hyperparameters_of(config))
-  short = ml_collections.ConfigDict(config.to_dict())
-  short.search_steps = 8
+  short = config_lib.replace(config, {"search.steps": 8})
   half, _ = experiment.search(experiment.prepare(short, dataset), half,
                               keys=keys)
   resumed, _ = experiment.search(exp, half, keys=keys)
@@ -279,7 +280,7 @@ def test_retrain_keeps_the_best_weights_and_stops_early(dataset):
   aucs = [r["val_auc"] for r in history]
   best = int(np.argmax(aucs))
   assert bool(state.stopped)
-  assert len(history) == best + 1 + config.patience  # waited, then stopped
+  assert len(history) == best + 1 + config.retrain.patience  # waited, then stopped
   assert float(state.best_auc) == pytest.approx(aucs[best])
   validation, _ = experiment.evaluate(exp, state.best_weights, {}, fixed.arch,
                                       "validation")
@@ -305,124 +306,16 @@ def test_retrain_settings_share_one_compiled_program(dataset):
   assert norms[0] > norms[1] > norms[2]  # stronger decay, smaller weights
 
 
-@pytest.mark.parametrize("sampler", ["device", "host"])
-def test_retrain_dropout_acts_in_training_steps_alone(dataset, sampler):
-  """Dropout changes the trained weights, the same way every run; the
-  validation AUC of every block is the kept weights' without dropout."""
-  def run(rate):
-    config = _config(retrain_steps=10, eval_every=5, patience=100,
-                     retrain_lr=0.05, sampler=sampler, retrain_dropout=rate)
-    exp, fixed, state = _threshold_network(config, dataset)
-    state, history = experiment.retrain(exp, state, fixed.arch)
-    return exp, fixed, state, history
-
-  _, _, plain, _ = run(0.0)
-  exp, fixed, dropped, history = run(0.5)
-  _, _, again, _ = run(0.5)
-  chex.assert_trees_all_equal(dropped.weights, again.weights)
-  assert not all(np.array_equal(a, b) for a, b in zip(
-      jax.tree.leaves(plain.weights), jax.tree.leaves(dropped.weights)))
-  validation, _ = experiment.evaluate(exp, dropped.average, {}, fixed.arch,
-                                      "validation")
-  assert validation["auc"] == pytest.approx(history[-1]["val_auc"], abs=1e-5)
-
-
-def test_dropout_drops_the_heads_units_at_its_rate(dataset):
-  arch = experiment.supernet_for(_config(), dataset)
-  weights, alphas = model.init(jax.random.key(0), arch)
-  batch = data.BatchMaker(dataset, 64, (4, 2), 0).training_batch("train", 0)
-  plain = model.apply(weights, alphas, batch, arch)
-  chex.assert_trees_all_equal(
-      model.apply(weights, alphas, batch, arch, dropout=0.0,
-                  dropout_key=jax.random.key(1)), plain)
-  first, second = (model.apply(weights, alphas, batch, arch, dropout=0.5,
-                               dropout_key=jax.random.key(k))
-                   for k in (1, 2))
-  assert not np.allclose(first, plain) and not np.allclose(first, second)
-  x = jnp.ones((200, 50))
-  dropped = model._dropped(x, 0.3, jax.random.key(0))  # pylint: disable=protected-access
-  assert float(jnp.mean(dropped == 0)) == pytest.approx(0.3, abs=0.02)
-  np.testing.assert_allclose(np.unique(np.asarray(dropped)), [0.0, 1 / 0.7],
-                             rtol=1e-6)
-
-
-def test_stacked_shards_drop_with_a_key_each(dataset):
-  arch = experiment.supernet_for(_config(), dataset)
-  weights, alphas = model.init(jax.random.key(0), arch)
-  maker = data.BatchMaker(dataset, 32, (4, 2), 0)
-  shards = [maker.training_batch("train", step) for step in (0, 1)]
-  stacked = jax.tree.map(lambda *xs: np.stack(xs), *shards)
-  key = jax.random.key(3)
-  sums, counts = zip(*(
-      model.masked_bce_sum(model.apply(weights, alphas, shard, arch,
-                                       dropout=0.5, dropout_key=k), shard)
-      for shard, k in zip(shards, jax.random.split(key, 2))))
-  np.testing.assert_allclose(
-      search.batch_loss(weights, alphas, stacked, arch, dropout=0.5,
-                        dropout_key=key),
-      sum(sums) / sum(counts), rtol=1e-5)
-
-
-def test_average_decay_is_a_running_mean_then_an_ema():
-  decays = [float(train.average_decay(4.0, t)) for t in (0, 1, 2, 3, 100)]
-  assert decays == pytest.approx([0.0, 0.5, 2 / 3, 0.75, 0.75])
-
-
-@pytest.mark.parametrize("sampler", ["device", "host"])
-def test_retrain_evaluates_and_keeps_the_weight_average(dataset, sampler):
-  """With a span the retrain evaluates the moving average of its weights
-  (each step's weights folded in with train.average_decay), keeps it at its
-  best validation AUC, and trains the weights as it would without one."""
-  plain = _config(retrain_steps=12, eval_every=4, patience=100,
-                  retrain_lr=0.05, sampler=sampler)
-  averaged = _config(retrain_steps=12, eval_every=4, patience=100,
-                     retrain_lr=0.05, sampler=sampler,
-                     retrain_average_span=1.5)
-  exp_plain, fixed, state = _threshold_network(plain, dataset)
-  steps = []
-  for stop in range(1, 13):  # one step a block: each step's weights
-    stepped = _config(retrain_steps=stop, eval_every=1, patience=100,
-                      retrain_lr=0.05, sampler=sampler)
-    state, _ = experiment.retrain(dataclasses.replace(exp_plain,
-                                                      config=stepped),
-                                  state, fixed.arch)
-    steps.append(jax.device_get(state.weights))  # the state is donated
-  expected = steps[0]
-  for t, weights in enumerate(steps[1:], start=1):
-    decay = min(1 - 1 / 6, t / (t + 1))  # span 1.5 of 4-step intervals
-    expected = jax.tree.map(lambda a, w, d=decay: d * a + (1 - d) * w,
-                            expected, weights)
-  exp_avg, _, state = _threshold_network(averaged, dataset)
-  state, history = experiment.retrain(exp_avg, state, fixed.arch)
-  chex.assert_trees_all_close(state.weights, steps[-1], rtol=1e-5, atol=1e-6)
-  chex.assert_trees_all_close(state.average, expected, rtol=1e-4, atol=1e-5)
-  assert not jax.tree.reduce(
-      lambda same, pair: same and pair,
-      jax.tree.map(lambda a, w: bool(jnp.allclose(a, w)), state.average,
-                   state.weights))
-  validation, _ = experiment.evaluate(exp_avg, state.average, {}, fixed.arch,
-                                      "validation")
-  assert history[-1]["val_auc"] == pytest.approx(validation["auc"], abs=1e-5)
-  best, _ = experiment.evaluate(exp_avg, state.best_weights, {}, fixed.arch,
-                                "validation")
-  assert best["auc"] == pytest.approx(float(state.best_auc), abs=1e-5)
-  # No span: the average is the weights themselves.
-  exp, _, state = _threshold_network(plain, dataset)
-  state, _ = experiment.retrain(exp, state, fixed.arch)
-  chex.assert_trees_all_equal(state.average, state.weights)
-
-
 def test_eval_each_epoch_caps_the_validation_interval(dataset):
   config = _config(eval_every=100, patience=100)
-  epoch = -(-dataset.splits["train"].size // config.batch_size)
+  epoch = -(-dataset.splits["train"].size // config.data.batch_size)
   assert 1 < epoch < 100
   assert experiment.eval_interval(config, dataset) == 100
-  config.eval_each_epoch = True
-  config.retrain_steps = 2 * epoch + 1
+  config = _config(eval_every=100, patience=100, eval_each_epoch=True,
+                   retrain_steps=2 * epoch + 1)
   assert experiment.eval_interval(config, dataset) == epoch
-  config.eval_every = 1
-  assert experiment.eval_interval(config, dataset) == 1  # never raised
-  config.eval_every = 100
+  assert experiment.eval_interval(config_lib.replace(
+      config, {"retrain.eval_every": 1}), dataset) == 1  # never raised
   exp, fixed, state = _threshold_network(config, dataset)
   _, history = experiment.retrain(exp, state, fixed.arch)
   assert [r["step"] for r in history] == [epoch, 2 * epoch, 2 * epoch + 1]
@@ -431,7 +324,7 @@ def test_eval_each_epoch_caps_the_validation_interval(dataset):
 def test_early_stopping_update_counts_patience():
   weights = {"w": jnp.zeros(2)}
   state = train.TrainState(
-      step=jnp.int32(0), weights={"w": jnp.full(2, 9.0)}, average=weights,
+      step=jnp.int32(0), weights=weights,
       opt_state=(),
       nonfinite_step=jnp.int32(-1), best_weights={"w": jnp.ones(2)},
       best_auc=jnp.float32(0.7), waited=jnp.int32(0),
@@ -474,21 +367,22 @@ def test_op_layout_follows_the_backend():
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("hidden_dim", 0, "config.hidden_dim=0: must be a whole number >= 1"),
-    ("search_steps", 0, "config.search_steps=0"),
-    ("batch_size", -4, "config.batch_size=-4"),
-    ("fanouts", (10, -1), "config.fanouts=(10, -1)"),
-    ("op_ratios", (4.0, 0.0), "config.op_ratios=(4.0, 0.0)"),
-    ("arch_lr", 0.0, "config.arch_lr=0.0"),
-    ("arch_warmup_steps", 30, "config.arch_warmup_steps=30"),
+    ("hidden_dim", 0, "config.space.hidden_dim=0: must be a whole number >= 1"),
+    ("search_steps", 0, "config.search.steps=0"),
+    ("batch_size", -4, "config.data.batch_size=-4"),
+    ("fanouts", (10, -1), "config.data.fanouts=(10, -1)"),
+    ("op_ratios", (4.0, 0.0), "config.space.op_ratios=(4.0, 0.0)"),
+    ("arch_lr", 0.0, "config.search.arch_lr=0.0"),
+    ("arch_warmup_steps", 30, "config.search.arch_warmup_steps=30"),
     ("retrain_weight_decays", (1e-4, -1.0),
-     "config.retrain_weight_decays=(0.0001, -1.0): must be weight decays"),
-    ("derive_confidence", -1.0, "config.derive_confidence=-1.0: must be >= 0"),
-    ("retrain_dropout", 1.0, "config.retrain_dropout=1.0: must be in [0, 1)"),
+     "config.retrain.weight_decays=(0.0001, -1.0): must be weight decays"),
+    ("derive_confidence", -1.0, "config.derive.confidence=-1.0: must be >= 0"),
 ])
 def test_config_mistakes_are_refused_before_any_work(dataset, field, value,
                                                      message):
-  config = _config(**{field: value})
+  config = test_config.get_config()  # the launcher's ConfigDict
+  group, _, name = config_lib.RENAMED[field].partition(".")
+  config[group][name] = value
   with pytest.raises(ValueError, match=re.escape(message)):
     experiment.prepare(config, dataset)
 
@@ -510,20 +404,14 @@ def test_member_keys_differ_only_in_the_retrain():
 
 
 def test_one_network_launchers_refuse_the_evaluations_retrain_settings():
-  config = test_config.get_config()
+  config = _config()
   experiment.refuse_evaluation_settings(config, "a search run")  # size 1
-  config.retrain_ensemble_size = 2
-  with pytest.raises(ValueError, match=r"retrain_ensemble_size=2: a sweep "
+  with pytest.raises(ValueError, match=r"retrain.ensemble_size=2: a sweep "
                      r"member retrains one network"):
-    experiment.refuse_evaluation_settings(config, "a sweep member")
-  config.retrain_ensemble_size = 1
-  config.retrain_member_variants = ("wide_path",)
-  with pytest.raises(ValueError, match=r"retrain_member_variants=\('wide_path"
-                     r"',\): a search run retrains one network"):
-    experiment.refuse_evaluation_settings(config, "a search run")
-  config.retrain_member_variants = ()
-  config.retrain_weight_decays = (1e-4, 1.0)
-  with pytest.raises(ValueError, match=r"retrain_weight_decays=\(0.0001, "
+    experiment.refuse_evaluation_settings(
+        _config(retrain_ensemble_size=2), "a sweep member")
+  with pytest.raises(ValueError, match=r"retrain.weight_decays=\(0.0001, "
                      r"1.0\): a search run retrains with "
-                     r"config.retrain_weight_decay"):
-    experiment.refuse_evaluation_settings(config, "a search run")
+                     r"config.retrain.weight_decay"):
+    experiment.refuse_evaluation_settings(
+        _config(retrain_weight_decays=(1e-4, 1.0)), "a search run")

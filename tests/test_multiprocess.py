@@ -1,6 +1,6 @@
 """Two processes joined by jax.distributed on the CPU, as two hosts would be.
 
-Each process has two forced CPU devices; ``--config.num_devices=0`` runs the
+Each process has two forced CPU devices; ``--config.runtime.num_devices=0`` runs the
 search and retrain data-parallel over all four. A run whose process 1 is
 killed mid-search stops process 0 with an error naming process 1; both
 resumed, the run ends equal to one process over four devices.
@@ -26,11 +26,11 @@ LAUNCHER = os.path.join(ROOT, "experiments", "search.py")
 CONFIG = os.path.join(ROOT, "experiments", "configs", "test.py")
 # A one-layer supernet of two ops and no timing probes: fewer compiles, the
 # same multi-process paths.
-OVERRIDES = ("--config.num_devices=0", "--config.search_steps=20",
-             "--config.log_every=5", "--config.checkpoint_every=5",
-             "--config.retrain_steps=20", "--config.eval_every=10",
-             "--config.num_gcn_layers=1", "--config.op_ratios=2.0,1.0",
-             "--config.cost_probes=False")
+OVERRIDES = ("--config.runtime.num_devices=0", "--config.search.steps=20",
+             "--config.runtime.log_every=5", "--config.runtime.checkpoint_every=5",
+             "--config.retrain.steps=20", "--config.retrain.eval_every=10",
+             "--config.space.num_gcn_layers=1", "--config.space.op_ratios=2.0,1.0",
+             "--config.runtime.cost_probes=False")
 HEARTBEAT_SECONDS = 10
 
 

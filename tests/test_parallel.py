@@ -38,11 +38,11 @@ def test_launcher_runs_data_parallel_on_four_devices(tmp_path):
       [sys.executable, os.path.join(ROOT, "experiments", "search.py"),
        f"--workdir={tmp_path}",
        f"--config={os.path.join(ROOT, 'experiments', 'configs', 'test.py')}",
-       "--config.num_devices=4", "--config.batch_size=8",
+       "--config.runtime.num_devices=4", "--config.data.batch_size=8",
        # One layer of two ops, no timing probes: fewer compiles, the same
        # data-parallel paths.
-       "--config.num_gcn_layers=1", "--config.op_ratios=2.0,1.0",
-       "--config.cost_probes=False"],
+       "--config.space.num_gcn_layers=1", "--config.space.op_ratios=2.0,1.0",
+       "--config.runtime.cost_probes=False"],
       capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "data-parallel over 4 devices: global batch 32 graphs" in (

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 import launch  # pylint: disable=g-bad-import-order
+from credit_nas_jax import config as config_lib
 from credit_nas_jax import experiment
 from credit_nas_jax import model_io
 from credit_nas_jax import pipeline
@@ -24,8 +25,8 @@ OUTPUTS = ("config.json", "metrics.jsonl", "alphas.csv", "alphas.png",
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("run")
-  result = launch.search(workdir, "--config.search_steps=12",
-                         "--config.profile_steps=6,10")
+  result = launch.search(workdir, "--config.search.steps=12",
+                         "--config.runtime.profile_steps=6,10")
   return workdir, result.stderr
 
 
@@ -40,7 +41,7 @@ def test_launcher_writes_every_output(run_dir):
 def test_outputs_are_consistent(run_dir):
   workdir, _ = run_dir
   config = json.load(open(os.path.join(workdir, "config.json")))
-  assert config["search_steps"] == 12  # the override was applied
+  assert config["search"]["steps"] == 12  # the override was applied
   gates = pd.read_csv(os.path.join(workdir, "alphas.csv"))
   assert gates["step"].tolist() == [0, 5, 10, 12]
   assert gates.filter(like="feature/").shape[1] == 5
@@ -145,9 +146,8 @@ def test_search_profile_covers_the_blocks_of_its_steps(monkeypatch,
 
 @pytest.mark.parametrize("steps", [(0, 5), (6, 5), (1, 2, 3)])
 def test_profile_steps_are_checked(steps):
-  config = pipeline.ml_collections.ConfigDict({"profile_steps": steps})
   with pytest.raises(ValueError, match="profile_steps"):
-    pipeline.profile_range(config)
+    config_lib.from_dict({"runtime": {"profile_steps": steps}})
 
 
 def test_heartbeat_logs_a_silent_stage(caplog):
@@ -167,13 +167,20 @@ def test_rate_and_time_left():
 
 
 @pytest.mark.parametrize("overrides,message", [
-    (("--config.hidden_dim=0",), "config.hidden_dim=0: must be a whole"),
-    (("--config.search_steps=0",), "config.search_steps=0"),
-    (("--config.nonsense=3",), "an unknown field or a bad value"),
-    (("--config.batch_size=abc",), "--config.batch_size=abc"),
-    (("--config.sampler=gpu",), "unknown sampler 'gpu'"),
-    (("--config.retrain_ensemble_size=3",),
-     "config.retrain_ensemble_size=3: a search run retrains one network"),
+    (("--config.space.hidden_dim=0",), "config.space.hidden_dim=0: must be a whole"),
+    (("--config.search.steps=0",), "config.search.steps=0"),
+    (("--config.nonsense=3",), "--config.nonsense: no such field"),
+    (("--config.search.nonsense=3",),
+     "--config.search.nonsense: no such field; search has"),
+    (("--config.arch_lr=0.1",),
+     "--config.arch_lr is now --config.search.arch_lr"),
+    (("--config.data.batch_size=abc",), "--config.data.batch_size=abc"),
+    (("--config.data.sampler=gpu",),
+     "config.data.sampler='gpu': must be one of ['auto', 'device', 'host']"),
+    (("--config.derive.rule=best",),
+     "config.derive.rule='best': must be one of"),
+    (("--config.retrain.ensemble_size=3",),
+     "config.retrain.ensemble_size=3: a search run retrains one network"),
 ])
 def test_launcher_refuses_config_mistakes_in_one_line(tmp_path, overrides,
                                                       message):

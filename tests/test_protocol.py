@@ -5,6 +5,7 @@ import pytest
 from sklearn import metrics as sk_metrics
 
 import protocol_helpers  # pylint: disable=g-bad-import-order
+from credit_nas_jax import config as config_lib
 from credit_nas_jax import evaluation
 from credit_nas_jax import model
 from credit_nas_jax import pipeline
@@ -69,7 +70,7 @@ def test_every_model_runs_on_one_seed(runs, dataset, config, models,
   assert len([t for t in extended["derive_trials"] if "ops" in t]) == 25
   # Features close on evidence: a feature went if and only if its gain plus
   # z standard errors is below the minimum gain.
-  z, least = config.derive_confidence, config.derive_min_feature_gain
+  z, least = config.derive.confidence, config.derive.min_feature_gain
   assert z > 0 and least > 0
   closing = [t for t in extended["derive_trials"] if "closed_feature" in t]
   assert closing and any(t["gain_se"] > 0 for t in closing)
@@ -89,7 +90,7 @@ def test_every_model_runs_on_one_seed(runs, dataset, config, models,
 
 def test_searched_rows_average_their_retrained_members(runs, config,
                                                        dataset):
-  size = config.retrain_ensemble_size
+  size = config.retrain.ensemble_size
   assert size > 1  # the protocol's config exercises the members' mean
   labels = dataset.labels[dataset.splits["validation"]]
   for name in evaluation.SEARCHED:
@@ -108,7 +109,7 @@ def test_searched_rows_average_their_retrained_members(runs, config,
     # and the other members retrained with it.
     decays = row["details"]["weight_decays"]
     assert [d["weight_decay"] for d in decays] == list(
-        config.retrain_weight_decays)
+        config.retrain.weight_decays)
     chosen = max(decays, key=lambda d: d["validation_auc"])
     assert row["details"]["weight_decay"] == chosen["weight_decay"]
     assert members[0]["validation_auc"] == pytest.approx(
@@ -141,8 +142,8 @@ def test_every_model_reports_its_validation_budget(runs, config):
   budgets = {row["model"]: row["details"]["budget"] for row in runs[0]}
   assert budgets["logistic_regression"] == len(evaluation.LR_STRENGTHS)
   for name in ("mlp", "gcn", "graphsage"):
-    assert budgets[name] == len(config.fixed_width_ratios) * len(
-        config.fixed_weight_decays)
+    assert budgets[name] == len(config.baselines.fixed_width_ratios) * len(
+        config.baselines.fixed_weight_decays)
   assert budgets["supernet"] == 1
   if "lightgbm" in budgets:
     assert budgets["lightgbm"] == len(evaluation.lightgbm_grid(config)) == 2
@@ -152,7 +153,7 @@ def test_every_model_reports_its_validation_budget(runs, config):
     row = next(r for r in runs[0] if r["model"] == name)
     assert len(row["details"]["derive_trials"]) > 1
     assert budgets[name] == len(row["details"]["derive_trials"]) + len(
-        config.retrain_weight_decays) - 1
+        config.retrain.weight_decays) - 1
   # The chosen setting is the grid's best on validation.
   for row in runs[0]:
     if "grid" in row["details"]:
@@ -165,17 +166,15 @@ def test_every_model_reports_its_validation_budget(runs, config):
 def test_baselines_do_not_read_the_fields_only_ours_reads(runs, config,
                                                           dataset, models,
                                                           tmp_path):
-  changed = protocol_helpers.tiny_protocol_config()
-  changed.feature_embeddings = ("linear", "piecewise_tree")
-  changed.embedding_bins = 3
-  changed.embedding_frequencies = config.embedding_frequencies + 3
-  changed.embedding_sigma = 2.0
-  changed.retrain_ensemble_size = 1
-  changed.retrain_weight_decays = (1.0,)
-  changed.wide_path = not config.wide_path
-  changed.retrain_member_variants = ("tree_bins",)
+  config = config_lib.typed(config)
+  changed = config_lib.replace(config, {
+      "space.feature_embeddings": ("linear", "periodic"),
+      "space.embedding_bins": 3,
+      "space.embedding_frequencies": config.space.embedding_frequencies + 3,
+      "space.embedding_sigma": 2.0, "retrain.ensemble_size": 1,
+      "retrain.weight_decays": (1.0,)})
   differing = {k for k in evaluation.OURS_ONLY_FIELDS
-               if changed[k] != config[k]}
+               if config_lib.get(changed, k) != config_lib.get(config, k)}
   assert differing == set(evaluation.OURS_ONLY_FIELDS)
   baselines = [m for m in models if m in evaluation.BASELINES]
   again = evaluation.evaluate_seed(dataset, changed, 0, baselines,
@@ -189,12 +188,15 @@ def test_baselines_do_not_read_the_fields_only_ours_reads(runs, config,
 def test_a_seed_keeps_the_rows_its_config_change_leaves_valid():
   rows = [{"model": m} for m in ("lightgbm", "mlp", "supernet", "searched",
                                  "searched_ensemble")]
-  config = {"hidden_dim": 8, "embedding_bins": 4}
+  config = {"seed": 0, "space": {"hidden_dim": 8, "embedding_bins": 4}}
   assert evaluation.reusable_rows(config, dict(config), rows) == {
       r["model"]: r for r in rows}
-  kept = evaluation.reusable_rows(config, {**config, "embedding_bins": 8},
-                                  rows)
+  kept = evaluation.reusable_rows(
+      config, {**config, "space": {"hidden_dim": 8, "embedding_bins": 8}},
+      rows)
   assert sorted(kept) == ["lightgbm", "mlp", "supernet"]
-  assert evaluation.reusable_rows(config, {**config, "hidden_dim": 16},
-                                  rows) == {}
-  assert evaluation.reusable_rows(config, {"embedding_bins": 4}, rows) == {}
+  assert evaluation.reusable_rows(
+      config, {**config, "space": {"hidden_dim": 16, "embedding_bins": 4}},
+      rows) == {}
+  assert evaluation.reusable_rows(
+      config, {"space": {"embedding_bins": 4}}, rows) == {}

@@ -1,8 +1,6 @@
 """The PyG peer computes the JAX supernet's logits, loss and both gradients."""
 
-import os
 import shutil
-import sys
 import types
 
 import chex
@@ -16,8 +14,6 @@ torch = pytest.importorskip(
 pytest.importorskip("torch_geometric",
                     reason="the PyG peer needs torch_geometric: "
                     "pip install -e '.[test]'")
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from credit_nas_jax import data  # pylint: disable=g-import-not-at-top
 from credit_nas_jax import graphs

@@ -19,9 +19,9 @@ from tensorboard.backend.event_processing import event_accumulator
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCHER = os.path.join(ROOT, "experiments", "search.py")
 CONFIG = os.path.join(ROOT, "experiments", "configs", "test.py")
-OVERRIDES = ("--config.search_steps=120", "--config.log_every=10",
-             "--config.checkpoint_every=10", "--config.retrain_steps=120",
-             "--config.eval_every=10", "--config.patience=50")
+OVERRIDES = ("--config.search.steps=120", "--config.runtime.log_every=10",
+             "--config.runtime.checkpoint_every=10", "--config.retrain.steps=120",
+             "--config.retrain.eval_every=10", "--config.retrain.patience=50")
 TIMING_FIELDS = ("steps_per_second", "seconds")
 
 
@@ -112,8 +112,8 @@ def test_same_config_and_seed_give_identical_results(uninterrupted, tmp_path):
 
 
 def test_absurd_learning_rate_stops_with_the_step_and_quantity(tmp_path):
-  result = _run(tmp_path, "--config.weight_lr=1e30",
-                "--config.arch_warmup_steps=0")
+  result = _run(tmp_path, "--config.search.weight_lr=1e30",
+                "--config.search.arch_warmup_steps=0")
   assert result.returncode != 0
   message = result.stderr.strip().splitlines()[-1]
   assert message.startswith("error: search step ")

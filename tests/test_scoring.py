@@ -161,7 +161,7 @@ def test_neighbourhoods_are_real_distinct_and_within_fanouts():
   hashes = scoring.id_hashes([f"B{i}" for i in range(17)])
   slots = scoring.sample_neighbourhoods(graph, hashes, (5, 3), seed=0)
   assert slots.shape == (17, graphs.graph_slots((5, 3)))
-  parent = scoring._parent_slots((5, 3))  # pylint: disable=protected-access
+  parent = graphs.slot_parents((5, 3))
   for row in range(17):
     assert slots[row, 0] == row
     for slot in range(1, slots.shape[1]):

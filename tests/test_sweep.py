@@ -3,11 +3,11 @@
 import json
 import os
 
-import ml_collections
 import pandas as pd
 import pytest
 
 import launch  # pylint: disable=g-bad-import-order
+from credit_nas_jax import config as config_lib
 from credit_nas_jax import sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,12 +27,10 @@ def swept(tmp_path_factory):
 
 
 def test_grid_is_seeds_times_every_swept_float():
-  config = ml_collections.ConfigDict({
-      "seed": 0, **{name: 0.5 for name in sweep.SWEPT_FLOATS},
-      **{f"sweep_{name}": () for name in sweep.SWEPT_FLOATS},
-      "sweep_seeds": (3, 4, 5)})
-  config.sweep_arch_lr = (0.1, 0.2)
-  config.sweep_zero_one_weight = (0.0, 1.0)
+  config = config_lib.replace(config_lib.Config(), {
+      **{path: 0.5 for path in sweep.SWEPT_PATHS.values()},
+      "sweep.seeds": (3, 4, 5), "sweep.arch_lr": (0.1, 0.2),
+      "sweep.zero_one_weight": (0.0, 1.0)})
   members = sweep.grid_members(config)
   assert len(members) == 12
   assert [m.index for m in members] == list(range(12))
@@ -42,7 +40,8 @@ def test_grid_is_seeds_times_every_swept_float():
   assert all(m.settings["weight_lr"] == 0.5 for m in members)
   lone = members[5].config(config)
   assert lone.seed == members[5].seed
-  assert lone.arch_lr == members[5].settings["arch_lr"]
+  assert lone.search.arch_lr == members[5].settings["arch_lr"]
+  assert lone.sweep is None
 
 
 @pytest.mark.parametrize("members,per_member,available,cap,expected", [
@@ -81,7 +80,7 @@ def test_member_equals_the_same_settings_run_alone(swept, tmp_path, member):
       "member")
   row = board.loc[member]
   _launch("search.py", tmp_path, f"--config.seed={int(row['seed'])}",
-          f"--config.arch_lr={float(row['arch_lr'])!r}")
+          f"--config.search.arch_lr={float(row['arch_lr'])!r}")
   alone = json.load(open(tmp_path / "architecture.json"))
   for feature in alone["features"]:
     assert feature["gate"] == pytest.approx(row[f"gate/{feature['name']}"],

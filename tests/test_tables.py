@@ -197,12 +197,12 @@ def test_unknown_graph_kind_is_named():
 
 def test_config_loads_the_table(tmp_path):
   config = default.get_config()
-  config.dataset = "table"
-  config.table_path = _write(_book(), tmp_path, "parquet")
-  config.label_column = "status"
-  config.bad_value = "default"
-  config.id_column = "loan_id"
-  config.knn_k = 3
+  config.data.dataset = "table"
+  config.data.table_path = _write(_book(), tmp_path, "parquet")
+  config.data.label_column = "status"
+  config.data.bad_value = "default"
+  config.data.id_column = "loan_id"
+  config.data.knn_k = 3
   dataset = datasets.load_from_config(config)
   assert dataset.encoder.features == ("amount", "grade", "region")
   assert dataset.graph.indices.size > 0

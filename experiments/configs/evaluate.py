@@ -2,10 +2,10 @@
 cores in minutes per seed.
 
   python experiments/evaluate.py --dataset=german --seeds=5
-  python experiments/evaluate.py --dataset=taiwan --config.knn_k=0
+  python experiments/evaluate.py --dataset=taiwan --config.data.knn_k=0
   python experiments/evaluate.py --dataset=table \
-      --config.table_path=/path/book.csv --config.label_column=default \
-      --config.bad_value=1
+      --config.data.table_path=/path/book.csv --config.data.label_column=default \
+      --config.data.bad_value=1
 
 Smaller than the default search (D = 64, fanouts 5 and 3, 300 search
 steps); the derived network is chosen on validation, as is every
@@ -15,48 +15,53 @@ borrowers), 22 on lending (9,857), 29 on credit and 30 on taiwan (30,000
 each), 22 on the synthetic book: under two hours for the five.
 """
 
+import dataclasses
+
 import ml_collections
 
+from credit_nas_jax import config as config_lib
 from experiments.configs import default
 
 
 def get_config() -> ml_collections.ConfigDict:
   config = default.get_config()
-  config.hidden_dim = 64
-  config.fanouts = (5, 3)
-  config.search_steps = 300
-  config.derive = "validation"
+  config.space.hidden_dim = 64
+  config.data.fanouts = (5, 3)
+  config.search.steps = 300
+  config.derive.rule = "validation"
   # Features close only on evidence: the derive keeps the most features
   # within 2 standard errors of the best validation AUC, and drops a feature
   # only if its gain + 2 standard errors < derive_min_feature_gain (200
   # validation rows on german cannot tell most candidates apart).
-  config.derive_confidence = 2.0
+  config.derive.confidence = 2.0
   # Ours chooses, per numeric feature, among the patent's linear embedding
   # and the piecewise and periodic ones (the fixed networks keep linear).
-  config.feature_embeddings = ("linear", "piecewise", "periodic")
+  config.space.feature_embeddings = ("linear", "piecewise", "periodic")
   # Each searched model is the mean of three retrains of its derived
   # network (different initial weights and, with the device sampler, batch
   # order).
-  config.retrain_ensemble_size = 3
+  config.retrain.ensemble_size = 3
   # Validation at least once an epoch: german's 600 training rows are 5
   # steps, lending's 47, the synthetic book's 94; credit and taiwan keep
   # eval_every (100 < 141).
-  config.eval_each_epoch = True
+  config.retrain.eval_each_epoch = True
 
   # Validation budgets of the baselines: every setting below is trained and
   # the best on validation kept. LightGBM: 2 x 2 x 2 = 8 settings, each with
   # rounds early-stopped on validation. The fixed networks (mlp, gcn,
   # graphsage): hidden widths as ratios of hidden_dim (the patent's small and
   # large ops) times weight decays (the model has no dropout), 6 settings.
-  # --config.fixed_weight_decays="(1e-4,)" cuts the fixed networks' part to
+  # --config.baselines.fixed_weight_decays="(1e-4,)" cuts the fixed networks' part to
   # a third.
-  config.lightgbm_num_leaves = (7, 31)
-  config.lightgbm_learning_rates = (0.03, 0.1)
-  config.lightgbm_min_child_samples = (20, 100)
-  config.fixed_width_ratios = (1.0, 4.0)
-  config.fixed_weight_decays = (1e-4, 1.0, 10.0)
+  config.baselines = ml_collections.ConfigDict(
+      dataclasses.asdict(config_lib.BaselinesConfig()))
+  config.baselines.lightgbm_num_leaves = (7, 31)
+  config.baselines.lightgbm_learning_rates = (0.03, 0.1)
+  config.baselines.lightgbm_min_child_samples = (20, 100)
+  config.baselines.fixed_width_ratios = (1.0, 4.0)
+  config.baselines.fixed_weight_decays = (1e-4, 1.0, 10.0)
   # Ours chooses its retrain's decay on validation among the same decays.
   # Decoupled (AdamW): 10 shrinks the weights by 3% a step at lr 3e-3, what
   # a 600-row table needs; 1e-4 is none, what a 30,000-row one prefers.
-  config.retrain_weight_decays = (1e-4, 1.0, 10.0)
+  config.retrain.weight_decays = (1e-4, 1.0, 10.0)
   return config

@@ -14,18 +14,18 @@ def get_config() -> ml_collections.ConfigDict:
   config = default.get_config()
 
   # Data.
-  config.num_borrowers = 600
-  config.fanouts = (4, 2)
-  config.batch_size = 32
+  config.data.num_borrowers = 600
+  config.data.fanouts = (4, 2)
+  config.data.batch_size = 32
 
   # Supernet.
-  config.hidden_dim = 16
+  config.space.hidden_dim = 16
 
   # Search and retrain.
-  config.search_steps = 20
-  config.arch_warmup_steps = 5
-  config.log_every = 5
-  config.retrain_steps = 20
-  config.eval_every = 10
-  config.checkpoint_every = 5
+  config.search.steps = 20
+  config.search.arch_warmup_steps = 5
+  config.runtime.log_every = 5
+  config.retrain.steps = 20
+  config.retrain.eval_every = 10
+  config.runtime.checkpoint_every = 5
   return config
