@@ -433,10 +433,21 @@ def _op_trials(alphas, validation_auc):
   return trials
 
 
-def _feature_count(alphas, supernet, threshold, fractions, validation_auc,
-                   confidence, difference_se):
+@dataclasses.dataclass(frozen=True)
+class _Evidence:
+  """How derive candidates are told apart: their validation AUC, and with
+  ``confidence`` z > 0 the standard error of two candidates' difference."""
+
+  validation_auc: Callable[[chex.ArrayTree], float]
+  difference_se: Callable[[chex.ArrayTree, chex.ArrayTree], float] | None
+  confidence: float
+
+
+def _feature_count(alphas, supernet, threshold, fractions, evidence):
   """The top-k features by gate (and the readout, where searched) chosen on
   validation: (the best trial, the gate order, every trial)."""
+  validation_auc = evidence.validation_auc
+  confidence, difference_se = evidence.confidence, evidence.difference_se
   feature_gates = np.asarray(model_lib.gate_values(
       alphas, supernet.gate_function)["features"])
   count = feature_gates.size
@@ -471,18 +482,20 @@ def _feature_count(alphas, supernet, threshold, fractions, validation_auc,
   return best, order, trials
 
 
-def _weak_features(best_alphas, best_auc, kept, supernet, validation_auc,
-                   min_feature_gain, confidence, difference_se, trials):
-  """The gate groups of the kept features whose closing (all of a
-  feature's embeddings at once) costs under ``min_feature_gain`` (with
-  ``confidence``: its gain plus z standard errors); each closing is
-  appended to ``trials``."""
+def _weak_features(best_alphas, best_auc, kept, supernet, min_feature_gain,
+                   evidence):
+  """(The gate groups of the kept features whose closing, all of a
+  feature's embeddings at once, costs under ``min_feature_gain``: with a
+  confidence, its gain plus z standard errors; each closing's trial)."""
+  validation_auc = evidence.validation_auc
+  confidence, difference_se = evidence.confidence, evidence.difference_se
+  trials = []
   features = {}  # feature -> its kept gate groups (one per embedding kind)
   for group in kept:
     features.setdefault(model_lib.feature_of(supernet.group_names[group]),
                         []).append(group)
   if not (min_feature_gain > 0 and len(features) > 1):
-    return []
+    return [], trials
   base = np.asarray(best_alphas["features"])
   gains, bounds = {}, {}
   for name, groups in features.items():
@@ -505,7 +518,7 @@ def _weak_features(best_alphas, best_auc, kept, supernet, validation_auc,
   weak = [n for n in features if bounds[n] < min_feature_gain]
   if len(weak) == len(features):  # keep the feature that matters most
     weak.remove(max(weak, key=gains.get))
-  return [g for n in weak for g in features[n]]
+  return [g for n in weak for g in features[n]], trials
 
 
 def derive_by_validation(alphas: chex.ArrayTree,
@@ -559,18 +572,19 @@ def derive_by_validation(alphas: chex.ArrayTree,
   op_trials = _op_trials(alphas, validation_auc)
   best_ops = max(op_trials, key=lambda t: t["validation_auc"])
   alphas["ops"] = best_ops["alphas"]
-  best, order, trials = _feature_count(
-      alphas, supernet, threshold, fractions, validation_auc, confidence,
-      difference_se)
+  evidence = _Evidence(validation_auc, difference_se, confidence)
+  best, order, trials = _feature_count(alphas, supernet, threshold,
+                                       fractions, evidence)
   kept = list(np.sort(order[:best["num_features"]]))
   base = np.asarray(alphas["features"]).copy()
   base[order[best["num_features"]:]] = _CLOSED
   best_alphas = dict(alphas, features=jnp.asarray(base))
   if best["pooled_readout"] is False:
     best_alphas["readout"] = jnp.full_like(alphas["readout"], _CLOSED)
-  dropped = _weak_features(best_alphas, best["validation_auc"], kept,
-                           supernet, validation_auc, min_feature_gain,
-                           confidence, difference_se, trials)
+  dropped, closings = _weak_features(best_alphas, best["validation_auc"],
+                                     kept, supernet, min_feature_gain,
+                                     evidence)
+  trials += closings
   derived = derive_architecture(alphas, supernet, threshold,
                                 pooled_readout=best["pooled_readout"],
                                 ops=best_ops["ops"],

@@ -14,9 +14,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEEP_CONFIG = os.path.join(ROOT, "experiments", "configs", "sweep_test.py")
 
 
-def _launch(script, workdir, *extra):
+def _launch(script, workdir, *extra, check=True):
   return launch.run(script, f"--workdir={workdir}", f"--config={SWEEP_CONFIG}",
-                    *extra)
+                    *extra, check=check)
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +95,19 @@ def test_member_equals_the_same_settings_run_alone(swept, tmp_path, member):
     metrics = json.load(open(tmp_path / "test_metrics.json"))
     assert metrics["validation"]["auc"] == pytest.approx(
         row["retrained_val_auc"], abs=1e-3)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("--config.sweep.top_k=0", "config.sweep.top_k=0: must be a whole number"),
+    ("--config.sweep_top_k=3", "--config.sweep_top_k is now "
+     "--config.sweep.top_k"),
+    ("--config.sweep.ensemble_size=5", "config.sweep.ensemble_size=5: must "
+     "be a whole number from -1"),
+])
+def test_config_mistakes_are_one_line_before_any_data(tmp_path, override,
+                                                      message):
+  result = _launch("sweep.py", tmp_path / "sweep", override, check=False)
+  assert result.returncode == 1
+  lines = result.stderr.strip().splitlines()
+  assert lines == [lines[-1]] and message in lines[-1], result.stderr
+  assert not (tmp_path / "sweep").exists()
