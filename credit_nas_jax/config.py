@@ -130,7 +130,10 @@ class SearchConfig:
 
   Attributes:
     steps: search steps.
-    second_order: the exact second-order alpha gradient.
+    second_order: the exact second-order alpha gradient, through the weight
+      optimizer's own steps (AdamW with its moments and decay).
+    unroll_steps: second order: the real weight steps unrolled (K; the
+      step's memory grows about K-fold).
     arch_warmup_steps: steps before the alphas move.
     weight_lr: the weights' AdamW learning rate.
     weight_decay: their decoupled decay (it shrinks the weights by
@@ -143,6 +146,7 @@ class SearchConfig:
 
   steps: int = 400
   second_order: bool = False
+  unroll_steps: int = 1
   arch_warmup_steps: int = 100
   weight_lr: float = 3e-3
   weight_decay: float = 1.0
@@ -364,7 +368,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 AT_LEAST_ONE = ("data.batch_size", "data.num_borrowers", "space.hidden_dim",
                 "space.num_gcn_layers", "space.embedding_frequencies",
-                "search.steps", "retrain.steps", "retrain.eval_every",
+                "search.steps", "search.unroll_steps", "retrain.steps",
+                "retrain.eval_every",
                 "retrain.patience", "retrain.ensemble_size",
                 "runtime.log_every", "runtime.checkpoint_every",
                 "runtime.keep_checkpoints", "sweep.max_chunk", "sweep.top_k")
@@ -567,6 +572,10 @@ def validate(config: Config) -> None:
   _check(config, ["runtime.profile_steps"],
          lambda v: not v or (len(v) == 2 and 1 <= v[0] <= v[1]),
          "() or (first, last) search steps, counted from 1")
+  if config.search.unroll_steps > 1 and not config.search.second_order:
+    raise ValueError(
+        f"config.search.unroll_steps={config.search.unroll_steps}: unrolls "
+        "the second-order gradient; set config.search.second_order=True")
   if not config.search.arch_warmup_steps <= config.search.steps:
     raise ValueError(
         f"config.search.arch_warmup_steps={config.search.arch_warmup_steps}"

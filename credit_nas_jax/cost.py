@@ -70,7 +70,9 @@ def step_flops(kind: str, supernet: model_lib.Architecture,
     and weight gradient (forward + full backward, 3F): 5F.
   * search_second_order: the inner training gradient (3F), reverse mode
     through it (6F), the validation loss at the stepped weights with the
-    gradient flowing into them (3F), then the weight step (3F): 15F.
+    gradient flowing into them (3F), then the weight step (3F): 15F, for
+    one unrolled weight step (``search.unroll_steps=1``; AdamW's
+    elementwise update is not counted).
   * retrain: forward + full backward of the derived network: 3F.
   * inference: one forward pass of the derived network: F.
   """

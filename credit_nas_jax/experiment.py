@@ -87,6 +87,7 @@ class Plan:
     num_shards: shards of a data-parallel batch (1: an unstacked batch).
     sharding: the data-axis sharding of stacked shards, or None.
     second_order: the exact second-order alpha gradient.
+    unroll_steps: its real weight-optimizer steps.
     arch_warmup_steps: search steps before the alphas move.
   """
 
@@ -96,6 +97,7 @@ class Plan:
   num_shards: int = 1
   sharding: Any = None
   second_order: bool = False
+  unroll_steps: int = 1
   arch_warmup_steps: int = 0
 
 
@@ -211,13 +213,17 @@ def choose_sampler(config: config_lib.Config,
       ``sampler="device"``.
   """
   columns = dataset.node_features.shape[1]
-  needed = step_bytes(arch, config.data.batch_size, fanouts, columns)
+  unroll = config.search.unroll_steps if config.search.second_order else 1
+  # Reverse mode through an unroll keeps every step's activations.
+  needed = unroll * step_bytes(arch, config.data.batch_size, fanouts,
+                               columns)
   if needed > available:
     raise ValueError(
         f"one search step needs about {needed / 2**30:.1f} GiB with "
-        f"batch_size={config.data.batch_size} and fanouts={tuple(fanouts)}, more "
-        f"than the device's {available / 2**30:.1f} GiB free; lower "
-        "config.data.batch_size or config.data.fanouts")
+        f"batch_size={config.data.batch_size}, fanouts={tuple(fanouts)} and "
+        f"{unroll} unrolled weight step(s), more than the device's "
+        f"{available / 2**30:.1f} GiB free; lower config.data.batch_size, "
+        "config.data.fanouts or config.search.unroll_steps")
   graph = sampling.graph_bytes(dataset.labels.shape[0],
                                dataset.graph.indices.size, columns)
   fits = graph + needed <= DEVICE_GRAPH_SHARE * available
@@ -281,6 +287,7 @@ def prepare(config: config_lib.Config | Any, dataset: data_lib.Dataset, *,
   plan = Plan(batch_size=config.data.batch_size, fanouts=fanouts, sampler=sampler,
               num_shards=shards, sharding=sharding,
               second_order=config.search.second_order,
+              unroll_steps=config.search.unroll_steps,
               arch_warmup_steps=config.search.arch_warmup_steps)
   arrays = None
   if sampler == "device":
@@ -356,6 +363,7 @@ def _search_block_fn(state: search_lib.SearchState,
                                  plan))
     return search_lib.search_step_fn(
         state, *batches, arch=arch, second_order=plan.second_order,
+        unroll_steps=plan.unroll_steps,
         arch_warmup_steps=plan.arch_warmup_steps)
 
   return scan_steps(step_fn, state, lambda s: s.step < stop, length,
@@ -757,9 +765,10 @@ def bare_search_step_seconds(exp: Experiment, state: search_lib.SearchState,
     train, val = jax.tree.map(lambda x: x[0],
                               host_search_batches(exp, 0, 1))
   step = jax.jit(search_lib.search_step_fn,
-                 static_argnames=("arch", "second_order",
+                 static_argnames=("arch", "second_order", "unroll_steps",
                                   "arch_warmup_steps"))
   kwargs = dict(arch=exp.supernet, second_order=exp.plan.second_order,
+                unroll_steps=exp.plan.unroll_steps,
                 arch_warmup_steps=exp.plan.arch_warmup_steps)
   jax.block_until_ready(step(state, train, val, **kwargs))
   times = []

@@ -74,6 +74,9 @@ class SearchState(struct.PyTreeNode):
             "zero_one_weight": self.zero_one_weight}
 
 
+WEIGHT_EPS_ROOT = 1e-16
+
+
 @functools.cache
 def optimizers() -> tuple[optax.GradientTransformation,
                           optax.GradientTransformation]:
@@ -85,8 +88,12 @@ def optimizers() -> tuple[optax.GradientTransformation,
   (:func:`with_hyperparams`); until then they are NaN, so a state left
   without them fails at its first step.
   """
+  # eps_root keeps the second-order gradient through a weight step finite
+  # where a weight's gradient, and so its second moment, is exactly zero
+  # (d sqrt(v) / dv is infinite at 0); 1e-16 moves no update measurably.
   weight_tx = optax.inject_hyperparams(optax.adamw)(
-      learning_rate=float("nan"), weight_decay=float("nan"))
+      learning_rate=float("nan"), weight_decay=float("nan"),
+      eps_root=WEIGHT_EPS_ROOT)
   arch_tx = optax.inject_hyperparams(optax.adamw)(
       learning_rate=float("nan"), weight_decay=float("nan"))
   return weight_tx, arch_tx
@@ -175,26 +182,46 @@ def _arch_objective(alphas, weights, graphs, arch, zero_one_weight):
   return loss + zero_one_weight * zero_one_penalty(alphas, arch), loss
 
 
+def unrolled_weights(state: SearchState, alphas: chex.ArrayTree,
+                     train_batch: jraph.GraphsTuple,
+                     arch: model_lib.Architecture, steps: int = 1
+                     ) -> chex.ArrayTree:
+  """The weights after ``steps`` of the weight optimizer's own updates
+  (AdamW with the state's moments, learning rate and decoupled decay:
+  ``weight_tx.update`` then ``optax.apply_updates``) on ``train_batch``, as
+  a function of ``alphas``: the inner problem a second-order hypergradient
+  differentiates through. The steps reuse the one training batch."""
+  def one(carry, _):
+    weights, opt_state = carry
+    grads = jax.grad(batch_loss)(weights, alphas, train_batch, arch)
+    updates, opt_state = state.weight_tx.update(grads, opt_state, weights)
+    return (optax.apply_updates(weights, updates), opt_state), None
+
+  (weights, _), _ = jax.lax.scan(
+      one, (state.weights, state.weight_opt_state), None, length=steps)
+  return weights
+
+
 def alpha_gradient(state: SearchState, train_batch: jraph.GraphsTuple,
                    val_batch: jraph.GraphsTuple, arch: model_lib.Architecture,
-                   second_order: bool) -> tuple[jax.Array, chex.ArrayTree]:
+                   second_order: bool, unroll_steps: int = 1
+                   ) -> tuple[jax.Array, chex.ArrayTree]:
   """(validation loss, d objective / d alphas).
 
   First order: the gradient at the current weights. Second order: the exact
-  gradient through one unrolled SGD weight step w' = w - lr * dL_train/dw
-  (lr = the weights' current learning rate), by autodiff.
+  gradient through ``unroll_steps`` real weight-optimizer steps
+  (:func:`unrolled_weights`: AdamW with its state, the step the weights
+  then take), by reverse-mode autodiff; its memory grows with the steps
+  (each keeps its weights, moments and activations).
   """
   if not second_order:
     (_, val_loss), grads = jax.value_and_grad(_arch_objective, has_aux=True)(
         state.alphas, state.weights, val_batch, arch, state.zero_one_weight)
     return val_loss, grads
-  step_size = state.weight_opt_state.hyperparams["learning_rate"]
 
   def unrolled(alphas):
-    train_grads = jax.grad(batch_loss)(state.weights, alphas, train_batch,
-                                       arch)
-    stepped = jax.tree.map(lambda w, g: w - step_size * g, state.weights,
-                           train_grads)
+    stepped = unrolled_weights(state, alphas, train_batch, arch,
+                               unroll_steps)
     return _arch_objective(alphas, stepped, val_batch, arch,
                            state.zero_one_weight)
 
@@ -205,11 +232,11 @@ def alpha_gradient(state: SearchState, train_batch: jraph.GraphsTuple,
 
 def arch_update(state: SearchState, train_batch: jraph.GraphsTuple,
                 val_batch: jraph.GraphsTuple, arch: model_lib.Architecture,
-                second_order: bool = False
+                second_order: bool = False, unroll_steps: int = 1
                 ) -> tuple[SearchState, dict[str, jax.Array]]:
   """One optimizer step of the alphas on a validation batch."""
   val_loss, alpha_grads = alpha_gradient(state, train_batch, val_batch, arch,
-                                         second_order)
+                                         second_order, unroll_steps)
   updates, arch_opt_state = state.arch_tx.update(
       alpha_grads, state.arch_opt_state, state.alphas)
   alphas = optax.apply_updates(state.alphas, updates)
@@ -239,6 +266,7 @@ def search_step_fn(state: SearchState, train_batch: jraph.GraphsTuple,
                    second_order: bool = False,
                    arch_warmup_steps: int = 0,
                    alphas_move: bool | None = None,
+                   unroll_steps: int = 1,
                    ) -> tuple[SearchState, dict[str, jax.Array]]:
   """One bilevel step: alphas on validation, then weights on training.
 
@@ -256,7 +284,8 @@ def search_step_fn(state: SearchState, train_batch: jraph.GraphsTuple,
                    "alpha_grad_norm": jnp.zeros_like(val_loss)}
 
   def move(state):
-    return arch_update(state, train_batch, val_batch, arch, second_order)
+    return arch_update(state, train_batch, val_batch, arch, second_order,
+                       unroll_steps)
 
   if alphas_move is None:
     state, arch_metrics = jax.lax.cond(state.step >= arch_warmup_steps, move,
@@ -289,7 +318,8 @@ def nonfinite_report(state: SearchState) -> str | None:
 
 search_step = jax.jit(
     search_step_fn,
-    static_argnames=("arch", "second_order", "arch_warmup_steps"),
+    static_argnames=("arch", "second_order", "arch_warmup_steps",
+                     "unroll_steps"),
     donate_argnums=0)
 
 

@@ -111,7 +111,8 @@ def _sweep_block_fn(states, arrays, seed_keys, seed_slot, stop, *, arch,
         pick = lambda tree: jax.tree.map(lambda x: x[slot], tree)
         return search_lib.search_step_fn(
             state, pick(train), pick(val), arch=arch,
-            second_order=plan.second_order, alphas_move=alphas_move)
+            second_order=plan.second_order, unroll_steps=plan.unroll_steps,
+            alphas_move=alphas_move)
 
       return lambda states: jax.lax.map(member, (states, seed_slot),
                                         batch_size=vmap_width)

@@ -415,3 +415,25 @@ def test_one_network_launchers_refuse_the_evaluations_retrain_settings():
                      r"config.retrain.weight_decay"):
     experiment.refuse_evaluation_settings(
         _config(retrain_weight_decays=(1e-4, 1.0)), "a search run")
+
+
+def test_an_unroll_that_cannot_run_is_refused_before_compiling(dataset):
+  with pytest.raises(ValueError, match=r"config.search.unroll_steps=3: "
+                     r"unrolls the second-order gradient; set "
+                     r"config.search.second_order=True"):
+    _config(**{"search.unroll_steps": 3})
+  with pytest.raises(ValueError, match=r"config.search.unroll_steps=0: must "
+                     r"be a whole number >= 1"):
+    _config(**{"search.unroll_steps": 0}, second_order=True)
+  one = _config(second_order=True)
+  deep = _config(**{"search.unroll_steps": 8}, second_order=True)
+  arch = experiment.supernet_for(one, dataset)
+  step = experiment.step_bytes(arch, one.data.batch_size, (4, 2),
+                               dataset.node_features.shape[1])
+  # Memory for one unrolled step but not for eight: the eight are refused,
+  # naming the setting to lower.
+  assert experiment.choose_sampler(one, dataset, arch, (4, 2),
+                                   4 * step) in ("device", "host")
+  with pytest.raises(ValueError, match=r"8 unrolled weight step\(s\).*"
+                     r"config.search.unroll_steps"):
+    experiment.choose_sampler(deep, dataset, arch, (4, 2), 4 * step)

@@ -4,6 +4,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from credit_nas_jax import data
@@ -63,32 +64,47 @@ def test_search_step_is_jitted_once_and_counts_steps(small):
   assert search.search_step._cache_size() == size
 
 
-def test_second_order_hypergradient_matches_finite_differences(small):
+def _float64(state, batches):
+  cast = lambda x: x.astype(jnp.float64) if jnp.issubdtype(
+      x.dtype, jnp.floating) else x
+  graphs = [g._replace(nodes=g.nodes.astype(np.float64), globals={
+      "label": g.globals["label"].astype(np.float64),
+      "borrower": g.globals["borrower"]}) for g in batches]
+  return jax.tree.map(cast, state), graphs
+
+
+@pytest.mark.parametrize("unroll_steps", [1, 3])
+def test_second_order_matches_finite_differences_of_the_real_adamw_unroll(
+    small, unroll_steps):
+  """The hypergradient through the weight optimizer's own steps (AdamW with
+  its moments, after some steps, so they are not the first step's sign)
+  against central differences of that unroll, computed here from optax
+  directly, in float64."""
   maker, arch = small
   with jax.enable_x64(True):
     state = search.init_search_state(jax.random.key(2), arch, HYPER)
-    state = jax.tree.map(
-        lambda x: x.astype(jnp.float64)
-        if jnp.issubdtype(x.dtype, jnp.floating) else x, state)
+    for step in range(4):  # moments that an unroll's derivative reads
+      state, _ = search.weight_update(
+          state, maker.training_batch("train", 10 + step), arch)
+    state, (train, val) = _float64(state, (maker.training_batch("train", 0),
+                                           maker.training_batch(
+                                               "validation", 0)))
     alphas = jax.tree.map(lambda a: a + jnp.linspace(-0.5, 0.5, a.size)
                           .reshape(a.shape), state.alphas)
     state = state.replace(alphas=alphas)
-    cast = lambda g: g._replace(nodes=g.nodes.astype(np.float64), globals={
-        "label": g.globals["label"].astype(np.float64),
-        "borrower": g.globals["borrower"]})
-    train = cast(maker.training_batch("train", 0))
-    val = cast(maker.training_batch("validation", 0))
     _, grads = search.alpha_gradient(state, train, val, arch,
-                                     second_order=True)
-    lr = HYPER["weight_lr"]
+                                     second_order=True,
+                                     unroll_steps=unroll_steps)
 
     def unrolled_loss(flat_alphas):
       alphas = unravel(flat_alphas)
-      train_grads = jax.grad(search.batch_loss)(state.weights, alphas, train,
-                                                arch)
-      stepped = jax.tree.map(lambda w, g: w - lr * g, state.weights,
-                             train_grads)
-      return search.batch_loss(stepped, alphas, val, arch)
+      weights, opt_state = state.weights, state.weight_opt_state
+      for _ in range(unroll_steps):
+        grads = jax.grad(search.batch_loss)(weights, alphas, train, arch)
+        updates, opt_state = state.weight_tx.update(grads, opt_state,
+                                                    weights)
+        weights = optax.apply_updates(weights, updates)
+      return search.batch_loss(weights, alphas, val, arch)
 
     flat, unravel = jax.flatten_util.ravel_pytree(state.alphas)
     eps = 1e-6
@@ -99,7 +115,8 @@ def test_second_order_hypergradient_matches_finite_differences(small):
         jnp.concatenate([flat + shifts, flat - shifts]))
     numeric = np.asarray((losses[:flat.size] - losses[flat.size:]) / (2 * eps))
     analytic = np.asarray(jax.flatten_util.ravel_pytree(grads)[0])
-    np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-9)
+    assert np.all(np.isfinite(analytic))
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-4, atol=1e-9)
     # The second-order term matters: the first-order gradient differs.
     _, first = search.alpha_gradient(state, train, val, arch,
                                      second_order=False)
