@@ -195,8 +195,8 @@ def test_sampler_choice_and_its_errors(dataset):
   config = _config(sampler="device")
   with pytest.raises(ValueError, match="config.data.sampler='host'"):
     experiment.choose_sampler(config, dataset, arch, (4, 2), tight)
-  with pytest.raises(ValueError, match="lower config.data.batch_size or "
-                     "config.data.fanouts"):
+  with pytest.raises(ValueError, match="lower config.data.batch_size, "
+                     "config.data.fanouts or config.search.unroll_steps"):
     experiment.choose_sampler(config, dataset, arch, (4, 2), step - 1)
   with pytest.raises(ValueError, match=r"config.data.sampler='gpu': must be "
                      r"one of \['auto', 'device', 'host'\]"):
