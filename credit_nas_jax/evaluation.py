@@ -609,9 +609,9 @@ def evaluate_seed(dataset: data_lib.Dataset, config: config_lib.Config,
     raise ValueError(f"unknown models {unknown}; expected some of "
                      f"{list(MODELS)}")
   config = config_lib.typed(config)
-  if config.baselines is None:
-    config = config_lib.replace(config, {"baselines.fixed_width_ratios": (
-        config_lib.BaselinesConfig().fixed_width_ratios)})
+  if config.baselines is None:  # a search config: the default grids
+    config = dataclasses.replace(config,
+                                 baselines=config_lib.BaselinesConfig())
   done = dict(done or {})
   lonely = None
   begin = time.perf_counter()

@@ -243,18 +243,9 @@ class RunMetrics:
 
 def profile_range(config: config_lib.Config
                   ) -> tuple[int, int] | None:
-  """The search steps ``(first, last)`` to trace, or None.
-
-  Raises:
-    ValueError: ``profile_steps`` is not two steps ``1 <= a <= b``.
-  """
-  steps = tuple(int(s) for s in config.runtime.profile_steps)
-  if not steps:
-    return None
-  if len(steps) != 2 or not 1 <= steps[0] <= steps[1]:
-    raise ValueError(f"profile_steps={steps}; expected two search steps a,b "
-                     "with 1 <= a <= b, or an empty tuple")
-  return steps
+  """The search steps ``(first, last)`` to trace, or None (the config's
+  check has made sure they are two steps ``1 <= a <= b``)."""
+  return config.runtime.profile_steps or None
 
 
 class SearchProfile:
