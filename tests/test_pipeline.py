@@ -57,8 +57,10 @@ def test_outputs_are_consistent(run_dir):
   for feature in architecture["features"]:
     assert feature["gate"] == pytest.approx(final[f"feature/{feature['name']}"],
                                             rel=1e-6)
-    assert feature["kept"] == (feature["gate"] >= 0.5) or (
-        architecture["kept_features"] == [feature["name"]])
+    # The default derive (on validation) keeps the features it lists.
+    assert feature["kept"] == (feature["name"]
+                               in architecture["kept_features"])
+  assert architecture["kept_features"]
   metrics = json.load(open(os.path.join(workdir, "test_metrics.json")))
   for key in ("auc", "ks", "gini", "log_loss"):
     assert np.isfinite(metrics["test"][key])

@@ -80,7 +80,8 @@ def test_member_equals_the_same_settings_run_alone(swept, tmp_path, member):
       "member")
   row = board.loc[member]
   _launch("search.py", tmp_path, f"--config.seed={int(row['seed'])}",
-          f"--config.search.arch_lr={float(row['arch_lr'])!r}")
+          f"--config.search.arch_lr={float(row['arch_lr'])!r}",
+          "--config.derive.rule=threshold")
   alone = json.load(open(tmp_path / "architecture.json"))
   for feature in alone["features"]:
     assert feature["gate"] == pytest.approx(row[f"gate/{feature['name']}"],
@@ -103,6 +104,8 @@ def test_member_equals_the_same_settings_run_alone(swept, tmp_path, member):
      "--config.sweep.top_k"),
     ("--config.sweep.ensemble_size=5", "config.sweep.ensemble_size=5: must "
      "be a whole number from -1"),
+    ("--config.derive.rule=validation", "config.derive.rule='validation': a "
+     "sweep derives its members by the threshold rule"),
 ])
 def test_config_mistakes_are_one_line_before_any_data(tmp_path, override,
                                                       message):

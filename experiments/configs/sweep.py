@@ -38,6 +38,10 @@ def get_config() -> ml_collections.ConfigDict:
   # WORKDIR/ensemble_model: -1 every retrained member, 0 no ensemble.
   config.sweep.ensemble_size = -1
 
+  # Members are derived by the threshold rule, as fixed gates of one shape
+  # (config.sweep.gate_threshold may vary it).
+  config.derive.rule = "threshold"
+
   # A lighter search than the default, since it runs 16 times.
   config.data.num_borrowers = 10_000
   config.data.batch_size = 64

@@ -14,6 +14,7 @@ def get_config() -> ml_collections.ConfigDict:
   """The test config with the sweep fields: 2 seeds x 2 alpha rates."""
   config = test.get_config()
   config.sweep = sweep.get_config().sweep
+  config.derive.rule = "threshold"
 
   # Grid.
   config.sweep.seeds = (0, 1)
