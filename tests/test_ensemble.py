@@ -132,9 +132,11 @@ def test_choose_ensemble_ranks_by_validation_and_skips_diverged():
 def test_an_ensemble_size_outside_the_retrained_is_refused(size):
   with pytest.raises(ValueError,
                      match=r"sweep.ensemble_size=.*(sweep.top_k=3|whole)"):
-    config_lib.from_dict({"sweep": {"top_k": 3, "ensemble_size": size}})
+    config_lib.from_dict({"sweep": {"top_k": 3, "ensemble_size": size},
+                          "derive": {"rule": "threshold"}})
   assert sweep.ensemble_size_of(config_lib.from_dict(
-      {"sweep": {"top_k": 3, "ensemble_size": -1}})) == 3
+      {"sweep": {"top_k": 3, "ensemble_size": -1},
+       "derive": {"rule": "threshold"}})) == 3
 
 
 def test_the_choice_never_reads_test_labels(swept,

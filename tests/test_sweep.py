@@ -30,7 +30,7 @@ def test_grid_is_seeds_times_every_swept_float():
   config = config_lib.replace(config_lib.Config(), {
       **{path: 0.5 for path in sweep.SWEPT_PATHS.values()},
       "sweep.seeds": (3, 4, 5), "sweep.arch_lr": (0.1, 0.2),
-      "sweep.zero_one_weight": (0.0, 1.0)})
+      "sweep.zero_one_weight": (0.0, 1.0), "derive.rule": "threshold"})
   members = sweep.grid_members(config)
   assert len(members) == 12
   assert [m.index for m in members] == list(range(12))
@@ -83,9 +83,14 @@ def test_member_equals_the_same_settings_run_alone(swept, tmp_path, member):
           f"--config.search.arch_lr={float(row['arch_lr'])!r}",
           "--config.derive.rule=threshold")
   alone = json.load(open(tmp_path / "architecture.json"))
+  # The member's programs are the lone run's under vmap: XLA:CPU picks
+  # batched kernels whose sums round in another order, and after the
+  # search's steps a gate drifts by up to 2e-5 (seen in CI at 6a7a21b, not
+  # on every install). A wrong setting or a branch taken differently moves a
+  # gate by more than 1e-2.
   for feature in alone["features"]:
     assert feature["gate"] == pytest.approx(row[f"gate/{feature['name']}"],
-                                            abs=1e-5)
+                                            abs=1e-4)
   assert ",".join(alone["kept_features"]) == row["kept_features"]
   assert ",".join(alone["chosen_ops"]) == row["chosen_ops"]
   assert alone["supernet_validation_auc"] == pytest.approx(
