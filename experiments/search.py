@@ -33,11 +33,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from credit_nas_jax import checkpoint
 from credit_nas_jax import config as config_lib
-from credit_nas_jax import parallel
-from credit_nas_jax import pipeline
-from credit_nas_jax import train
 
 _CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                            "configs")
@@ -67,9 +63,17 @@ _CONFIG = config_flags.DEFINE_config_file(
 def main(argv):
   if len(argv) > 1:
     sys.exit(f"error: unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.INFO)
   if os.path.exists(_WORKDIR.value) and not os.path.isdir(_WORKDIR.value):
     sys.exit(f"error: --workdir={_WORKDIR.value} is a file, not a directory")
+  # The run's modules load once the flags and the config have checked, so
+  # that a mistake is refused without waiting for them.
+  # pylint: disable=g-import-not-at-top
+  from credit_nas_jax import checkpoint
+  from credit_nas_jax import parallel
+  from credit_nas_jax import pipeline
+  from credit_nas_jax import train
+  # pylint: enable=g-import-not-at-top
+  logging.set_verbosity(logging.INFO)
   try:
     parallel.initialize_distributed(
         _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,

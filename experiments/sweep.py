@@ -21,7 +21,6 @@ from absl import logging
 from ml_collections import config_flags
 
 from credit_nas_jax import config as config_lib
-from credit_nas_jax import sweep
 
 _CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                            "configs")
@@ -38,6 +37,9 @@ _CONFIG = config_flags.DEFINE_config_file(
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  # Loaded once the flags and the config have checked, so that a mistake is
+  # refused without waiting for it.
+  from credit_nas_jax import sweep  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.INFO)
   sweep.run_sweep(config_lib.typed(_CONFIG.value), _WORKDIR.value)
 

@@ -111,6 +111,24 @@ def _share_compilation_cache() -> None:
       int(os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]))
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+  """Keeps a module's tests on one xdist worker where they share a
+  module-scoped fixture (a trained model, a run of every baseline), so it is
+  built once, not once per worker that draws one of them
+  (``--dist loadgroup``, set in setup.cfg); other tests spread one by one.
+  """
+  del config
+  for item in items:
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+      continue
+    module = item.nodeid.split("::")[0]
+    if any(d.scope == "module" and d.baseid == module
+           for defs in info.name2fixturedefs.values() for d in defs):
+      item.add_marker(pytest.mark.xdist_group(module))
+
+
 @pytest.fixture(autouse=True)
 def _pinned_matmul_precision(request):
   """Runs a test marked highest_matmul_precision under "highest"."""

@@ -17,6 +17,11 @@ def tiny_protocol_config() -> ml_collections.ConfigDict:
   config.search.arch_warmup_steps = 3
   config.retrain.steps = 10
   config.retrain.eval_every = 5
+  # The fixed networks choose among two weight decays of one width: a choice
+  # made as a grid of widths makes, at one compiled program per network
+  # (a width is a new program, a weight decay a value).
+  config.baselines.fixed_width_ratios = (1.0,)
+  config.baselines.fixed_weight_decays = (1e-4, 1.0)
   return config
 
 
