@@ -626,6 +626,44 @@ def derive_by_validation(alphas: chex.ArrayTree,
                    for n, t in zip(names, op_trials)] + trials
 
 
+def architecture_count(supernet: model_lib.Architecture) -> int:
+  """How many networks the derive can give: every non-empty set of feature
+  groups, times one op a layer, times the readout where it is searched."""
+  count = 2 ** supernet.num_groups - 1
+  for names in supernet.layer_op_names:
+    count *= len(names)
+  return count * (2 if supernet.readout_searchable else 1)
+
+
+def random_architecture(supernet: model_lib.Architecture,
+                        rng: np.random.Generator) -> DerivedArchitecture:
+  """A network drawn uniformly from what the derive can give (see
+  :func:`architecture_count`): a uniform non-empty set of feature groups
+  (each kept with probability 1/2, drawn again if none is), a uniform op
+  per layer, and the pooled readout on or off with probability 1/2 where it
+  is searched. The random-architecture control of a search; its gates are
+  the untrained supernet's (all 0.5), not evidence.
+
+  Raises:
+    ValueError: the space holds a single network (nothing to draw).
+  """
+  if architecture_count(supernet) < 2:
+    raise ValueError("the search space holds one network: a random "
+                     "architecture control has nothing to draw")
+  kept = np.zeros(0, int)
+  while not kept.size:
+    kept = np.flatnonzero(rng.random(supernet.num_groups) < 0.5)
+  ops = [int(rng.integers(len(names))) for names in supernet.layer_op_names]
+  pooled = (bool(rng.random() < 0.5) if supernet.readout_searchable
+            else None)
+  alphas = {"features": jnp.zeros(supernet.num_groups),
+            "ops": [jnp.zeros(len(names)) for names in supernet.layer_op_names]}
+  if supernet.readout_searchable:
+    alphas["readout"] = jnp.zeros(1)
+  return derive_architecture(alphas, supernet, 0.5, features=kept, ops=ops,
+                             pooled_readout=pooled)
+
+
 def derived_gates(derived: DerivedArchitecture,
                   supernet: model_lib.Architecture) -> dict[str, jax.Array]:
   """The derived network as fixed gates of its supernet: 1 on the kept

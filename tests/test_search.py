@@ -365,3 +365,31 @@ def test_derive_by_validation_closes_a_feature_with_all_its_embeddings():
   gains = {t["closed_feature"]: t["gain"] for t in trials
            if "closed_feature" in t}
   assert gains == pytest.approx({"signal": 0.1005, "noise": 0.0001})
+
+
+def test_random_architectures_are_uniform_over_what_the_derive_gives():
+  supernet = model.supernet_architecture((0, 1, 1), ("a", "b"), hidden_dim=4,
+                                         op_ratios=(2, 1),
+                                         readout_searchable=True)
+  # 3 feature sets x 2 ops x 2 ops x 2 readouts.
+  assert search.architecture_count(supernet) == 24
+  rng = np.random.default_rng(0)
+  draws = [search.random_architecture(supernet, rng) for _ in range(2400)]
+  counts = {}
+  for d in draws:
+    key = (d.kept_features, d.chosen_ops, d.arch.pooled_readout)
+    counts[key] = counts.get(key, 0) + 1
+  assert len(counts) == 24
+  # 100 expected each: a binomial standard deviation is about 10.
+  assert 60 < min(counts.values()) and max(counts.values()) < 140
+  for d in draws[:5]:
+    assert d.arch.num_groups == len(d.kept_features) >= 1
+    assert all(len(layer) == 1 for layer in d.arch.layer_ops)
+
+
+def test_a_space_of_one_network_has_no_random_control():
+  supernet = model.supernet_architecture((0,), ("a",), hidden_dim=4,
+                                         op_ratios=(1,))
+  assert search.architecture_count(supernet) == 1
+  with pytest.raises(ValueError, match="holds one network"):
+    search.random_architecture(supernet, np.random.default_rng(0))
