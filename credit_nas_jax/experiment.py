@@ -393,6 +393,21 @@ def host_search_batches(exp: Experiment, start: int, length: int) -> Any:
 BlockCallback = Callable[[Any, dict[str, float], int], None]
 
 
+# The timing of a search that had no step left to run.
+_NO_SEARCH_TIMING = {"compile_seconds": 0.0, "search_seconds": 0.0,
+                     "host_callback_seconds": 0.0,
+                     "search_steps_per_second": float("nan")}
+
+
+def _stop_if_nonfinite(state: search_lib.SearchState) -> None:
+  """Raises train.NonFiniteError where a search block went non-finite."""
+  report = search_lib.nonfinite_report(state)
+  if report:
+    raise train_lib.NonFiniteError(
+        f"{report}; stopping. The last good checkpoint is kept; lower the "
+        "learning rates or check the data.")
+
+
 def search(exp: Experiment, state: search_lib.SearchState, *,
            on_block: BlockCallback | None = None,
            keys: dict[str, jax.Array] | None = None
@@ -422,9 +437,7 @@ def search(exp: Experiment, state: search_lib.SearchState, *,
     return None
 
   if step >= total:
-    return state, {"compile_seconds": 0.0, "search_seconds": 0.0,
-                   "host_callback_seconds": 0.0,
-                   "search_steps_per_second": float("nan")}
+    return state, dict(_NO_SEARCH_TIMING)
   compile_start = time.perf_counter()
   compiled = search_block.lower(
       state, exp.arrays, keys["search_batches"], jnp.int32(total),
@@ -442,11 +455,7 @@ def search(exp: Experiment, state: search_lib.SearchState, *,
     metrics = jax.tree.map(float, metrics)
     now = time.perf_counter()
     metrics["block_seconds"], block_start = now - block_start, now
-    report = search_lib.nonfinite_report(state)
-    if report:
-      raise train_lib.NonFiniteError(
-          f"{report}; stopping. The last good checkpoint is kept; lower the "
-          "learning rates or check the data.")
+    _stop_if_nonfinite(state)
     if on_block:
       on_block(state, metrics, step)
       block_start = time.perf_counter()

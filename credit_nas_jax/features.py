@@ -377,13 +377,8 @@ def _at(values: np.ndarray, positions: np.ndarray, fill):
   return np.where(positions >= 0, out, fill)
 
 
-def _validate(borrowers, loans, installments):
-  """Checks every row; returns parsed columns, keep masks and the rejects."""
-  frames = {"borrowers": borrowers, "loans": loans, "installments": installments}
-  for table, columns in REQUIRED_COLUMNS.items():
-    _check_columns(frames[table], table, columns)
-
-  # Borrowers.
+def _validate_borrowers(borrowers):
+  """The borrowers' problems, ids and parsed scores."""
   b = _Problems("borrowers", borrowers)
   borrower_id = borrowers["borrower_id"]
   b.add(~_bool(borrower_id.notna()), "borrower_id", "missing borrower id")
@@ -398,9 +393,15 @@ def _validate(borrowers, loans, installments):
     b.add(nonfinite, field, "score is not finite (inf or nan)", borrower_id)
     b.add(value < 0, field, "negative score", borrower_id)
     scores[field] = value
+  return b, borrower_id, scores
 
-  # Loans: the owner's row, found once. A rejected record names its owner
-  # without surrounding whitespace, so that owner counts as having lost it.
+
+def _validate_loans(loans, borrower_id, b):
+  """The loans' problems and parsed columns.
+
+  The owner's row is found once. A rejected record names its owner without
+  surrounding whitespace, so that owner counts as having lost it.
+  """
   l = _Problems("loans", loans)
   loan_id = loans["loan_id"]
   owner_row = _lookup(_first_positions(borrower_id), loans["borrower_id"])
@@ -428,51 +429,62 @@ def _validate(borrowers, loans, installments):
   l.add(periods < 1, "periods", "periods < 1", loan_owner)
   l.add(~_at(~b.bad, owner_row, False), "borrower_id",
         "borrower record rejected", loan_owner)
+  return l, dict(loan_id=loan_id, loan_owner=loan_owner, owner_row=owner_row,
+                 source_code=source_code, periods=periods)
 
-  # Installments: the loan's row, found once.
+
+def _validate_installments(installments, loans, l):
+  """The installments' problems and parsed columns (the loan's row found
+  once); ``loans`` is :func:`_validate_loans`' parsed columns."""
   i = _Problems("installments", installments)
   installment_loan = installments["loan_id"]
-  loan_positions = _first_positions(loan_id)
+  loan_positions = _first_positions(loans["loan_id"])
   loan_row = _lookup(loan_positions, installment_loan)
-  installment_owner = _at(
-      loan_owner.to_numpy(dtype=object),
-      _lookup(loan_positions, _stripped(installment_loan)), None)
-  i.add(~_bool(installment_loan.notna()), "loan_id", "missing loan id",
-        installment_owner)
-  i.add(_padded_ids(installment_loan), "loan_id", WHITESPACE_REASON,
-        installment_owner)
-  i.add(loan_row < 0, "loan_id", "installment of an unknown loan",
-        installment_owner)
+  owner = _at(loans["loan_owner"].to_numpy(dtype=object),
+              _lookup(loan_positions, _stripped(installment_loan)), None)
+  i.add(~_bool(installment_loan.notna()), "loan_id", "missing loan id", owner)
+  i.add(_padded_ids(installment_loan), "loan_id", WHITESPACE_REASON, owner)
+  i.add(loan_row < 0, "loan_id", "installment of an unknown loan", owner)
   period, unparsable, nonfinite = _parse_numbers(installments["period"])
   i.add(unparsable | (np.isnan(period) & ~nonfinite), "period",
-        "period is not a number", installment_owner)
-  i.add(nonfinite, "period", "period is not finite (inf or nan)",
-        installment_owner)
-  loan_periods = _at(periods, loan_row, np.nan)
+        "period is not a number", owner)
+  i.add(nonfinite, "period", "period is not finite (inf or nan)", owner)
+  loan_periods = _at(loans["periods"], loan_row, np.nan)
   out_of_range = ((period < 1) | (period > loan_periods)
                   | (period != np.floor(period)))
-  i.add(out_of_range, "period", "period outside 1..periods", installment_owner)
+  i.add(out_of_range, "period", "period outside 1..periods", owner)
   # (loan row, period) as one exact key; only rows still valid take part.
   period_code = pd.factorize(np.where(i.bad, -1.0, period))[0]
   key = pd.Series(np.where(i.bad, -1 - np.arange(len(installments)),
                            loan_row.astype(np.int64) * (len(period_code) + 1)
                            + period_code))
   i.add(key.duplicated(keep=False).to_numpy(), "period",
-        "duplicate installment", installment_owner)
+        "duplicate installment", owner)
   due, unparsable = _parse_dates(installments["due_date"])
-  i.add(unparsable, "due_date", "unparsable date", installment_owner)
-  i.add(np.isnat(due), "due_date", "missing due date", installment_owner)
+  i.add(unparsable, "due_date", "unparsable date", owner)
+  i.add(np.isnat(due), "due_date", "missing due date", owner)
   repaid, unparsable = _parse_dates(installments["repaid_date"])
-  i.add(unparsable, "repaid_date", "unparsable date", installment_owner)
+  i.add(unparsable, "repaid_date", "unparsable date", owner)
   i.add(~_at(~l.bad, loan_row, False), "loan_id", "loan record rejected",
-        installment_owner)
+        owner)
+  return i, dict(period=period, due=due, repaid=repaid, loan_row=loan_row)
 
+
+def _validate(borrowers, loans, installments):
+  """Checks every row; returns parsed columns, keep masks and the rejects."""
+  frames = {"borrowers": borrowers, "loans": loans, "installments": installments}
+  for table, columns in REQUIRED_COLUMNS.items():
+    _check_columns(frames[table], table, columns)
+  b, borrower_id, scores = _validate_borrowers(borrowers)
+  l, loan_columns = _validate_loans(loans, borrower_id, b)
+  i, installment_columns = _validate_installments(installments, loan_columns,
+                                                  l)
   rejects = [p for problems in (b, l, i) for p in problems.parts]
   rejects = (pd.concat(rejects, ignore_index=True) if rejects else
              pd.DataFrame({c: [] for c in REJECT_COLUMNS}))
-  parsed = dict(scores=scores, periods=periods, period=period, due=due,
-                repaid=repaid, owner_row=owner_row, loan_row=loan_row,
-                source_code=source_code)
+  parsed = dict(scores=scores, **installment_columns,
+                **{k: loan_columns[k]
+                   for k in ("periods", "owner_row", "source_code")})
   keep = dict(borrowers=~b.bad, loans=~l.bad, installments=~i.bad)
   return parsed, keep, rejects, frames
 

@@ -149,15 +149,8 @@ def run(config: config_lib.Config | Any, dataset: data_lib.Dataset,
   hooks.call("derived", derived, trials, supernet_validation)
 
   start = time.perf_counter()
-  train_state = experiment.retrain_state(exp, derived, keys)
-  if restore_retrain is not None:
-    train_state = restore_retrain(train_state) or train_state
-  hooks.call("stage", f"compiling the retrain ({exp.config.retrain.steps} "
-             "steps, validation every "
-             f"{experiment.eval_interval(exp.config, exp.dataset)})")
-  train_state, history = experiment.retrain(
-      exp, place(train_state), derived.arch, keys=keys,
-      on_block=lambda *args: hooks.call("retrain_block", *args))
+  train_state, history = _retrain(exp, derived, keys, hooks, place,
+                                  restore_retrain)
   retrain_seconds = time.perf_counter() - start
 
   hooks.call("stage", "evaluating the retrained model")
@@ -166,6 +159,20 @@ def run(config: config_lib.Config | Any, dataset: data_lib.Dataset,
                       for split in ("test", "validation"))
   return RunResult(exp, state, timing, supernet_validation, derived, trials,
                    train_state, history, retrain_seconds, test, validation)
+
+
+def _retrain(exp, derived, keys, hooks, place, restore_retrain):
+  """The derived network's retrain from a fresh state, or from the state
+  ``restore_retrain`` gives (a checkpoint's)."""
+  train_state = experiment.retrain_state(exp, derived, keys)
+  if restore_retrain is not None:
+    train_state = restore_retrain(train_state) or train_state
+  hooks.call("stage", f"compiling the retrain ({exp.config.retrain.steps} "
+             "steps, validation every "
+             f"{experiment.eval_interval(exp.config, exp.dataset)})")
+  return experiment.retrain(
+      exp, place(train_state), derived.arch, keys=keys,
+      on_block=lambda *args: hooks.call("retrain_block", *args))
 
 
 def _search(exp, state, keys, hooks):

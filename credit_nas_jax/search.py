@@ -377,6 +377,29 @@ def feature_threshold(threshold: float, gate_function: str,
   return threshold
 
 
+def _cut_network(supernet: model_lib.Architecture, kept: np.ndarray,
+                 chosen: Sequence[int],
+                 pooled: bool) -> model_lib.Architecture:
+  """The fixed network of the supernet's ``kept`` feature groups, op
+  ``chosen[l]`` of layer l, and the readout ``pooled`` or not."""
+  inputs = model_lib.with_groups(supernet, kept)
+  pick = lambda layers: tuple((options[j],) for options, j in zip(layers,
+                                                                  chosen))
+  return model_lib.Architecture(
+      column_groups=inputs.column_groups,
+      input_columns=inputs.input_columns,
+      column_embeddings=inputs.column_embeddings,
+      column_settings=inputs.column_settings,
+      group_names=inputs.group_names,
+      layer_ops=pick(supernet.layer_ops),
+      layer_op_names=pick(supernet.layer_op_names),
+      hidden_dim=supernet.hidden_dim,
+      gate_function=supernet.gate_function,
+      searchable=False,
+      layer_op_kinds=pick(supernet.layer_op_kinds),
+      pooled_readout=pooled)
+
+
 def derive_architecture(alphas: chex.ArrayTree,
                         supernet: model_lib.Architecture,
                         threshold: float, *,
@@ -407,7 +430,6 @@ def derive_architecture(alphas: chex.ArrayTree,
         threshold, supernet.gate_function, feature_gates.size))
   if kept.size == 0:
     kept = np.array([int(np.argmax(feature_gates))])
-  inputs = model_lib.with_groups(supernet, kept)
   chosen = ([int(np.argmax(layer_gates)) for layer_gates in gates["ops"]]
             if ops is None else [int(j) for j in ops])
   readout_gate = None
@@ -416,24 +438,8 @@ def derive_architecture(alphas: chex.ArrayTree,
     readout_gate = float(gates["readout"][0])
     pooled = (readout_gate >= threshold if pooled_readout is None
               else pooled_readout)
-  arch = model_lib.Architecture(
-      column_groups=inputs.column_groups,
-      input_columns=inputs.input_columns,
-      column_embeddings=inputs.column_embeddings,
-      column_settings=inputs.column_settings,
-      group_names=inputs.group_names,
-      layer_ops=tuple((widths[j],) for widths, j in zip(supernet.layer_ops,
-                                                         chosen)),
-      layer_op_names=tuple((names[j],) for names, j in zip(
-          supernet.layer_op_names, chosen)),
-      hidden_dim=supernet.hidden_dim,
-      gate_function=supernet.gate_function,
-      searchable=False,
-      layer_op_kinds=tuple((kinds[j],) for kinds, j in zip(
-          supernet.layer_op_kinds, chosen)),
-      pooled_readout=pooled)
   return DerivedArchitecture(
-      arch=arch,
+      arch=_cut_network(supernet, kept, chosen, pooled),
       feature_gates={n: float(g) for n, g in zip(supernet.group_names,
                                                   feature_gates)},
       kept_features=tuple(supernet.group_names[g] for g in kept),
