@@ -64,6 +64,12 @@ class DataConfig:
     sampler: where neighbourhoods are sampled: "device" (inside the compiled
       step), "host" (numpy, for graphs too large for the device) or "auto"
       (the device where the graph fits in half of its free memory).
+    sensitive_column: the column the evaluation's fairness report groups
+      the test rows by (a report only: no model reads it through this
+      field); empty: the public set's own (german Gender, taiwan SEX,
+      credit Age: 1 under 25), none elsewhere; "none": no report.
+    sensitive_bins: increasing inner edges that group a numeric
+      ``sensitive_column`` (taiwan's AGE: (25, 35, 50)); empty: by value.
   """
 
   dataset: str = "synthetic"
@@ -84,6 +90,8 @@ class DataConfig:
   batch_size: int = 128
   fanouts: tuple[int, ...] = (10, 5)
   sampler: str = "auto"
+  sensitive_column: str = ""
+  sensitive_bins: tuple[float, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,6 +287,9 @@ class BaselinesConfig:
     lightgbm_min_child_samples: LightGBM's grid.
     fixed_width_ratios: the fixed networks' widths (times D).
     fixed_weight_decays: their decoupled weight decays.
+    random_architectures: networks the random-architecture control draws
+      and retrains; 0: as many as the seconds of our search, derive and
+      retrain buy (at least 2, at most ``RANDOM_ARCHITECTURES_CAP``).
   """
 
   lightgbm_num_leaves: tuple[int, ...] = (7, 31)
@@ -286,6 +297,7 @@ class BaselinesConfig:
   lightgbm_min_child_samples: tuple[int, ...] = (20, 100)
   fixed_width_ratios: tuple[float, ...] = (1.0, 4.0)
   fixed_weight_decays: tuple[float, ...] = (1e-4, 1.0, 10.0)
+  random_architectures: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -329,7 +341,8 @@ RENAMED: dict[str, str] = {
         "dataset", "data_dir", "knn_k", "use_edges", "knn_graph",
         "num_borrowers", "mean_links", "data_seed", "split_seed",
         "table_path", "label_column", "bad_value", "id_column", "edges_path",
-        "categorical_columns", "batch_size", "fanouts", "sampler")},
+        "categorical_columns", "batch_size", "fanouts", "sampler",
+        "sensitive_column", "sensitive_bins")},
     "search_space": "space.name",
     **{name: f"space.{name}" for name in (
         "hidden_dim", "op_ratios", "extra_op_ratio", "num_gcn_layers",
@@ -386,7 +399,8 @@ NON_NEGATIVE = ("data.knn_k", "data.mean_links", "search.weight_decay",
                 "search.arch_weight_decay", "search.zero_one_weight",
                 "derive.min_feature_gain", "derive.confidence",
                 "retrain.weight_decay", "runtime.num_devices",
-                "search.arch_warmup_steps", "sweep.vmap_width")
+                "search.arch_warmup_steps", "sweep.vmap_width",
+                "baselines.random_architectures")
 
 
 def _tuple_items(value: Any) -> tuple[Any, ...]:
@@ -552,6 +566,23 @@ def _check(config: Config, paths: Iterable[str], ok, what: str,
       raise ValueError(f"config.{path}={value!r}: must {verb} {what}")
 
 
+def _check_sensitive(data: DataConfig) -> None:
+  """Refuses fairness-report settings that cannot group any table."""
+  bins = data.sensitive_bins
+  if any(b != b or abs(b) == float("inf") for b in bins) or any(
+      b <= a for a, b in zip(bins, bins[1:])):
+    raise ValueError(f"config.data.sensitive_bins={bins!r}: must be "
+                     "increasing finite numbers, e.g. (25, 35, 50)")
+  if bins and data.sensitive_column in ("", "none"):
+    raise ValueError(f"config.data.sensitive_bins={bins!r}: bins a column; "
+                     "name it with config.data.sensitive_column")
+  if data.sensitive_column != data.sensitive_column.strip() or any(
+      c in data.sensitive_column for c in "\n\r"):
+    raise ValueError(f"config.data.sensitive_column="
+                     f"{data.sensitive_column!r}: must be a column name "
+                     "without surrounding spaces or line breaks")
+
+
 def validate(config: Config) -> None:
   """Refuses settings no run can use, naming the field, before any work.
 
@@ -566,6 +597,7 @@ def validate(config: Config) -> None:
            f"one of {list(choices)}")
   _check(config, ["data.fanouts"], lambda v: v and min(v) >= 0,
          "whole numbers >= 0, one per hop")
+  _check_sensitive(config.data)
   _check(config, ["space.op_ratios"], lambda v: v and min(v) > 0,
          "positive expansion ratios")
   _check(config, ["space.embedding_bins"], lambda v: v >= 2, ">= 2 bins")

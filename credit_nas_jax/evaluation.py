@@ -46,6 +46,16 @@ the fixed networks and the untrained-search supernet keep the patent's
 linear embedding.
 
 The neural models share the readout, head, optimizer and early stopping.
+
+Every row keeps its model's validation and test probabilities and its
+``calibration``: a map fitted on that model's validation probabilities alone
+(``calibration.fit_calibration``) and the test Brier score, expected
+calibration error and log loss before and after it. The fairness report of
+a seed (:func:`fairness_reports`) groups the test rows by a sensitive column
+(``config.data.sensitive_column``; the public sets' own by default:
+:data:`SENSITIVE_COLUMNS`) and reads each model's approvals at the scoring
+policy's bands (``scoring.DEFAULT_BANDS``) of its calibrated probabilities.
+Both are reports: no choice of any model reads them.
 """
 
 from __future__ import annotations
@@ -64,23 +74,32 @@ import jax
 import numpy as np
 import pandas as pd
 from absl import logging
+from scipy import stats
 from sklearn import linear_model
 from sklearn import metrics as sk_metrics
 
+from credit_nas_jax import calibration as calibration_lib
 from credit_nas_jax import config as config_lib
 from credit_nas_jax import data as data_lib
 from credit_nas_jax import datasets
 from credit_nas_jax import experiment
+from credit_nas_jax import fairness as fairness_lib
 from credit_nas_jax import files
 from credit_nas_jax import graphs as graphs_lib
 from credit_nas_jax import metrics as metrics_lib
 from credit_nas_jax import model as model_lib
 from credit_nas_jax import pipeline
+from credit_nas_jax import scoring
 from credit_nas_jax import search as search_lib
 
 MODELS = ("logistic_regression", "lightgbm", "mlp", "gcn", "graphsage",
           "supernet", "searched", "searched_extended", "searched_isolated",
-          "searched_ensemble")
+          "random_architecture", "searched_ensemble")
+# The control of the search: networks drawn at random from the patent's
+# space, each retrained as ours (:func:`random_control`).
+RANDOM = "random_architecture"
+# The most networks a compute-matched random control draws.
+RANDOM_ARCHITECTURES_CAP = 16
 BASELINES = ("logistic_regression", "lightgbm", "mlp", "gcn", "graphsage",
              "supernet")
 SEARCHED = ("searched", "searched_extended", "searched_isolated")
@@ -93,7 +112,17 @@ OURS = ENSEMBLE
 OURS_ONLY_FIELDS = ("space.feature_embeddings", "space.embedding_bins",
                     "space.embedding_frequencies", "space.embedding_sigma",
                     "retrain.ensemble_size", "retrain.weight_decays")
+# Settings that shape only the reports, never a row: a stored seed whose
+# config differs in these alone keeps every row.
+REPORT_ONLY_FIELDS = ("data.sensitive_column", "data.sensitive_bins")
 LR_STRENGTHS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+# The public sets' sensitive columns and bins (SOURCES.md's columns; taiwan's
+# SEX is 1 for male, 2 for female; credit's Age is already binary, 1 for a
+# borrower under 25, row for row taiwan's AGE < 25): dataset -> (column,
+# inner bin edges).
+SENSITIVE_COLUMNS = {"german": ("Gender", ()), "taiwan": ("SEX", ()),
+                     "credit": ("Age", ())}
+NO_SENSITIVE_COLUMN = "none"
 
 
 @dataclasses.dataclass
@@ -107,8 +136,12 @@ class ModelResult:
   seconds: float
   roc: dict[str, list[float]]
   details: dict[str, Any] = dataclasses.field(default_factory=dict)
-  # Validation and test probabilities, kept for the ensemble's choice.
+  # Validation and test probabilities: the ensemble's choice, the
+  # calibration map and the fairness report read them.
   scores: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+  # The calibration map of the validation probabilities and the test
+  # figures before and after it (:func:`calibrate`).
+  calibration: dict[str, Any] = dataclasses.field(default_factory=dict)
 
   def to_json(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -149,13 +182,56 @@ def roc_points(labels: np.ndarray, scores: np.ndarray,
           "tpr": np.round(tpr[keep], 5).tolist()}
 
 
-def _result(model: str, graph: str, labels: np.ndarray, scores: np.ndarray,
-            validation_auc: float, start: float,
-            details: dict[str, Any] | None = None) -> ModelResult:
+def _result(model: str, graph: str, labels: np.ndarray,
+            scores: dict[str, np.ndarray], validation_auc: float,
+            start: float, details: dict[str, Any] | None = None
+            ) -> ModelResult:
+  """A model's row: metrics and ROC of its test probabilities
+  (``scores["test"]`` against the test ``labels``), and both splits'
+  probabilities kept."""
+  test = np.asarray(scores["test"])
   return ModelResult(model, graph,
-                     metrics_lib.classification_metrics(labels, scores),
+                     metrics_lib.classification_metrics(labels, test),
                      float(validation_auc), time.perf_counter() - start,
-                     roc_points(labels, scores), details or {})
+                     roc_points(labels, test), details or {},
+                     {split: np.round(np.asarray(scores[split], np.float64),
+                                      7).tolist()
+                      for split in ("validation", "test")})
+
+
+def _split_labels(dataset: data_lib.Dataset) -> dict[str, np.ndarray]:
+  """The validation and test labels."""
+  return {split: dataset.labels[dataset.splits[split]]
+          for split in ("validation", "test")}
+
+
+def calibrate(scores: dict[str, Sequence[float]],
+              labels: dict[str, np.ndarray], seed: int) -> dict[str, Any]:
+  """A row's ``calibration``: the map fitted on the validation
+  probabilities and labels alone, and the test figures before and after.
+
+  Args:
+    scores: the row's ``validation`` and ``test`` probabilities.
+    labels: the same splits' labels (the test ones are only measured).
+    seed: the shuffle of the map's choosing folds.
+
+  Returns:
+    ``method``, ``map`` (``calibration.fit_calibration``) and ``test``
+    (``before`` and ``after``: Brier, ECE and log loss).
+  """
+  fitted = calibration_lib.fit_calibration(
+      labels["validation"], np.asarray(scores["validation"], np.float64),
+      seed=seed)
+  return {"method": fitted["method"], "map": fitted,
+          "test": calibration_lib.calibration_report(
+              fitted, labels["test"], np.asarray(scores["test"],
+                                                 np.float64))}
+
+
+def calibrated_test(row: dict[str, Any]) -> np.ndarray:
+  """A row's test probabilities through its calibration map."""
+  return calibration_lib.apply_map(row["calibration"]["map"],
+                                   np.asarray(row["scores"]["test"]))
 
 
 def fit_logistic_regression(dataset: data_lib.Dataset) -> ModelResult:
@@ -173,7 +249,8 @@ def fit_logistic_regression(dataset: data_lib.Dataset) -> ModelResult:
     if best is None or auc > best[0]:
       best = (auc, strength, fitted)
   auc, strength, fitted = best
-  scores = fitted.predict_proba(x[splits["test"]])[:, 1]
+  scores = {split: fitted.predict_proba(x[splits[split]])[:, 1]
+            for split in ("validation", "test")}
   return _result("logistic_regression", "none", y[splits["test"]], scores,
                  auc, start, {"C": strength, "budget": len(LR_STRENGTHS),
                               "validation_aucs": validation_aucs})
@@ -230,7 +307,8 @@ def fit_lightgbm(dataset: data_lib.Dataset, seed: int,
     if best is None or auc > best[0]:
       best = (auc, classifier, tried[-1])
   auc, classifier, chosen = best
-  scores = classifier.predict_proba(x[splits["test"]])[:, 1]
+  scores = {split: classifier.predict_proba(x[splits[split]])[:, 1]
+            for split in ("validation", "test")}
   return _result("lightgbm", "none", y[splits["test"]], scores, auc, start,
                  {**{k: v for k, v in chosen.items()
                      if k != "validation_auc"},
@@ -269,8 +347,10 @@ def _test_result(model: str, graph: str, exp: experiment.Experiment,
                  weights: chex.ArrayTree, arch: model_lib.Architecture,
                  history: list[dict], start: float,
                  details: dict[str, Any] | None = None) -> ModelResult:
-  """Scores a retrain's best weights once on test."""
-  _, scores = experiment.evaluate(exp, weights, {}, arch, "test")
+  """Scores a retrain's best weights once on test (and on validation, for
+  the calibration map)."""
+  scores = {split: experiment.evaluate(exp, weights, {}, arch, split)[1]
+            for split in ("validation", "test")}
   labels = exp.dataset.labels[exp.dataset.splits["test"]]
   best = max(history, key=lambda r: r["val_auc"])
   return _result(model, graph, labels, scores, best["val_auc"], start,
@@ -296,12 +376,14 @@ def reusable_rows(stored_config: dict[str, Any], config: dict[str, Any],
                   rows: Sequence[dict]) -> dict[str, dict]:
   """The stored rows of one seed that a run of ``config`` keeps: all of
   them under the same config, the baselines' (:data:`BASELINES`) where the
-  configs differ only in :data:`OURS_ONLY_FIELDS`, else none. Both are
+  configs differ only in :data:`OURS_ONLY_FIELDS`, else none; fields of
+  :data:`REPORT_ONLY_FIELDS` never count. Both are
   nested dicts (``Config.to_dict``), compared field by field."""
   stored_config, config = (config_lib.flatten(c)
                            for c in (stored_config, config))
   differing = {k for k in set(stored_config) | set(config)
                if stored_config.get(k) != config.get(k)}
+  differing -= set(REPORT_ONLY_FIELDS)
   if not differing:
     return {r["model"]: r for r in rows}
   if differing <= set(OURS_ONLY_FIELDS):
@@ -359,7 +441,7 @@ def _members_result(model: str, graph: str, exp: experiment.Experiment,
             for split in scores}
   validation_auc = sk_metrics.roc_auc_score(labels["validation"],
                                             scores["validation"])
-  result = _result(model, graph, labels["test"], scores["test"],
+  result = _result(model, graph, labels["test"], scores,
                    validation_auc, start,
                    {**details, "retrain_members": [
                        {"retrain_steps": m.history[-1]["step"],
@@ -367,8 +449,6 @@ def _members_result(model: str, graph: str, exp: experiment.Experiment,
                         "validation_auc": max(r["val_auc"]
                                               for r in m.history)}
                        for m in members]})
-  result.scores = {split: np.round(value, 7).tolist()
-                   for split, value in scores.items()}
   return result
 
 
@@ -532,6 +612,63 @@ def search_and_retrain(name: str, dataset: data_lib.Dataset,
   return _members_result(name, graph, exp, members, start, details)
 
 
+def draws_another(config: config_lib.Config, drawn: int,
+                         seconds: float, budget_seconds: float | None) -> bool:
+  """Whether the random control draws another network: up to
+  ``config.baselines.random_architectures``, or where that is 0 until the
+  drawn networks' ``seconds`` reach ``budget_seconds`` (ours), at least 2
+  and at most ``RANDOM_ARCHITECTURES_CAP`` (2 without a budget)."""
+  wanted = config.baselines.random_architectures
+  if wanted:
+    return drawn < wanted
+  if drawn < 2:
+    return True
+  return (budget_seconds is not None and drawn < RANDOM_ARCHITECTURES_CAP
+          and seconds < budget_seconds)
+
+
+def random_control(dataset: data_lib.Dataset, config: config_lib.Config,
+                   seed: int, graph: str,
+                   budget_seconds: float | None) -> ModelResult:
+  """The random-architecture control of ``searched``: networks drawn
+  uniformly from the same space (``search.random_architecture``: features
+  kept, ops, readout), each retrained exactly as ours is
+  (:func:`retrain_derived`: the weight decay chosen on validation, the same
+  members and keys), the one with the best validation AUC (of its members'
+  mean) kept and tested once. It draws as many networks as our search,
+  derive and retrain took seconds on this seed (``budget_seconds``; see
+  :func:`draws_another`).
+  """
+  start = time.perf_counter()
+  exp = _seed_experiment(dataset, config, seed)
+  keys = experiment.run_keys(seed)
+  rng = np.random.default_rng([seed, 0x52414E44])
+  labels = exp.dataset.labels[exp.dataset.splits["validation"]]
+  drawn, best = [], None
+  while draws_another(config, len(drawn),
+                             time.perf_counter() - start, budget_seconds):
+    derived = search_lib.random_architecture(exp.supernet, rng)
+    run, members, decays = retrain_derived(
+        Searched(exp, None, derived, [], {}, keys))
+    auc = float(sk_metrics.roc_auc_score(
+        labels, members_probabilities(run, members)["validation"]))
+    drawn.append({"kept_features": list(derived.kept_features),
+                  "chosen_ops": list(derived.chosen_ops),
+                  "pooled_readout": derived.arch.pooled_readout,
+                  "weight_decay": run.config.retrain.weight_decay,
+                  "validation_auc": auc})
+    if best is None or auc > best[0]:
+      best = (auc, run, members, derived, decays)
+  _, run, members, derived, decays = best
+  details = {"budget": len(drawn) * len(decays),
+             "architectures": drawn, "budget_seconds": budget_seconds,
+             "weight_decay": run.config.retrain.weight_decay,
+             "kept_features": list(derived.kept_features),
+             "chosen_ops": list(derived.chosen_ops),
+             "pooled_readout": derived.arch.pooled_readout}
+  return _members_result(RANDOM, graph, run, members, start, details)
+
+
 def ensemble_on_validation(rows: Sequence[dict],
                            dataset: data_lib.Dataset) -> ModelResult:
   """Ours, averaged: the mean probability of the subset of searched models
@@ -558,7 +695,8 @@ def ensemble_on_validation(rows: Sequence[dict],
       if best is None or auc > best[0]:
         best = (auc, subset)
   auc, subset = best
-  scores = np.mean([r["scores"]["test"] for r in subset], axis=0)
+  scores = {split: np.mean([r["scores"][split] for r in subset], axis=0)
+            for split in ("validation", "test")}
   graph = "+".join(dict.fromkeys(r["graph"] for r in subset))
   result = _result(ENSEMBLE, graph, labels["test"], scores, auc, start,
                    {"members": [r["model"] for r in subset],
@@ -601,8 +739,9 @@ def evaluate_seed(dataset: data_lib.Dataset, config: config_lib.Config,
 
   Returns:
     One row per model: seed, model, graph, test metrics, ROC points,
-    validation AUC, seconds and the model's choices; ``on_result`` gets
-    each new row as it finishes.
+    validation AUC, seconds, the model's choices, its validation and test
+    probabilities and its calibration (:func:`calibrate`); ``on_result``
+    gets each new row as it finishes.
   """
   unknown = sorted(set(models) - set(MODELS))
   if unknown:
@@ -630,12 +769,17 @@ def evaluate_seed(dataset: data_lib.Dataset, config: config_lib.Config,
       result = fit_logistic_regression(data)
     elif name == "lightgbm":
       result = fit_lightgbm(data, seed, lightgbm_grid(config))
+    elif name == RANDOM:
+      result = random_control(data, config, seed, edges,
+                              done.get("searched", {}).get("seconds"))
     elif name in SEARCHED:
       result = search_and_retrain(
           name, data, config, seed, edges,
           os.path.join(out_dir, f"search_{name}.jsonl"))
     else:
       result = train_fixed(name, data, config, seed, edges)
+    result.calibration = calibrate(result.scores, _split_labels(dataset),
+                                   seed)
     logging.info("seed %d: %s done: validation AUC %.4f, test AUC %.4f, "
                  "budget %s (%.0fs; %.0fs into the seed)", seed, name,
                  result.validation_auc, result.test["auc"],
@@ -694,17 +838,67 @@ def summarize(frame: pd.DataFrame, ours: str = OURS) -> pd.DataFrame:
                           columns=pivot.columns)
     summary["delta_auc_mean"] = paired.mean()
     summary["delta_auc_std"] = paired.std()
-  return summary.fillna(0.0)
+    summary["delta_auc_se"] = paired.std() / np.sqrt(paired.count())
+    summary["delta_auc_p"] = pd.Series(
+        {m: _paired_p(paired[m].dropna().to_numpy()) for m in paired})
+  return summary.fillna({c: 0.0 for c in summary.columns
+                         if c != "delta_auc_p"})
+
+
+def _paired_p(differences: np.ndarray) -> float:
+  """The two-sided p-value of a paired t test over seeds (differences of
+  one model's AUC minus another's, seed by seed); NaN under 2 seeds or
+  where every difference is the same."""
+  if differences.size < 2 or np.ptp(differences) == 0:
+    return float("nan")
+  return float(stats.ttest_1samp(differences, 0.0).pvalue)
+
+
+def paired_comparison(frame: pd.DataFrame, first: str,
+                      second: str) -> dict[str, float] | None:
+  """``first`` minus ``second`` in test AUC over the seeds both ran: the
+  mean, its standard error, the paired t test's p-value and the seeds
+  (None where they share no seed)."""
+  pivot = frame.pivot(index="seed", columns="model", values="auc")
+  if first not in pivot or second not in pivot:
+    return None
+  differences = (pivot[first] - pivot[second]).dropna().to_numpy()
+  if not differences.size:
+    return None
+  se = (differences.std(ddof=1) / np.sqrt(differences.size)
+        if differences.size > 1 else float("nan"))
+  return {"mean": float(differences.mean()), "se": float(se),
+          "p": _paired_p(differences), "seeds": int(differences.size)}
+
+
+def search_against_random(frame: pd.DataFrame) -> str | None:
+  """One line: ``searched`` against the random-architecture control, paired
+  over seeds, saying so where the search does not beat it (a difference
+  not above 0 at p < 0.05)."""
+  compared = paired_comparison(frame, "searched", RANDOM)
+  if compared is None:
+    return None
+  beats = compared["mean"] > 0 and compared["p"] < 0.05
+  return (f"- searched - {RANDOM} (paired test AUC over "
+          f"{compared['seeds']} seeds): {compared['mean']:+.4f} +- "
+          f"{compared['se']:.4f} (standard error), paired t test p = "
+          f"{compared['p']:.3g}: "
+          + ("the search beats random architectures of its space on this "
+             "set." if beats else "the search does NOT beat random "
+             "architectures of its space on this set."))
 
 
 def markdown_table(summary: pd.DataFrame, ours: str = OURS) -> str:
   """The summary as a markdown table (mean +- std over seeds)."""
   lines = [f"| model | graph | test AUC | KS | Gini | {ours} - model "
-           "(paired AUC) | validation budget | seconds/seed |",
+           "(paired AUC +- s.e., paired t p) | validation budget | "
+           "seconds/seed |",
            "|---|---|---|---|---|---|---|---|"]
   for name, row in summary.iterrows():
     delta = ("" if name == ours or "delta_auc_mean" not in row
-             else f"{row.delta_auc_mean:+.4f} +- {row.delta_auc_std:.4f}")
+             else f"{row.delta_auc_mean:+.4f} +- {row.delta_auc_se:.4f}"
+             + ("" if np.isnan(row.delta_auc_p)
+                else f" (p {row.delta_auc_p:.2g})"))
     lines.append(
         f"| {name} | {row.graph} | {row.auc_mean:.4f} +- {row.auc_std:.4f} "
         f"| {row.ks_mean:.4f} +- {row.ks_std:.4f} "
@@ -785,3 +979,147 @@ def searched_facts(rows: Sequence[dict],
 def write_json(path: str, value: Any) -> None:
   """Writes JSON atomically (a killed run never leaves half a file)."""
   files.write_json(path, value, indent=1)
+
+
+def sensitive_setting(config: config_lib.Config
+                      ) -> tuple[str, tuple[float, ...]] | None:
+  """The fairness report's (column, bins) of a config: its
+  ``data.sensitive_column`` and ``data.sensitive_bins``, empty naming the
+  public set's own (:data:`SENSITIVE_COLUMNS`); None for no report
+  ("none", or a dataset without a default)."""
+  column = config.data.sensitive_column
+  if column == NO_SENSITIVE_COLUMN:
+    return None
+  if column:
+    return column, tuple(config.data.sensitive_bins)
+  return SENSITIVE_COLUMNS.get(config.data.dataset)
+
+
+def sensitive_values(dataset: data_lib.Dataset, split: str,
+                     column: str) -> np.ndarray | None:
+  """A split's values of a column of the table before encoding (a model
+  feature or not), or None where the table lacks it."""
+  if column not in dataset.raw_features.columns:
+    return None
+  return dataset.raw_features[column].to_numpy()[dataset.splits[split]]
+
+
+def fairness_reports(rows: Sequence[dict], dataset: data_lib.Dataset,
+                     config: config_lib.Config) -> dict[str, Any] | None:
+  """Per model, ``fairness.sensitive_report`` of one seed's test rows:
+  approvals at ``scoring.DEFAULT_BANDS`` of the model's calibrated
+  probabilities, AUC, true and false positive rates by group.
+
+  Args:
+    rows: the seed's rows (:func:`evaluate_seed`); a row without
+      probabilities or calibration is left out.
+    dataset: the seed's borrowers and split.
+    config: the sensitive column (:func:`sensitive_setting`).
+
+  Returns:
+    ``column``, ``bins``, ``bands``, ``models`` (model -> report, without
+    its messages) and ``messages`` (each once), or None where the config
+    asks for no report.
+  """
+  setting = sensitive_setting(config_lib.typed(config))
+  if setting is None:
+    return None
+  column, bins = setting
+  values = sensitive_values(dataset, "test", column)
+  labels = dataset.labels[dataset.splits["test"]]
+  reports, messages = {}, []
+  for row in rows:
+    if not (row.get("scores") and row.get("calibration")):
+      continue
+    probabilities = calibrated_test(row)
+    approved = scoring.decide(probabilities,
+                              scoring.DEFAULT_BANDS) != scoring.REFUSE
+    report = fairness_lib.sensitive_report(column, values, approved,
+                                           labels=labels,
+                                           scores=probabilities, bins=bins)
+    messages += [m for m in report.pop("messages") if m not in messages]
+    reports[row["model"]] = report
+  return {"column": column, "bins": [float(b) for b in bins],
+          "bands": [list(band) for band in scoring.DEFAULT_BANDS],
+          "models": reports, "messages": messages}
+
+
+def reliability_curves(rows: Sequence[dict], dataset: data_lib.Dataset
+                       ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """Per model of one seed: the test labels and calibrated test
+  probabilities (``plotting.plot_reliability``'s curves)."""
+  labels = dataset.labels[dataset.splits["test"]]
+  return {row["model"]: (labels, calibrated_test(row)) for row in rows
+          if row.get("scores") and row.get("calibration")}
+
+
+def calibration_frame(rows: Sequence[dict]) -> pd.DataFrame:
+  """One row per (seed, model) with a calibration: its method and the test
+  Brier score, ECE and log loss before and after."""
+  records = []
+  for r in rows:
+    if not r.get("calibration"):
+      continue
+    test = r["calibration"]["test"]
+    records.append({"seed": r["seed"], "model": r["model"],
+                    "method": r["calibration"]["method"],
+                    **{f"{metric}_{when}": test[when][metric]
+                       for when in ("before", "after")
+                       for metric in ("brier", "ece", "log_loss")}})
+  return pd.DataFrame(records)
+
+
+def calibration_table(frame: pd.DataFrame) -> str:
+  """:func:`calibration_frame` as markdown: mean over seeds of each test
+  figure before -> after, and how often each map was chosen."""
+  lines = ["| model | map chosen on validation (seeds) | test Brier | "
+           "test ECE | test log loss |", "|---|---|---|---|---|"]
+  if frame.empty:
+    return "\n".join(lines)
+  for model, group in frame.groupby("model", sort=False):
+    methods = ", ".join(f"{k} {v}" for k, v in
+                        group["method"].value_counts().items())
+    cells = [f"{group[f'{m}_before'].mean():.4f} -> "
+             f"{group[f'{m}_after'].mean():.4f}"
+             for m in ("brier", "ece", "log_loss")]
+    lines.append(f"| {model} | {methods} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def _mean_of(values: Sequence[float | None]) -> str:
+  """The mean of the values that are there, or '-'."""
+  present = [v for v in values if v is not None]
+  return f"{np.mean(present):.3f}" if present else "-"
+
+
+def fairness_table(seeds: Sequence[dict[str, Any]]) -> str:
+  """The fairness reports of some seeds (:func:`fairness_reports`) as
+  markdown: per model, the demographic-parity and equal-opportunity
+  differences, then per group the count, approval rate, AUC, TPR and FPR of
+  ours and of the baselines (the searched members are in the ensemble);
+  means over seeds."""
+  lines = ["| model | group | test rows | approval rate | AUC | TPR | FPR |",
+           "|---|---|---|---|---|---|---|"]
+  differences = ["| model | demographic-parity difference | "
+                 "equal-opportunity difference |", "|---|---|---|"]
+  models = list(dict.fromkeys(m for s in seeds for m in s["models"]))
+  for model in models:
+    reports = [s["models"][model] for s in seeds if model in s["models"]]
+    differences.append(
+        f"| {model} | "
+        + _mean_of([r["demographic_parity_difference"] for r in reports])
+        + " | "
+        + _mean_of([r["equal_opportunity_difference"] for r in reports])
+        + " |")
+    if model != OURS and model not in BASELINES:
+      continue
+    groups = list(dict.fromkeys(g for r in reports for g in r["groups"]))
+    for group in groups:
+      cells = [r["groups"][group] for r in reports if group in r["groups"]]
+      lines.append(f"| {model} | {group} | "
+                   f"{np.mean([c['count'] for c in cells]):.0f} | "
+                   + " | ".join(
+                       _mean_of([c.get(k) for c in cells])
+                       for k in ("approval_rate", "auc", "tpr", "fpr"))
+                   + " |")
+  return "\n".join(differences) + "\n\n" + "\n".join(lines)

@@ -2,7 +2,7 @@
 
 A model is one derived network or an ensemble of several (the top members
 of a sweep), which share the feature encoder, the fanouts and the sampling
-seed. A model directory holds exactly three files:
+seed. A model directory holds three files, and up to two more:
 
 * ``model.json``: format version, the network (``architecture``) or the
   ensemble (``members``, a list of ``{"architecture": ...}``), feature names
@@ -11,16 +11,24 @@ seed. A model directory holds exactly three files:
 * ``weights.npz``: flat arrays named by their path in the weight tree
   (``member/<i>/`` before the path of member i of an ensemble), read with
   ``allow_pickle=False``;
-* ``checksums.sha256``: the SHA-256 of both files, in ``sha256sum`` format
-  (``sha256sum -c checksums.sha256`` checks them by hand), and a last line
-  with the SHA-256 of the lines above, so that a changed byte anywhere in
-  the directory, the checksum file included, is refused with the file named.
+* ``calibration.json`` (optional): the calibration map of the scores,
+  fitted on validation rows (:mod:`credit_nas_jax.calibration`);
+* ``population.json`` (optional): the training population's score and
+  feature bins and shares, for stability at scoring
+  (:mod:`credit_nas_jax.stability`);
+* ``checksums.sha256``: the SHA-256 of every other file, in ``sha256sum``
+  format (``sha256sum -c checksums.sha256`` checks them by hand), and a
+  last line with the SHA-256 of the lines above, so that a changed byte
+  anywhere in the directory, the checksum file included, is refused with
+  the file named; a file it does not list is refused too.
 
 Everything is written to a temporary directory that is renamed into place,
-so an interrupted save never leaves a half model. Version 3 added
-ensembles; version 2 directories (one network) load as they are. Version 1
-directories (no checksum of ``model.json``) are refused with the way to
-upgrade them: :func:`upgrade_model`.
+so an interrupted save never leaves a half model. Version 4 added the two
+optional files (a directory without them is written as version 3, which
+earlier code reads); version 3 added ensembles; version 2 directories (one
+network) load as they are. Version 1 directories (no checksum of
+``model.json``) are refused with the way to upgrade them:
+:func:`upgrade_model`.
 """
 
 from __future__ import annotations
@@ -38,18 +46,30 @@ import chex
 import jax.numpy as jnp
 import numpy as np
 
+from credit_nas_jax import calibration as calibration_lib
 from credit_nas_jax import checkpoint as checkpoint_lib
 from credit_nas_jax import graphs as graphs_lib
 from credit_nas_jax import model as model_lib
+from credit_nas_jax import stability as stability_lib
 
 FORMAT = "credit_nas_jax.model"
 FORMAT_VERSION = 3
-# Versions this code reads: 2 holds one network, 3 one network or an ensemble.
-READABLE_VERSIONS = (2, 3)
+# The version of a directory that holds calibration.json or population.json.
+MONITORED_FORMAT_VERSION = 4
+# Versions this code reads: 2 holds one network, 3 one network or an
+# ensemble, 4 also a calibration map and a training population.
+READABLE_VERSIONS = (2, 3, 4)
 DESCRIPTION_FILE = "model.json"
 WEIGHTS_FILE = "weights.npz"
+CALIBRATION_FILE = "calibration.json"
+POPULATION_FILE = "population.json"
 CHECKSUMS_FILE = "checksums.sha256"
 _CHECKED_FILES = (DESCRIPTION_FILE, WEIGHTS_FILE)
+# File name -> (SavedModel field, the check of its JSON object).
+_OPTIONAL_FILES = {
+    CALIBRATION_FILE: ("calibration", calibration_lib.check_map),
+    POPULATION_FILE: ("population", stability_lib.check_population),
+}
 _SELF_LINE = "# sha256 of the lines above: "
 _MEMBER_PREFIX = "member"
 
@@ -78,6 +98,10 @@ class SavedModel:
     metadata: free-form facts (metrics, config, gates).
     sampling_seed: the seed of the deterministic neighbourhood rule used at
       scoring time (the run's seed).
+    calibration: the calibration map of the scores
+      (``calibration.fit_calibration``), or None: uncalibrated.
+    population: the training population (``stability.fit_population``),
+      or None: no stability report at scoring.
   """
 
   members: tuple[ModelMember, ...]
@@ -85,6 +109,8 @@ class SavedModel:
   fanouts: tuple[int, ...]
   metadata: dict[str, Any]
   sampling_seed: int = 0
+  calibration: dict[str, Any] | None = None
+  population: dict[str, Any] | None = None
 
   def _only_member(self) -> ModelMember:
     if len(self.members) != 1:
@@ -163,8 +189,10 @@ def _architecture_from_json(data: dict) -> model_lib.Architecture:
 
 
 def _checksum_text(digests: dict[str, str]) -> str:
-  """The checksum file's exact text: sha256sum lines, then a self-check."""
-  body = "".join(f"{digests[name]}  {name}\n" for name in _CHECKED_FILES)
+  """The checksum file's exact text: sha256sum lines (the required files,
+  then the optional ones present), then a self-check."""
+  names = [n for n in (*_CHECKED_FILES, *_OPTIONAL_FILES) if n in digests]
+  body = "".join(f"{digests[name]}  {name}\n" for name in names)
   return f"{body}{_SELF_LINE}{hashlib.sha256(body.encode()).hexdigest()}\n"
 
 
@@ -271,47 +299,94 @@ def save_ensemble(directory: str,
     ValueError: no member, or a member that is not a derived network of the
       encoder's columns.
   """
-  if not members:
-    raise ValueError("a model needs at least one network")
-  _check_encoder(encoder)
-  ensemble = len(members) > 1
-  for index, (arch, _) in enumerate(members):
-    try:
-      _check_network(arch, encoder)
-    except ValueError as error:
-      raise ValueError(f"{_member_field(index, ensemble)}: {error}") from None
   if sampling_seed is None:
     config = metadata.get("config") if isinstance(metadata, dict) else None
     seed = config.get("seed") if isinstance(config, dict) else None
     sampling_seed = seed if isinstance(seed, int) else 0
+  write_model(directory, SavedModel(
+      tuple(ModelMember(arch, weights) for arch, weights in members),
+      encoder, tuple(fanouts), metadata, int(sampling_seed)))
+
+
+def _check_model(saved: SavedModel) -> None:
+  """Raises ValueError unless ``saved`` can be written as a model."""
+  if not saved.members:
+    raise ValueError("a model needs at least one network")
+  _check_encoder(saved.encoder)
+  ensemble = len(saved.members) > 1
+  for index, (arch, _) in enumerate(saved.members):
+    try:
+      _check_network(arch, saved.encoder)
+    except ValueError as error:
+      raise ValueError(f"{_member_field(index, ensemble)}: {error}") from None
+  for name, (field, check) in _OPTIONAL_FILES.items():
+    if getattr(saved, field) is not None:
+      try:
+        check(getattr(saved, field))
+      except ValueError as error:
+        raise ValueError(f"{name}: {error}") from None
+
+
+def _write_files(staging: str, saved: SavedModel) -> None:
+  """Every file of a model directory, into ``staging``."""
+  ensemble = len(saved.members) > 1
+  flat = {}
+  for index, (_, weights) in enumerate(saved.members):
+    flat.update(flatten_tree(weights, _member_prefix(index, ensemble)))
+  weights_path = os.path.join(staging, WEIGHTS_FILE)
+  np.savez(weights_path, **flat)
+  written = list(_CHECKED_FILES)
+  for name, (field, _) in _OPTIONAL_FILES.items():
+    if getattr(saved, field) is not None:
+      with open(os.path.join(staging, name), "w") as f:
+        json.dump(getattr(saved, field), f, indent=1, allow_nan=False)
+      written.append(name)
+  networks = [dataclasses.asdict(arch) for arch, _ in saved.members]
+  description = {
+      "format": FORMAT,
+      "format_version": (MONITORED_FORMAT_VERSION
+                         if len(written) > len(_CHECKED_FILES)
+                         else FORMAT_VERSION),
+      **({"members": [{"architecture": n} for n in networks]}
+         if ensemble else {"architecture": networks[0]}),
+      "encoder": saved.encoder.to_json(),
+      "feature_columns": list(saved.encoder.column_names),
+      "fanouts": [int(f) for f in saved.fanouts],
+      "sampling_seed": int(saved.sampling_seed),
+      "weights_sha256": checkpoint_lib.file_sha256(weights_path),
+      "metadata": saved.metadata,
+  }
+  with open(os.path.join(staging, DESCRIPTION_FILE), "w") as f:
+    json.dump(description, f, indent=2, allow_nan=False)
+  digests = {name: checkpoint_lib.file_sha256(os.path.join(staging, name))
+             for name in written}
+  with open(os.path.join(staging, CHECKSUMS_FILE), "w") as f:
+    f.write(_checksum_text(digests))
+
+
+def write_model(directory: str, saved: SavedModel) -> None:
+  """Writes a model directory atomically (replacing an existing one).
+
+  The networks as :func:`save_ensemble` writes them, and
+  ``calibration.json`` and ``population.json`` where ``saved`` holds a
+  calibration map and a training population (format version 4; without
+  them, version 3).
+
+  Args:
+    directory: the model directory to write.
+    saved: the model (``load_model`` returns one).
+
+  Raises:
+    ValueError: no member, a member that is not a derived network of the
+      encoder's columns, or a calibration map or population that does not
+      check.
+  """
+  _check_model(saved)
   parent = os.path.dirname(os.path.abspath(directory))
   os.makedirs(parent, exist_ok=True)
   staging = tempfile.mkdtemp(prefix=".model-", dir=parent)
   try:
-    flat = {}
-    for index, (_, weights) in enumerate(members):
-      flat.update(flatten_tree(weights, _member_prefix(index, ensemble)))
-    weights_path = os.path.join(staging, WEIGHTS_FILE)
-    np.savez(weights_path, **flat)
-    networks = [dataclasses.asdict(arch) for arch, _ in members]
-    description = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        **({"members": [{"architecture": n} for n in networks]}
-           if ensemble else {"architecture": networks[0]}),
-        "encoder": encoder.to_json(),
-        "feature_columns": list(encoder.column_names),
-        "fanouts": [int(f) for f in fanouts],
-        "sampling_seed": int(sampling_seed),
-        "weights_sha256": checkpoint_lib.file_sha256(weights_path),
-        "metadata": metadata,
-    }
-    with open(os.path.join(staging, DESCRIPTION_FILE), "w") as f:
-      json.dump(description, f, indent=2, allow_nan=False)
-    digests = {name: checkpoint_lib.file_sha256(os.path.join(staging, name))
-               for name in _CHECKED_FILES}
-    with open(os.path.join(staging, CHECKSUMS_FILE), "w") as f:
-      f.write(_checksum_text(digests))
+    _write_files(staging, saved)
     if os.path.isdir(directory) and not os.path.islink(directory):
       shutil.rmtree(directory)
     elif os.path.lexists(directory):
@@ -322,24 +397,29 @@ def save_ensemble(directory: str,
     raise
 
 
-def _verify_checksums(directory: str) -> None:
-  """Raises ModelFormatError naming the first file whose bytes changed."""
+def _verify_checksums(directory: str) -> set[str]:
+  """The files the checksum file lists, each checked.
+
+  Raises:
+    ModelFormatError: naming the first file whose bytes changed.
+  """
   path = os.path.join(directory, CHECKSUMS_FILE)
   try:
     with open(path, "rb") as f:
       text = f.read().decode("ascii")
   except (OSError, UnicodeDecodeError) as error:
     raise ModelFormatError(f"{path}: unreadable ({error})") from None
-  lines = text.split("\n")
   digests = {}
-  for line in lines[:len(_CHECKED_FILES)]:
-    digest, _, name = line.partition("  ")
-    digests[name] = digest
-  if set(digests) != set(_CHECKED_FILES) or _checksum_text(digests) != text:
+  for line in text.split("\n"):
+    if line and not line.startswith(_SELF_LINE):
+      digest, _, name = line.partition("  ")
+      digests[name] = digest
+  if (not set(_CHECKED_FILES) <= set(digests)
+      or _checksum_text(digests) != text):
     raise ModelFormatError(f"{path}: changed or corrupt (its own checksum "
                            "does not match); the model directory cannot be "
                            "trusted")
-  for name in _CHECKED_FILES:
+  for name in digests:
     file_path = os.path.join(directory, name)
     if not os.path.isfile(file_path):
       raise ModelFormatError(f"{file_path}: missing")
@@ -348,6 +428,7 @@ def _verify_checksums(directory: str) -> None:
       raise ModelFormatError(
           f"{file_path}: checksum {actual} does not match {CHECKSUMS_FILE} "
           f"({digests[name]}); the file was changed or is corrupt")
+  return set(digests)
 
 
 def _read_description(directory: str) -> dict:
@@ -394,19 +475,40 @@ def load_model(directory: str) -> SavedModel:
           f"add {CHECKSUMS_FILE} (version {FORMAT_VERSION})")
     raise ModelFormatError(f"{checksums_path}: missing; the model directory "
                            "cannot be checked")
-  extra = sorted(set(os.listdir(directory)) - set(_CHECKED_FILES)
-                 - {CHECKSUMS_FILE})
+  listed = _verify_checksums(directory)
+  extra = sorted(set(os.listdir(directory)) - listed - {CHECKSUMS_FILE})
   if extra:
     raise ModelFormatError(f"{directory}: files not covered by "
                            f"{CHECKSUMS_FILE}: {extra}")
-  _verify_checksums(directory)
   description = _read_description(directory)
   version = description.get("format_version")
   if version not in READABLE_VERSIONS:
     raise ModelFormatError(
         f"{description_path}: format version {version!r}; this code reads "
         f"versions {', '.join(map(str, READABLE_VERSIONS))}")
-  return _parse(directory, description)
+  return dataclasses.replace(_parse(directory, description),
+                             **_read_optional(directory, listed, version))
+
+
+def _read_optional(directory: str, listed: set[str],
+                   version: int) -> dict[str, Any]:
+  """The SavedModel fields of the optional files the checksums list, each
+  checked (a version-4 directory's files)."""
+  fields = {}
+  for name, (field, check) in _OPTIONAL_FILES.items():
+    if name not in listed:
+      continue
+    path = os.path.join(directory, name)
+    if version < MONITORED_FORMAT_VERSION:
+      raise ModelFormatError(
+          f"{path}: needs format version {MONITORED_FORMAT_VERSION}; "
+          f"{DESCRIPTION_FILE} says {version}")
+    try:
+      with open(path, encoding="utf-8") as f:
+        fields[field] = check(json.load(f))
+    except ValueError as error:  # JSON, UTF-8 and the check's errors
+      raise ModelFormatError(f"{path}: bad content ({error})") from None
+  return fields
 
 
 def _network_entries(description: dict, description_path: str) -> list:

@@ -8,10 +8,18 @@ work directory:
 * ``metrics.jsonl``: one JSON record per logged search or retrain step;
 * ``alphas.csv`` and ``alphas.png``: gate values over the search;
 * ``architecture.json``: the derived architecture with every gate value;
-* ``test_metrics.json``: the retrained model's test metrics;
+* ``test_metrics.json``: the retrained model's test metrics, and its
+  calibration's Brier score, ECE and log loss before and after, on the
+  validation and test rows, and the test rows' score PSI against the
+  training population;
+* ``calibration.png``: the reliability diagram of the test rows before and
+  after calibration;
 * ``search_cost.json``: device, versions, compile and run seconds, and the
   inference cost of the derived model against the supernet;
-* ``model/``: the saved model (see :mod:`credit_nas_jax.model_io`);
+* ``model/``: the saved model (see :mod:`credit_nas_jax.model_io`), with
+  its calibration map (fitted on the validation rows alone,
+  :mod:`credit_nas_jax.calibration`) and its training population (score
+  and feature bins, :mod:`credit_nas_jax.stability`);
 * ``tensorboard/``: the same metrics as TensorBoard scalars (losses, gate
   trajectories, steps per second, validation and test AUC) and the run's
   hyperparameters: ``tensorboard --logdir=WORKDIR``;
@@ -37,6 +45,7 @@ import numpy as np
 import pandas as pd
 from absl import logging
 
+from credit_nas_jax import calibration as calibration_lib
 from credit_nas_jax import checkpoint as checkpoint_lib
 from credit_nas_jax import config as config_lib
 from credit_nas_jax import data as data_lib
@@ -51,13 +60,15 @@ from credit_nas_jax import plotting
 from credit_nas_jax import progress
 from credit_nas_jax import run as run_lib
 from credit_nas_jax import search as search_lib
+from credit_nas_jax import stability as stability_lib
 from credit_nas_jax import synthetic
 
 DATASETS = ("synthetic", "synthetic_graph", "table") + tuple(sorted(
     datasets_lib.SPECS))
 RUN_OUTPUTS = ("config.json", "metrics.jsonl", "alphas.csv", "alphas.png",
-               "architecture.json", "test_metrics.json", "search_cost.json",
-               "model", "checkpoints", "tensorboard", "profile")
+               "architecture.json", "test_metrics.json", "calibration.png",
+               "search_cost.json", "model", "checkpoints", "tensorboard",
+               "profile")
 
 
 def get_config_from_json(path: str) -> ml_collections.ConfigDict:
@@ -501,8 +512,11 @@ def _run_experiment(config, workdir, fresh, heartbeat):
          "supernet_validation/auc": result.supernet_validation["auc"]})
   finally:
     out.metrics_log.close()
+  heartbeat.stage("calibrating on validation, keeping the training "
+                  "population")
+  monitoring = fit_monitoring(result, dataset, keys)
   if out.writer:
-    _write_model(result, dataset, workdir)
+    _write_model(result, dataset, workdir, monitoring)
   _write_cost(result, out, mesh, start, heartbeat, workdir)
   test = result.test
   logging.info("test: AUC %.4f, KS %.4f, Gini %.4f, log loss %.4f",
@@ -510,18 +524,85 @@ def _run_experiment(config, workdir, fresh, heartbeat):
   return test
 
 
+def _feature_columns(dataset: data_lib.Dataset, split: str
+                     ) -> dict[str, np.ndarray]:
+  """Every encoded feature's values before encoding, on ``split``'s rows."""
+  rows = dataset.raw_features.iloc[dataset.splits[split]]
+  return {name: rows[name].to_numpy() for name in dataset.encoder.features}
+
+
+def fit_monitoring(result: run_lib.RunResult, dataset: data_lib.Dataset,
+                   keys: dict[str, jax.Array]) -> dict[str, Any]:
+  """The retrained model's calibration map, fitted on the validation rows
+  alone, and its training population, with their figures.
+
+  Args:
+    result: the run.
+    dataset: its borrowers.
+    keys: the run's keys (the evaluation's sampling).
+
+  Returns:
+    ``calibration`` (the map), ``population``, ``report`` (for
+    test_metrics.json) and ``test`` (the test labels and scores).
+  """
+  exp, arch = result.exp, result.derived.arch
+  scores, labels = {}, {}
+  for split in data_lib.SPLITS:
+    _, scores[split] = experiment.evaluate(exp, result.weights, {}, arch,
+                                           split, keys=keys)
+    labels[split] = dataset.labels[dataset.splits[split]]
+  calibration = calibration_lib.fit_calibration(
+      labels["validation"], scores["validation"], seed=exp.config.seed)
+  encoder = dataset.encoder
+  categorical = [name for index, name in enumerate(encoder.features)
+                 if encoder.categories and encoder.categories[index]]
+  population = stability_lib.fit_population(
+      scores["train"], _feature_columns(dataset, "train"), categorical)
+  test_stability = stability_lib.stability_report(
+      population, scores["test"], _feature_columns(dataset, "test"))
+  report = {
+      "method": calibration["method"], "ece_bins": calibration_lib.BINS,
+      "out_of_fold_log_loss": calibration["out_of_fold_log_loss"],
+      **{split: calibration_lib.calibration_report(
+          calibration, labels[split], scores[split])
+         for split in ("validation", "test")},
+      "test_score_psi": test_stability["score"]["psi"]}
+  before, after = report["test"]["before"], report["test"]["after"]
+  logging.info("calibration: %s map on %d validation rows; test ECE %.4f -> "
+               "%.4f, Brier %.4f -> %.4f, log loss %.4f -> %.4f; test score "
+               "PSI %.4f", calibration["method"], calibration["rows"],
+               before["ece"], after["ece"], before["brier"], after["brier"],
+               before["log_loss"], after["log_loss"],
+               report["test_score_psi"])
+  return {"calibration": calibration, "population": population,
+          "report": report, "test": (labels["test"], scores["test"])}
+
+
 def _write_model(result: run_lib.RunResult, dataset: data_lib.Dataset,
-                 workdir: str) -> None:
-  """test_metrics.json and the saved model."""
+                 workdir: str, monitoring: dict[str, Any]) -> None:
+  """test_metrics.json, calibration.png and the saved model."""
   files.write_json(os.path.join(workdir, "test_metrics.json"),
                    {"test": result.test, "validation": result.validation,
-                    "supernet_validation": result.supernet_validation})
+                    "supernet_validation": result.supernet_validation,
+                    "calibration": monitoring["report"]})
+  labels, scores = monitoring["test"]
+  calibration = monitoring["calibration"]
+  with files.atomic_path(os.path.join(workdir, "calibration.png")) as path:
+    plotting.plot_reliability(
+        {"before calibration": (labels, scores),
+         f"after ({calibration['method']})": (
+             labels, calibration_lib.apply_map(calibration, scores))},
+        path, "Reliability of the test rows")
   config = result.exp.config
-  model_io.save_model(
-      os.path.join(workdir, "model"), result.derived.arch,
-      jax.device_get(result.weights), dataset.encoder, config.data.fanouts,
+  model_io.write_model(os.path.join(workdir, "model"), model_io.SavedModel(
+      (model_io.ModelMember(result.derived.arch,
+                            jax.device_get(result.weights)),),
+      dataset.encoder, tuple(config.data.fanouts),
       {"architecture": result.derived.to_json(), "test_metrics": result.test,
-       "config": config.to_dict()})
+       "calibration": monitoring["report"]["test"],
+       "config": config.to_dict()},
+      sampling_seed=config.seed, calibration=calibration,
+      population=monitoring["population"]))
 
 
 def _write_cost(result, out, mesh, start, heartbeat, workdir) -> None:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np
 import pandas as pd
+
+from credit_nas_jax import calibration
 
 
 def plot_gate_trajectories(gates: pd.DataFrame, path: str,
@@ -58,9 +63,41 @@ def plot_roc_curves(curves: dict[str, tuple[list[float], list[float], str]],
   axis.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
   axis.set_xlabel("false positive rate (defaulters scored good)")
   axis.set_ylabel("true positive rate (good borrowers scored good)")
+  _finish(figure, axis, path, title, "lower right")
+
+
+def plot_reliability(curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                     path: str, title: str) -> None:
+  """A reliability diagram: observed good rate against mean prediction per
+  equal-width bin (``calibration.BINS``), one line per curve, and the
+  diagonal.
+
+  Args:
+    curves: label -> (labels, probabilities of good credit).
+    path: PNG file to write.
+    title: figure title.
+  """
+  figure, axis = plt.subplots(figsize=(5.5, 5.5))
+  axis.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+  for label, (labels, scores) in curves.items():
+    table = calibration.reliability_bins(labels, scores)
+    full = table["count"] > 0
+    ece = calibration.expected_calibration_error(labels, scores)
+    axis.plot(table["mean_score"][full], table["observed"][full], marker="o",
+              label=f"{label} (ECE {ece:.3f})")
+  axis.set_xlabel("mean predicted probability of good credit "
+                  f"({calibration.BINS} bins)")
+  axis.set_ylabel("observed rate of good credit")
+  axis.set_xlim(0, 1)
+  axis.set_ylim(0, 1)
+  _finish(figure, axis, path, title, "upper left")
+
+
+def _finish(figure, axis, path: str, title: str, legend: str) -> None:
+  """Title, grid and legend; writes the PNG and closes the figure."""
   axis.set_title(title)
   axis.grid(alpha=0.3)
-  axis.legend(fontsize=8, loc="lower right")
+  axis.legend(fontsize=8, loc=legend)
   figure.tight_layout()
   figure.savefig(path, dpi=110)
   plt.close(figure)

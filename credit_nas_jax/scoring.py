@@ -45,6 +45,20 @@ checked output paths and atomic writes for ``experiments/score.py``.
   a feature's embeddings ("<feature>:<kind>", ``model.feature_of``) are one
   reason, and each of its encoded columns counts once however many
   embeddings read it.
+* Calibration: where the model holds a calibration map
+  (``model_io.SavedModel.calibration``, fitted on validation rows by the
+  main job), the score, points and decision read the calibrated
+  probability of good credit (1 minus the calibrated default
+  probability); contributions stay in the network's own score units. A
+  model without one scores its network's probabilities, and
+  :func:`score_files` logs a line saying so.
+* Monitoring: where the model holds its training population, the result
+  carries the population stability of the batch's score (before
+  calibration) and features (:mod:`credit_nas_jax.stability`); with
+  ``sensitive_column`` set, a per-group fairness report
+  (:mod:`credit_nas_jax.fairness`). :func:`score_files` writes them as
+  ``stability.json`` and ``fairness.json`` beside its output. Neither
+  changes a score, a decision or the exit status.
 * Ensembles: a model of several networks (``model_io.SavedModel.members``)
   scores the mean of its members' probabilities, on the same neighbourhood.
   Probabilities, not logits: the mean probability is a probability of good
@@ -67,6 +81,7 @@ import tempfile
 import time
 from typing import Any, Iterator, Mapping, Sequence
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import jraph
@@ -74,10 +89,14 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
+from credit_nas_jax import calibration as calibration_lib
+from credit_nas_jax import fairness as fairness_lib
 from credit_nas_jax import features as features_lib
+from credit_nas_jax import files
 from credit_nas_jax import graphs as graphs_lib
 from credit_nas_jax import model as model_lib
 from credit_nas_jax import model_io
+from credit_nas_jax import stability as stability_lib
 
 REFUSE = "refuse"
 OUTPUT_COLUMNS = ("borrower_id", "score", "points", "decision", "reasons")
@@ -86,6 +105,8 @@ LOW_SCORE_REASON = "score_below_lowest_band"
 DEFAULT_BANDS = (("plan_a", 0.9), ("plan_b", 0.8), ("plan_c", 0.7))
 ATTRIBUTIONS = ("own_record", "in_graph")
 TABLE_SUFFIXES = (".csv", ".parquet")
+STABILITY_FILE = "stability.json"
+FAIRNESS_FILE = "fairness.json"
 # A graph's result must not depend on its batch. XLA:CPU's products take
 # another kernel path for very small operands (seen below 64 rows) and for
 # the last rows of one whose row count is not a multiple of the vector
@@ -209,6 +230,12 @@ class ScoringSettings:
       1.1 forward passes. ``"in_graph"``: gradient x input of the score in
       the full graph (own features also act through the neighbours'
       aggregation); about 2.3 forward passes.
+    sensitive_column: a column of the borrowers table to report fairness
+      by ("": no fairness report).
+    sensitive_bins: inner edges that group a numeric sensitive column (an
+      age: (25, 35, 50)); () groups by value.
+    default_column: a 0/1 column of the borrowers table, 1 where the loan
+      defaulted, for the fairness report's AUC and error rates ("": none).
   """
 
   bands: tuple[tuple[str, float], ...] = DEFAULT_BANDS
@@ -217,6 +244,9 @@ class ScoringSettings:
   batch_size: int = 1024
   score_partial: bool = False
   attribution: str = "own_record"
+  sensitive_column: str = ""
+  sensitive_bins: tuple[float, ...] = ()
+  default_column: str = ""
 
   def __post_init__(self):
     object.__setattr__(self, "bands", check_bands(self.bands))
@@ -234,6 +264,24 @@ class ScoringSettings:
     if self.attribution not in ATTRIBUTIONS:
       raise ValueError(f"unknown attribution {self.attribution!r}; expected "
                        f"one of {list(ATTRIBUTIONS)}")
+    self._check_fairness_fields()
+
+  def _check_fairness_fields(self):
+    """Raises ValueError unless the fairness report's fields are usable."""
+    for name in ("sensitive_column", "default_column"):
+      if not isinstance(getattr(self, name), str):
+        raise ValueError(f"{name}={getattr(self, name)!r} must be a column "
+                         "name (a string; empty for none)")
+    bins = self.sensitive_bins
+    if not isinstance(bins, (tuple, list)) or not all(
+        isinstance(b, (int, float)) and not isinstance(b, bool)
+        and math.isfinite(b) for b in bins) or any(
+            b <= a for a, b in zip(bins, bins[1:])):
+      raise ValueError(f"sensitive_bins={bins!r} must be increasing finite "
+                       "numbers, e.g. (25, 35, 50)")
+    if bins and not self.sensitive_column:
+      raise ValueError("sensitive_bins need a sensitive_column")
+    object.__setattr__(self, "sensitive_bins", tuple(float(b) for b in bins))
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> "ScoringSettings":
@@ -243,7 +291,8 @@ class ScoringSettings:
       ValueError: a field is missing, unknown or out of range.
     """
     expected = {"bands", "base_points", "base_odds", "points_to_double",
-                "num_reasons", "attribution", "batch_size", "score_partial"}
+                "num_reasons", "attribution", "batch_size", "score_partial",
+                "sensitive_column", "sensitive_bins", "default_column"}
     given = set(config.keys())
     if given != expected:
       raise ValueError(f"config fields {sorted(given)} differ from "
@@ -255,7 +304,10 @@ class ScoringSettings:
         scorecard=Scorecard(config.base_points, config.base_odds,
                             config.points_to_double),
         num_reasons=config.num_reasons, batch_size=config.batch_size,
-        score_partial=config.score_partial, attribution=config.attribution)
+        score_partial=config.score_partial, attribution=config.attribution,
+        sensitive_column=config.sensitive_column,
+        sensitive_bins=tuple(config.sensitive_bins),
+        default_column=config.default_column)
 
 
 # Step 1: extract.
@@ -452,6 +504,18 @@ def sample_neighbourhoods(graph: graphs_lib.BorrowerGraph,
   return np.concatenate(levels, axis=1)
 
 
+def _neighbourhoods_of(saved: model_io.SavedModel,
+                       applicants: Applicants) -> np.ndarray:
+  """Step 3 over step 1's applicants and their relations."""
+  ids = applicants.features.index.to_numpy()
+  position = pd.Index(ids)
+  graph = graphs_lib.BorrowerGraph.from_edges(
+      len(ids), position.get_indexer(applicants.src),
+      position.get_indexer(applicants.dst))
+  return sample_neighbourhoods(graph, id_hashes(ids), saved.fanouts,
+                               saved.sampling_seed)
+
+
 # Step 4: batch.
 
 
@@ -630,6 +694,42 @@ def score_batches(saved: model_io.SavedModel,
   return ModelOutputs(scores, contributions, neighbourhood)
 
 
+def calibrate(saved: model_io.SavedModel,
+              outputs: ModelOutputs) -> ModelOutputs:
+  """Step 5b: the scores through the model's calibration map (as they are
+  without one); contributions stay in the network's score units."""
+  if saved.calibration is None:
+    return outputs
+  return dataclasses.replace(outputs, scores=calibration_lib.apply_map(
+      saved.calibration, outputs.scores))
+
+
+def _run_model(saved: model_io.SavedModel, neighbourhoods: np.ndarray,
+               node_features: np.ndarray, settings: ScoringSettings
+               ) -> tuple[np.ndarray, ModelOutputs, ModelOutputs | None,
+                          np.ndarray | None]:
+  """Steps 4 to 5b: the network's scores, the calibrated outputs, and
+  without reasons for everyone the refused applicants' attributions and
+  rows."""
+  count = node_features.shape[0]
+  with_reasons = settings.num_reasons > 0
+  network = score_batches(
+      saved, make_batches(neighbourhoods, node_features, saved.fanouts,
+                          settings.batch_size), count,
+      attributions=with_reasons, attribution=settings.attribution)
+  outputs = calibrate(saved, network)
+  refused_outputs = refused_rows = None
+  if not with_reasons:
+    refused_rows = np.flatnonzero(decide(outputs.scores, settings.bands)
+                                  == REFUSE)
+    if refused_rows.size:
+      refused_outputs = score_batches(
+          saved, make_batches(neighbourhoods, node_features, saved.fanouts,
+                              settings.batch_size, refused_rows), count,
+          attributions=True, attribution=settings.attribution)
+  return network.scores, outputs, refused_outputs, refused_rows
+
+
 # Step 6: explain.
 
 
@@ -724,6 +824,72 @@ def explain(saved: model_io.SavedModel, ids: np.ndarray,
   return output
 
 
+# Step 7: monitor.
+
+
+def population_stability(saved: model_io.SavedModel, table: pd.DataFrame,
+                         network_scores: np.ndarray) -> dict | None:
+  """Step 7: the PSI of the scored applicants against the model's training
+  population (``stability.stability_report``), or None without one.
+
+  Args:
+    saved: the model.
+    table: the scored applicants' features (step 1's).
+    network_scores: their scores before calibration.
+  """
+  if saved.population is None:
+    return None
+  columns = {name: table[name].to_numpy() for name in
+             saved.population["features"] if name in table.columns}
+  return stability_lib.stability_report(saved.population, network_scores,
+                                        columns)
+
+
+def _outcomes(table: pd.DataFrame, column: str) -> tuple[np.ndarray | None,
+                                                         str | None]:
+  """Good-credit labels (1 - default) of a 0/1 default column, or None and
+  the reason there are none."""
+  if not column:
+    return None, None
+  if column not in table.columns:
+    return None, (f"fairness: default column {column!r} is not in the "
+                  "borrowers table: no outcomes used")
+  defaults = pd.to_numeric(table[column], errors="coerce").to_numpy(float)
+  if not np.isin(defaults, (0.0, 1.0)).all():
+    return None, (f"fairness: default column {column!r} holds values other "
+                  "than 0 and 1: no outcomes used")
+  return 1.0 - defaults, None
+
+
+def fairness_report(borrowers: pd.DataFrame, scores: pd.DataFrame,
+                    settings: ScoringSettings) -> dict | None:
+  """Step 8: approvals, AUC and error rates per group of
+  ``settings.sensitive_column`` (``fairness.sensitive_report``), or None
+  where none is set.
+
+  Args:
+    borrowers: the applicants' borrowers table (the sensitive and default
+      columns are read from it).
+    scores: :func:`explain`'s rows of the scored applicants.
+    settings: the sensitive column, its bins and the default column.
+  """
+  column = settings.sensitive_column
+  if not column:
+    return None
+  ids = scores["borrower_id"].to_numpy()
+  table = borrowers[borrowers["borrower_id"].isin(ids)].drop_duplicates(
+      "borrower_id").set_index("borrower_id").reindex(ids)
+  labels, note = _outcomes(table, settings.default_column)
+  report = fairness_lib.sensitive_report(
+      column, table[column].to_numpy() if column in table.columns else None,
+      scores["decision"].to_numpy() != REFUSE, labels=labels,
+      scores=scores["score"].to_numpy(), bins=settings.sensitive_bins)
+  report["default_column"] = settings.default_column or None
+  if note:
+    report["messages"].insert(0, note)
+  return report
+
+
 # The composition.
 
 
@@ -737,11 +903,16 @@ class ScoringResult:
     rejects: every rejected record (table, row, field, value, reason,
       borrower_id), and one row per applicant left unscored.
     summary: counts and seconds per stage.
+    stability: :func:`population_stability` of the scored applicants, or
+      None (the model keeps no training population).
+    fairness: :func:`fairness_report`, or None (no sensitive column).
   """
 
   scores: pd.DataFrame
   rejects: pd.DataFrame
   summary: dict
+  stability: dict | None = None
+  fairness: dict | None = None
 
 
 def _unscored_rows(ids: Sequence[Any], reason: str) -> pd.DataFrame:
@@ -784,30 +955,12 @@ def score_applicants(saved: model_io.SavedModel, borrowers: pd.DataFrame,
   start = time.perf_counter()
   ids = applicants.features.index.to_numpy()
   node_features = encode_applicants(saved, applicants.features)
-  position = pd.Index(ids)
-  graph = graphs_lib.BorrowerGraph.from_edges(
-      len(ids), position.get_indexer(applicants.src),
-      position.get_indexer(applicants.dst))
-  hashes = id_hashes(ids)
-  neighbourhoods = sample_neighbourhoods(graph, hashes, saved.fanouts,
-                                         saved.sampling_seed)
+  neighbourhoods = _neighbourhoods_of(saved, applicants)
   timings["graph_seconds"] = time.perf_counter() - start
 
   start = time.perf_counter()
-  with_reasons = settings.num_reasons > 0
-  outputs = score_batches(
-      saved, make_batches(neighbourhoods, node_features, saved.fanouts,
-                          settings.batch_size), len(ids),
-      attributions=with_reasons, attribution=settings.attribution)
-  refused_outputs = refused_rows = None
-  if not with_reasons:
-    refused_rows = np.flatnonzero(decide(outputs.scores, settings.bands)
-                                  == REFUSE)
-    if refused_rows.size:
-      refused_outputs = score_batches(
-          saved, make_batches(neighbourhoods, node_features, saved.fanouts,
-                              settings.batch_size, refused_rows), len(ids),
-          attributions=True, attribution=settings.attribution)
+  network_scores, outputs, refused_outputs, refused_rows = _run_model(
+      saved, neighbourhoods, node_features, settings)
   timings["model_seconds"] = time.perf_counter() - start
 
   start = time.perf_counter()
@@ -816,6 +969,13 @@ def score_applicants(saved: model_io.SavedModel, borrowers: pd.DataFrame,
                    refused_rows)
   output = output[finite].reset_index(drop=True)
   timings["explain_seconds"] = time.perf_counter() - start
+
+  start = time.perf_counter()
+  stability = population_stability(
+      saved, applicants.features.iloc[np.flatnonzero(finite)],
+      network_scores[finite])
+  fairness = fairness_report(borrowers, output, settings)
+  timings["monitor_seconds"] = time.perf_counter() - start
 
   parts = [applicants.rejects,
            _unscored_rows(applicants.unscored,
@@ -832,9 +992,11 @@ def score_applicants(saved: model_io.SavedModel, borrowers: pd.DataFrame,
                                  + (~finite).sum()),
       "decisions": {str(k): int(v) for k, v in
                     output["decision"].value_counts().items()},
+      "calibration": (saved.calibration["method"] if saved.calibration
+                      else None),
       **timings,
   }
-  return ScoringResult(output, rejects, summary)
+  return ScoringResult(output, rejects, summary, stability, fairness)
 
 
 # Files: checked paths and atomic writes.
@@ -949,6 +1111,47 @@ def write_tables(tables: Sequence[tuple[pd.DataFrame, str, bool]]) -> None:
         os.remove(temporary)
 
 
+def _log_stability(report: dict | None) -> None:
+  """One line where there is no number, one per variable over 0.25."""
+  if report is None:
+    logging.info("stability: the model keeps no training population "
+                 "(population.json): no PSI")
+    return
+  if report["score"]["psi"] is None:
+    logging.info("stability: %s: no PSI", report["score"]["note"])
+    return
+  variables = {"score": report["score"], **{
+      f"feature {name!r}": entry for name, entry in report["features"].items()
+  }}
+  for name, entry in variables.items():
+    if entry["psi"] is not None and entry["psi"] > stability_lib.MAJOR_SHIFT:
+      logging.warning("stability: %s has PSI %.3f against the training "
+                      "population, over %.2f (a major shift)", name,
+                      entry["psi"], stability_lib.MAJOR_SHIFT)
+
+
+def write_reports(result: ScoringResult, output: str) -> dict[str, str]:
+  """Writes ``stability.json`` (always) and ``fairness.json`` (with a
+  sensitive column) beside ``output``, and logs their warnings.
+
+  Returns:
+    Report name -> path written.
+  """
+  directory = os.path.dirname(os.path.abspath(output))
+  stability = result.stability or {
+      "rows": result.summary["scored"], "score": None, "features": {},
+      "note": "the model keeps no training population (population.json)"}
+  paths = {"stability": os.path.join(directory, STABILITY_FILE)}
+  files.write_json(paths["stability"], stability)
+  _log_stability(result.stability)
+  if result.fairness is not None:
+    paths["fairness"] = os.path.join(directory, FAIRNESS_FILE)
+    files.write_json(paths["fairness"], result.fairness)
+    for message in result.fairness["messages"]:
+      logging.warning("%s", message)
+  return paths
+
+
 def _read_tables(paths: Mapping[str, str | None]) -> dict[str, Any]:
   """The record tables (``edges`` None where not given)."""
   return {name: (features_lib.read_records(path, name) if path else None)
@@ -963,7 +1166,7 @@ def score_files(*, model_dir: str | None, borrowers: str, loans: str,
 
   Paths are checked and the model loaded before any table is read; both
   outputs are written to temporary files and renamed into place only when
-  both are written.
+  both are written; then the reports beside them (:func:`write_reports`).
 
   Args:
     model_dir: a model directory (unused with ``features_only``).
@@ -978,7 +1181,8 @@ def score_files(*, model_dir: str | None, borrowers: str, loans: str,
     features_only: write the extracted features instead of scores.
 
   Returns:
-    The summary: counts and seconds per stage.
+    The summary: counts, seconds per stage, the calibration method and the
+    reports written.
 
   Raises:
     ScoringError, ValueError, model_io.ModelFormatError: one-line errors
@@ -992,6 +1196,8 @@ def score_files(*, model_dir: str | None, borrowers: str, loans: str,
   check_paths({**inputs, "model_dir": None if features_only else model_dir},
               {"output": output, "rejects": rejects})
   saved = None if features_only else model_io.load_model(model_dir)
+  if saved is not None:
+    logging.info("%s", calibration_lib.describe(saved.calibration))
   start = time.perf_counter()
   tables = _read_tables(inputs)
   read_seconds = time.perf_counter() - start
@@ -1015,5 +1221,6 @@ def score_files(*, model_dir: str | None, borrowers: str, loans: str,
   start = time.perf_counter()
   write_tables([(result.scores, output, False),
                 (result.rejects, rejects, False)])
+  reports = write_reports(result, output)
   return {"read_seconds": read_seconds, **result.summary,
-          "write_seconds": time.perf_counter() - start}
+          "reports": reports, "write_seconds": time.perf_counter() - start}

@@ -12,14 +12,22 @@ For each seed k: a stratified 60/20/20 split (seed k), every model trained
 with its choices made on validation, and the test set scored once. Writes
 into --workdir/<dataset>/: seed_<k>.json (every model's test metrics, ROC
 curve and choices), results.md (mean +- std over seeds and the paired
-per-seed AUC differences of ours against each model), summary.json and
-roc.png; with several datasets also --workdir/all.md (test AUC of every
-model on every dataset). Compiled programs are kept in --workdir/xla_cache
-(--compilation_cache; delete it freely, it only saves compiles). A seed
-file already there with the same config is resumed: its finished models are
-kept (with a config that differs only in fields our models alone read,
-evaluation.OURS_ONLY_FIELDS, its baselines' rows are kept and ours run
-again). k-NN graphs are inductive unless
+per-seed AUC differences of ours against each model, the calibration table
+and the fairness tables), summary.json, roc.png, calibration.png (the
+reliability of every model's test probabilities after the calibration map
+fitted on its validation probabilities, pooled over seeds) and fairness.json
+(per seed and model, approvals at the scoring bands, AUC, true and false
+positive rates by group of --config.data.sensitive_column, with optional
+--config.data.sensitive_bins; german Gender, taiwan SEX and credit Age (1
+under 25) by default; "none": no report); with several datasets also
+--workdir/all.md (test AUC of every model on every dataset). Compiled
+programs are kept in --workdir/xla_cache (--compilation_cache; delete it
+freely, it only saves compiles). A seed file already there with the same
+config is resumed: its finished models are kept (with a config that differs
+only in fields our models alone read, evaluation.OURS_ONLY_FIELDS, its
+baselines' rows are kept and ours run again; one that differs only in the
+sensitive column, evaluation.REPORT_ONLY_FIELDS, keeps every row; rows
+stored without a calibration run again). k-NN graphs are inductive unless
 --config.data.knn_graph=transductive; every baseline's validation budget is in
 results.md.
 """
@@ -34,8 +42,10 @@ from absl import flags
 from absl import logging
 import jax
 from ml_collections import config_flags
+import numpy as np
 import pandas as pd
 
+from credit_nas_jax import calibration as calibration_lib
 from credit_nas_jax import config as config_lib
 from credit_nas_jax import datasets
 from credit_nas_jax import evaluation
@@ -88,6 +98,87 @@ def graph_name(config: config_lib.Config) -> str:
   return f"knn{config.data.knn_k}{suffix}"
 
 
+def _stored_rows(path: str, described: dict) -> dict[str, dict]:
+  """The rows of a stored seed file that this run keeps."""
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    stored = json.load(f)
+  done = evaluation.reusable_rows(stored["config"], described,
+                                  stored["rows"])
+  if stored["config"] != described:
+    logging.warning("%s holds another config; %s", path,
+                    f"keeping its baselines' rows {sorted(done)}" if done
+                    else "running it again")
+  stale = sorted(m for m, row in done.items() if not row.get("calibration"))
+  if stale:
+    logging.warning("%s: rows %s were stored without a calibration; running "
+                    "them again", path, stale)
+  return {m: row for m, row in done.items() if m not in stale}
+
+
+def _report_lines(directory: str, name: str, rows: list[dict],
+                  fairness: list[dict], curves: dict[str, list]) -> list[str]:
+  """Writes calibration.png and fairness.json; the results' calibration and
+  fairness sections."""
+  pooled = {model: tuple(np.concatenate(parts) for parts in zip(*pieces))
+            for model, pieces in curves.items()}
+  if pooled:
+    plotting.plot_reliability(
+        pooled, os.path.join(directory, "calibration.png"),
+        f"{name}: test reliability after calibration "
+        f"({len({r['seed'] for r in rows})} seeds pooled)")
+  lines = ["", "Test calibration, mean over seeds, before -> after the map "
+           "each model fitted on its validation probabilities (ECE: "
+           f"{calibration_lib.BINS} equal-width bins):", "",
+           evaluation.calibration_table(evaluation.calibration_frame(rows))]
+  if not fairness:
+    return lines
+  evaluation.write_json(os.path.join(directory, "fairness.json"), fairness)
+  messages = list(dict.fromkeys(m for s in fairness for m in s["messages"]))
+  for message in messages:
+    logging.warning("%s: %s", name, message)
+  bins = fairness[0]["bins"]
+  lines += ["", f"Fairness by {fairness[0]['column']!r}"
+            + (f" in bins {bins}" if bins else "")
+            + " on the test rows, mean over seeds; approval: a calibrated "
+            "probability of good credit at or above the lowest band of "
+            f"scoring.DEFAULT_BANDS ({fairness[0]['bands'][-1][1]}); TPR and "
+            "FPR: the shares of good borrowers and of defaulters approved:",
+            "", evaluation.fairness_table(fairness)]
+  lines += [f"- {m}" for m in messages]
+  return lines
+
+
+def _facts_lines(facts: dict[str, dict]) -> list[str]:
+  """The results' lines on what our searched models chose."""
+  lines = []
+  for ours, fact in facts.items():
+    if fact and "member_counts" in fact:
+      lines.append(f"- {ours}: members chosen on validation (seeds): " + ", "
+                   .join(f"{k} {v}/{fact['seeds']}"
+                         for k, v in fact["member_counts"].items()) + ".")
+    elif fact:
+      chosen = ("space chosen on validation: " + ", ".join(
+          f"{k} {v}/{fact['seeds']}" for k, v in fact["selected_counts"]
+          .items()) + "; ") if fact["selected_counts"] else ""
+      kept = ", ".join(f"{k} {v}/{fact['seeds']}"
+                       for k, v in fact["kept_feature_counts"].items())
+      ops = ", ".join(f"{k} ({v})" for k, v in
+                      fact["chosen_ops_counts"].items())
+      embeddings = ", ".join(f"{k} {v}" for k, v in
+                             fact["kept_embedding_counts"].items())
+      lines.append(
+          f"- {ours}: {chosen}features kept (seeds): {kept}; embeddings "
+          f"kept (groups over seeds): {embeddings}; ops: {ops}; "
+          f"pooled readout kept: {fact['pooled_readout_count']}/"
+          f"{fact['seeds']}; derived "
+          f"inference {fact['derived_inference_ms_median']:.2f} ms against "
+          f"the supernet's {fact['supernet_inference_ms_median']:.2f} ms "
+          f"per batch ({fact['inference_speedup_median']:.1f}x).")
+  return lines
+
+
 def evaluate_dataset(name: str, base: config_lib.Config, seeds: int,
                      models: list[str], workdir: str) -> str:
   """Every seed of one dataset; returns the markdown table."""
@@ -97,22 +188,13 @@ def evaluate_dataset(name: str, base: config_lib.Config, seeds: int,
   graph = graph_name(config)
   models = models or list(evaluation.default_models())
   start = time.perf_counter()
-  rows = []
+  rows, fairness, curves = [], [], {}
   for seed in range(seeds):
     seed_config = config_lib.replace(config, {"seed": seed,
                                               "data.split_seed": seed})
     described = json.loads(json.dumps(seed_config.to_dict()))
     path = os.path.join(directory, f"seed_{seed}.json")
-    done = {}
-    if os.path.exists(path):
-      with open(path) as f:
-        stored = json.load(f)
-      done = evaluation.reusable_rows(stored["config"], described,
-                                      stored["rows"])
-      if stored["config"] != described:
-        logging.warning("%s holds another config; %s", path,
-                        f"keeping its baselines' rows {sorted(done)}" if done
-                        else "running it again")
+    done = _stored_rows(path, described)
     load_start = time.perf_counter()
     dataset = evaluation.load_dataset(seed_config)
     logging.info("%s seed %d of %d: %d borrowers, %d edges, loaded in "
@@ -128,8 +210,16 @@ def evaluate_dataset(name: str, base: config_lib.Config, seeds: int,
       evaluation.write_json(path, {"config": described,
                                    "rows": list(done.values())})
 
-    rows += evaluation.evaluate_seed(dataset, seed_config, seed, models,
-                                     graph, seed_dir, done, on_result=save)
+    seed_rows = evaluation.evaluate_seed(dataset, seed_config, seed, models,
+                                         graph, seed_dir, done,
+                                         on_result=save)
+    rows += seed_rows
+    report = evaluation.fairness_reports(seed_rows, dataset, seed_config)
+    if report is not None:
+      fairness.append({"seed": seed, **report})
+    for model, curve in evaluation.reliability_curves(seed_rows,
+                                                      dataset).items():
+      curves.setdefault(model, []).append(curve)
     # Every seed compiles its own networks (from the persistent cache where
     # the programs repeat); dropping the in-memory ones keeps a long
     # evaluation within the process's mapped-memory limit.
@@ -163,31 +253,13 @@ def evaluate_dataset(name: str, base: config_lib.Config, seeds: int,
       f"{name}: test ROC, seed {min(frame.seed)} "
       f"(legend: mean AUC over {seeds} seeds)")
   lines = [f"### {name} ({graph} graph, {seeds} seeds)", "", table, ""]
-  for ours, fact in facts.items():
-    if fact and "member_counts" in fact:
-      lines.append(f"- {ours}: members chosen on validation (seeds): " + ", "
-                   .join(f"{k} {v}/{fact['seeds']}"
-                         for k, v in fact["member_counts"].items()) + ".")
-    elif fact:
-      chosen = ("space chosen on validation: " + ", ".join(
-          f"{k} {v}/{fact['seeds']}" for k, v in fact["selected_counts"]
-          .items()) + "; ") if fact["selected_counts"] else ""
-      kept = ", ".join(f"{k} {v}/{fact['seeds']}"
-                       for k, v in fact["kept_feature_counts"].items())
-      ops = ", ".join(f"{k} ({v})" for k, v in
-                      fact["chosen_ops_counts"].items())
-      embeddings = ", ".join(f"{k} {v}" for k, v in
-                             fact["kept_embedding_counts"].items())
-      lines.append(
-          f"- {ours}: {chosen}features kept (seeds): {kept}; embeddings "
-          f"kept (groups over seeds): {embeddings}; ops: {ops}; "
-          f"pooled readout kept: {fact['pooled_readout_count']}/"
-          f"{fact['seeds']}; derived "
-          f"inference {fact['derived_inference_ms_median']:.2f} ms against "
-          f"the supernet's {fact['supernet_inference_ms_median']:.2f} ms "
-          f"per batch ({fact['inference_speedup_median']:.1f}x).")
+  lines += _facts_lines(facts)
+  control = evaluation.search_against_random(frame)
+  if control:
+    lines.append(control)
   lines.append(f"- models' compute: {compute_minutes:.1f} min in all on "
                f"{evaluation.machine()}.")
+  lines += _report_lines(directory, name, rows, fairness, curves)
   text = "\n".join(lines) + "\n"
   with open(os.path.join(directory, "results.md"), "w") as f:
     f.write(text)

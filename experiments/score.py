@@ -18,9 +18,17 @@ points scale, reasons, batch size) comes from --config (default
 experiments/configs/score.py). Every rejected record goes to the rejects
 file with its table, row and reason. Flags, settings and paths are checked
 before any work; both outputs are written to temporary files and renamed
-into place together. Exit status: 0 when every applicant was scored from
-clean records, 3 when some records or applicants were rejected, 1 on an
-error (one line, no traceback).
+into place together. A calibrated model (search.py's) reads its bands and
+points from calibrated probabilities; a model without a calibration map
+scores as it is and says so in one log line. Beside the output go
+stability.json (the PSI of the score and of every feature against the
+training population, one log line per PSI over 0.25) and, with
+--config.sensitive_column=NAME, fairness.json (per group of that column:
+count, approval rate, AUC, true and false positive rates, and the
+demographic-parity and equal-opportunity differences). Exit status: 0 when
+every applicant was scored from clean records, 3 when some records or
+applicants were rejected, 1 on an error (one line, no traceback); the
+reports never change it.
 """
 
 import json
@@ -133,7 +141,8 @@ def main(argv):
           f"{summary['rejected_records']} records (see {rejects_path}); "
           f"edges used {summary['edges_used']} of {summary['edges']}"
           + (f", dropped {dropped}" if dropped else "")
-          + f"; decisions {summary['decisions']}")
+          + f"; decisions {summary['decisions']}; reports "
+          + ", ".join(summary["reports"].values()))
   sys.exit(EXIT_REJECTED if summary["rejected_applicants"]
            or summary["rejected_records"] else 0)
 

@@ -4,6 +4,9 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+import pandas as pd
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEST_CONFIG = os.path.join(ROOT, "experiments", "configs", "test.py")
 
@@ -46,3 +49,17 @@ def search(workdir, *overrides: str, **kwargs) -> subprocess.CompletedProcess:
   """The search launcher with the tiny test config."""
   return run("search.py", f"--workdir={workdir}", f"--config={TEST_CONFIG}",
              *overrides, **kwargs)
+
+
+def write_table_book(directory, rows: int):
+  """A team's table for ``--dataset=table``: ``income`` (numeric),
+  ``region`` (two categories) and ``bad`` (1 = defaulted, more likely at a
+  low income), written as ``directory/book.csv``; returns its path."""
+  rng = np.random.default_rng(0)
+  income = rng.normal(size=rows)
+  frame = pd.DataFrame({
+      "income": income, "region": rng.choice(["n", "s"], rows),
+      "bad": (income + rng.normal(size=rows) < -0.5).astype(int)})
+  path = os.path.join(directory, "book.csv")
+  frame.to_csv(path, index=False)
+  return path

@@ -22,6 +22,9 @@ def tiny_protocol_config() -> ml_collections.ConfigDict:
   # (a width is a new program, a weight decay a value).
   config.baselines.fixed_width_ratios = (1.0,)
   config.baselines.fixed_weight_decays = (1e-4, 1.0)
+  # A fixed count: a compute-matched one depends on the clock, and the
+  # flipped-label run must make the same choices.
+  config.baselines.random_architectures = 2
   return config
 
 

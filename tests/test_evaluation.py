@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 import launch  # pylint: disable=g-bad-import-order
 from credit_nas_jax import data
@@ -108,7 +109,34 @@ def test_summary_pairs_seeds():
   assert summary.loc["searched", "auc_mean"] == pytest.approx(0.8)
   table = evaluation.markdown_table(summary, ours="searched")
   assert "| gcn | relations | 0.7467 +- 0.0551" in table
-  assert "+0.0533 +- 0.0451 | 4 | 1 |" in table  # budget, seconds
+  differences = [0.05, 0.01, 0.10]
+  assert summary.loc["gcn", "delta_auc_se"] == pytest.approx(
+      np.std(differences, ddof=1) / np.sqrt(3))
+  p = stats.ttest_rel([0.80, 0.70, 0.90], [0.75, 0.69, 0.80]).pvalue
+  assert summary.loc["gcn", "delta_auc_p"] == pytest.approx(p)
+  # Mean +- standard error (p), then budget and seconds.
+  assert f"+0.0533 +- 0.0260 (p {p:.2g}) | 4 | 1 |" in table
+
+
+def test_search_against_random_says_when_the_search_does_not_win():
+  def frame(searched, random):
+    n = len(searched)
+    return pd.DataFrame({"seed": list(range(n)) * 2,
+                         "model": ["searched"] * n + [evaluation.RANDOM] * n,
+                         "auc": list(searched) + list(random)})
+  wins = evaluation.search_against_random(
+      frame([0.80, 0.82, 0.81, 0.83], [0.75, 0.76, 0.76, 0.77]))
+  assert "+0.0550 +- 0.0029" in wins and "beats random" in wins
+  level = evaluation.search_against_random(
+      frame([0.80, 0.76, 0.81], [0.79, 0.78, 0.80]))
+  assert "does NOT beat random" in level
+  compared = evaluation.paired_comparison(
+      frame([0.80, 0.76, 0.81], [0.79, 0.78, 0.80]), "searched",
+      evaluation.RANDOM)
+  assert compared["seeds"] == 3 and compared["mean"] == pytest.approx(0.0)
+  assert compared["p"] == pytest.approx(1.0)
+  assert evaluation.search_against_random(
+      frame([0.8], [0.7]).query("model == 'searched'")) is None
 
 
 def _row(seed, model, val_auc, auc, seconds=1.0):
@@ -187,14 +215,7 @@ def test_launcher_names_the_renamed_flag(tmp_path):
 
 
 def test_launcher_evaluates_a_table(tmp_path):
-  rng = np.random.default_rng(0)
-  rows = 300
-  income = rng.normal(size=rows)
-  frame = pd.DataFrame({
-      "income": income, "region": rng.choice(["n", "s"], rows),
-      "bad": (income + rng.normal(size=rows) < -0.5).astype(int)})
-  table = tmp_path / "book.csv"
-  frame.to_csv(table, index=False)
+  table = launch.write_table_book(tmp_path, 300)
   launch.run("evaluate.py", "--dataset=table", "--seeds=1",
              "--models=logistic_regression,mlp", f"--config={EVAL_CONFIG}",
              f"--config.data.table_path={table}", "--config.data.label_column=bad",

@@ -10,9 +10,11 @@ import jax
 import numpy as np
 import pytest
 
+from credit_nas_jax import calibration
 from credit_nas_jax import graphs
 from credit_nas_jax import model
 from credit_nas_jax import model_io
+from credit_nas_jax import stability
 
 
 @pytest.fixture()
@@ -233,3 +235,115 @@ def test_architecture_fields_added_later_take_their_defaults(saved):
   with pytest.raises(model_io.ModelFormatError,
                      match=r"unknown \['from_the_future'\]"):
     model_io.load_model(directory)
+
+
+# The calibration map and the training population (format version 4).
+
+_CALIBRATION = {"format": calibration.FORMAT, "method": "platt",
+                "parameters": {"slope": 1.5, "intercept": -0.25},
+                "rows": 200, "folds": 5,
+                "out_of_fold_log_loss": {"identity": 0.6, "platt": 0.5,
+                                         "isotonic": 0.55}}
+
+
+@pytest.fixture()
+def monitored(saved, tmp_path):
+  """The fixture's model with a calibration map and a training population."""
+  directory = str(tmp_path / "monitored")
+  population = stability.fit_population(
+      np.linspace(0.1, 0.9, 200),
+      {"bestpay_grade": np.arange(200) % 11.0,
+       "alipay_overdue": np.linspace(0, 2, 200)})
+  loaded = model_io.load_model(saved[0])
+  model_io.write_model(directory, dataclasses.replace(
+      loaded, calibration=_CALIBRATION, population=population))
+  return directory, loaded, population
+
+
+def _reseal_all(directory):
+  """Rewrites the checksums of every file in the directory."""
+  digests = {name: hashlib.sha256(open(os.path.join(directory, name),
+                                       "rb").read()).hexdigest()
+             for name in os.listdir(directory) if name != "checksums.sha256"}
+  with open(os.path.join(directory, "checksums.sha256"), "w") as f:
+    f.write(model_io._checksum_text(digests))  # pylint: disable=protected-access
+
+
+def test_calibration_and_population_round_trip(monitored):
+  directory, plain, population = monitored
+  assert sorted(os.listdir(directory)) == [
+      "calibration.json", "checksums.sha256", "model.json",
+      "population.json", "weights.npz"]
+  description = json.load(open(os.path.join(directory, "model.json")))
+  assert description["format_version"] == model_io.MONITORED_FORMAT_VERSION
+  loaded = model_io.load_model(directory)
+  assert loaded.calibration == _CALIBRATION
+  assert loaded.population == population
+  assert (loaded.arch, loaded.encoder) == (plain.arch, plain.encoder)
+  # Without them a model is still written as version 3.
+  assert plain.calibration is None and plain.population is None
+  assert model_io.FORMAT_VERSION == 3
+
+
+@pytest.mark.parametrize("name", ["calibration.json", "population.json"])
+@pytest.mark.parametrize("where", [0, 0.5, -1])
+def test_a_changed_calibration_or_population_byte_is_refused(monitored, name,
+                                                             where):
+  directory = monitored[0]
+  path = os.path.join(directory, name)
+  data = bytearray(open(path, "rb").read())
+  position = int(where * (len(data) - 1)) if where != -1 else len(data) - 1
+  data[position] ^= 0x01
+  open(path, "wb").write(bytes(data))
+  with pytest.raises(model_io.ModelFormatError,
+                     match=rf"{name}: checksum .* does not match"):
+    model_io.load_model(directory)
+
+
+def test_a_removed_calibration_is_refused(monitored):
+  directory = monitored[0]
+  os.remove(os.path.join(directory, "calibration.json"))
+  with pytest.raises(model_io.ModelFormatError,
+                     match="calibration.json: missing"):
+    model_io.load_model(directory)
+
+
+def test_a_calibration_added_without_its_checksum_is_refused(saved):
+  directory = saved[0]
+  with open(os.path.join(directory, "calibration.json"), "w") as f:
+    json.dump(_CALIBRATION, f)
+  with pytest.raises(model_io.ModelFormatError,
+                     match=r"not covered by checksums.sha256: "
+                     r"\['calibration.json'\]"):
+    model_io.load_model(directory)
+
+
+def test_resealed_bad_content_is_refused(monitored):
+  directory = monitored[0]
+  path = os.path.join(directory, "calibration.json")
+  with open(path, "w") as f:
+    json.dump({**_CALIBRATION, "parameters": {"slope": "steep"}}, f)
+  _reseal_all(directory)
+  with pytest.raises(model_io.ModelFormatError,
+                     match="calibration.json: bad content .*platt"):
+    model_io.load_model(directory)
+
+
+def test_optional_files_need_version_4(monitored):
+  directory = monitored[0]
+  path = os.path.join(directory, "model.json")
+  description = json.load(open(path))
+  description["format_version"] = 3
+  json.dump(description, open(path, "w"))
+  _reseal_all(directory)
+  with pytest.raises(model_io.ModelFormatError,
+                     match="calibration.json: needs format version 4"):
+    model_io.load_model(directory)
+
+
+def test_a_bad_map_is_not_written(saved, tmp_path):
+  loaded = model_io.load_model(saved[0])
+  with pytest.raises(ValueError, match="calibration.json: unknown"):
+    model_io.write_model(str(tmp_path / "bad"), dataclasses.replace(
+        loaded, calibration={**_CALIBRATION, "method": "beta"}))
+  assert not os.path.exists(tmp_path / "bad")

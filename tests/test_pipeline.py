@@ -10,16 +10,19 @@ import pandas as pd
 import pytest
 
 import launch  # pylint: disable=g-bad-import-order
+from credit_nas_jax import calibration
 from credit_nas_jax import config as config_lib
 from credit_nas_jax import experiment
 from credit_nas_jax import model_io
 from credit_nas_jax import pipeline
 from credit_nas_jax import progress
+from credit_nas_jax import stability
 from tensorboard.backend.event_processing import event_accumulator
 
 OUTPUTS = ("config.json", "metrics.jsonl", "alphas.csv", "alphas.png",
-           "architecture.json", "test_metrics.json", "search_cost.json",
-           "model/model.json", "model/weights.npz")
+           "architecture.json", "test_metrics.json", "calibration.png",
+           "search_cost.json", "model/model.json", "model/weights.npz",
+           "model/calibration.json", "model/population.json")
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +91,40 @@ def test_saved_model_reproduces_the_test_metrics(run_dir):
   test, _ = experiment.evaluate(exp, saved.weights, {}, saved.arch, "test")
   expected = json.load(open(os.path.join(workdir, "test_metrics.json")))
   assert test["auc"] == pytest.approx(expected["test"]["auc"], abs=1e-6)
+  # The map was fitted on the validation rows, the population on training.
+  _, validation = experiment.evaluate(exp, saved.weights, {}, saved.arch,
+                                      "validation")
+  labels = dataset.labels[dataset.splits["validation"]]
+  assert saved.calibration["rows"] == labels.size
+  report = calibration.calibration_report(saved.calibration, labels,
+                                          validation)
+  for when in ("before", "after"):
+    for key, value in report[when].items():
+      assert value == pytest.approx(
+          expected["calibration"]["validation"][when][key], abs=1e-5), key
+  _, train = experiment.evaluate(exp, saved.weights, {}, saved.arch, "train")
+  assert saved.population["rows"] == train.size
+  assert stability.stability_report(saved.population, train, {})["score"][
+      "psi"] < 1e-3
+
+
+def test_calibration_is_reported_and_never_worse_on_validation(run_dir):
+  workdir, log = run_dir
+  metrics = json.load(open(os.path.join(workdir, "test_metrics.json")))
+  report = metrics["calibration"]
+  assert report["method"] in calibration.METHODS
+  assert report["ece_bins"] == 10
+  for split in ("validation", "test"):
+    for when in ("before", "after"):
+      assert set(report[split][when]) == {"brier", "ece", "log_loss"}
+  assert report["validation"]["after"]["log_loss"] <= (
+      report["validation"]["before"]["log_loss"])
+  assert report["test"]["before"]["log_loss"] == pytest.approx(
+      metrics["test"]["log_loss"], rel=1e-6)
+  assert "calibration: " in log and "test ECE" in log
+  saved = model_io.load_model(os.path.join(workdir, "model"))
+  assert saved.calibration["method"] == report["method"]
+  assert set(saved.population["features"]) == set(saved.encoder.features)
 
 
 def test_tensorboard_shows_the_curves_gates_and_hyperparameters(run_dir):

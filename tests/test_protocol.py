@@ -12,7 +12,7 @@ from credit_nas_jax import pipeline
 
 # What depends on the machine's clock, not on the data.
 _TIMING = ("search_seconds", "supernet_inference_ms", "derived_inference_ms",
-           "inference_speedup", "member_seconds")
+           "inference_speedup", "member_seconds", "budget_seconds")
 
 
 def _choices(row):
@@ -154,6 +154,17 @@ def test_every_model_reports_its_validation_budget(runs, config):
     assert len(row["details"]["derive_trials"]) > 1
     assert budgets[name] == len(row["details"]["derive_trials"]) + len(
         config.retrain.weight_decays) - 1
+  # The random control: each drawn network retrained as ours is (every
+  # decay, then the members), the best of them on validation kept.
+  random = next(r for r in runs[0] if r["model"] == evaluation.RANDOM)
+  drawn = random["details"]["architectures"]
+  assert len(drawn) == config.baselines.random_architectures == 2
+  assert budgets[evaluation.RANDOM] == len(drawn) * len(
+      config.retrain.weight_decays)
+  assert len(random["details"]["retrain_members"]) == (
+      config.retrain.ensemble_size)
+  assert random["validation_auc"] == pytest.approx(
+      max(d["validation_auc"] for d in drawn))
   # The chosen setting is the grid's best on validation.
   for row in runs[0]:
     if "grid" in row["details"]:

@@ -1,5 +1,6 @@
 """Scoring: points, bands, settings, the neighbourhood rule, reasons, steps."""
 
+import dataclasses
 import math
 
 import chex
@@ -11,11 +12,13 @@ import pandas as pd
 import pytest
 
 import launch  # pylint: disable=g-bad-import-order
+from credit_nas_jax import calibration
 from credit_nas_jax import features
 from credit_nas_jax import graphs
 from credit_nas_jax import model
 from credit_nas_jax import model_io
 from credit_nas_jax import scoring
+from credit_nas_jax import stability
 from credit_nas_jax import synthetic
 from experiments.configs import score as score_config
 
@@ -423,3 +426,151 @@ def test_batches_are_padded_past_the_small_kernel_paths(random_model,
   (nodes, graph_count), = shapes  # one compile
   assert nodes % scoring.ROW_MULTIPLE == 0 and nodes >= 1024
   assert graph_count % scoring.ROW_MULTIPLE == 0 and graph_count > 128
+
+
+# Calibration and monitoring.
+
+
+def _with(saved, directory, **fields):
+  """``saved`` with other fields, written and loaded back."""
+  model_io.write_model(str(directory), dataclasses.replace(saved, **fields))
+  return model_io.load_model(str(directory))
+
+
+_SHIFT_MAP = {"format": calibration.FORMAT, "method": "platt",
+              "parameters": {"slope": 2.0, "intercept": 1.5}}
+
+
+@pytest.mark.parametrize("num_reasons", [0, 3])
+def test_a_calibrated_model_scores_through_its_map(random_model, tmp_path,
+                                                   num_reasons):
+  calibrated = _with(random_model, tmp_path / "calibrated",
+                     calibration=_SHIFT_MAP)
+  book = synthetic.generate_lending_book(22, 150)
+  settings = scoring.ScoringSettings(num_reasons=num_reasons)
+  plain = scoring.score_applicants(random_model, *_book_tables(book),
+                                   as_of=book.as_of, settings=settings)
+  result = scoring.score_applicants(calibrated, *_book_tables(book),
+                                    as_of=book.as_of, settings=settings)
+  expected = calibration.apply_map(_SHIFT_MAP, plain.scores["score"])
+  np.testing.assert_allclose(result.scores["score"], expected, rtol=1e-12)
+  assert not np.allclose(expected, plain.scores["score"], atol=0.05)
+  np.testing.assert_array_equal(result.scores["decision"],
+                                scoring.decide(expected, settings.bands))
+  np.testing.assert_allclose(result.scores["points"],
+                             settings.scorecard.points(expected).round(1))
+  # Contributions stay in the network's units.
+  contributions = [c for c in plain.scores if c.startswith("contribution/")]
+  pd.testing.assert_frame_equal(result.scores[contributions],
+                                plain.scores[contributions])
+  refused = result.scores["decision"] == scoring.REFUSE
+  assert (result.scores.loc[refused, "reasons"] != "").all()
+  assert (result.summary["calibration"], plain.summary["calibration"]) == (
+      "platt", None)
+
+
+@pytest.fixture(scope="module")
+def monitored(random_model, tmp_path_factory):
+  """The random model with a training population fitted on a random half
+  of a book's applicants, and a calibration map that moves every score
+  (the PSI must not read it); the book, its plain scoring, its features and
+  the other half's rows."""
+  book = synthetic.generate_lending_book(30, 3000)
+  plain = scoring.score_applicants(
+      random_model, *_book_tables(book), as_of=book.as_of,
+      settings=scoring.ScoringSettings(num_reasons=0))
+  table = features.extract_features(book.borrowers, book.loans,
+                                    book.installments, as_of=book.as_of)
+  table = table.loc[plain.scores["borrower_id"]]
+  rows = np.random.default_rng(0).permutation(len(table))
+  train, batch = rows[:1500], rows[1500:]
+  scores = plain.scores["score"].to_numpy()
+  population = stability.fit_population(
+      scores[train], {n: table[n].to_numpy()[train]
+                      for n in random_model.encoder.features})
+  saved = _with(random_model, tmp_path_factory.mktemp("monitored") / "model",
+                calibration=_SHIFT_MAP, population=population)
+  return saved, book, plain, table, batch
+
+
+def test_a_batch_of_the_training_population_is_stable_at_scoring(monitored):
+  saved, book, plain, table, batch = monitored
+  scores = plain.scores["score"].to_numpy()
+  report = scoring.population_stability(saved, table.iloc[batch],
+                                        scores[batch])
+  assert report["rows"] == batch.size
+  assert report["score"]["psi"] < 0.05
+  assert set(report["features"]) == set(features.FEATURE_COLUMNS)
+  assert all(e["psi"] < 0.05 for e in report["features"].values())
+  assert report["major_shifts"] == []
+  # One feature shifted by a standard deviation: flagged, and no other.
+  shifted = table.iloc[batch].copy()
+  shifted["bestpay_grade"] += table["bestpay_grade"].std()
+  assert scoring.population_stability(saved, shifted, scores[batch])[
+      "major_shifts"] == ["bestpay_grade"]
+
+
+def test_scoring_reports_the_network_scores_stability(monitored):
+  saved, book, plain, table, _ = monitored
+  result = scoring.score_applicants(saved, *_book_tables(book),
+                                    as_of=book.as_of,
+                                    settings=scoring.ScoringSettings(
+                                        num_reasons=0))
+  network = plain.scores["score"].to_numpy()
+  expected = stability.stability_report(
+      saved.population, network, {n: table[n].to_numpy()
+                                  for n in saved.encoder.features})
+  assert result.stability == expected
+  # Read from the calibrated scores, the same batch would look shifted.
+  calibrated = stability.stability_report(saved.population,
+                                          result.scores["score"], {})
+  assert calibrated["score"]["psi"] > 1 > expected["score"]["psi"]
+
+
+def test_a_model_without_a_population_has_no_stability(random_model):
+  book = synthetic.generate_lending_book(32, 20)
+  result = scoring.score_applicants(random_model, *_book_tables(book),
+                                    as_of=book.as_of)
+  assert result.stability is None and result.fairness is None
+
+
+def test_fairness_report_at_scoring(random_model):
+  book = synthetic.generate_lending_book(33, 200)
+  borrowers = book.borrowers.assign(
+      age=np.arange(200) % 60 + 20,
+      default=book.labels.loc[book.borrowers["borrower_id"]].to_numpy())
+  settings = scoring.ScoringSettings(
+      num_reasons=0, sensitive_column="age", sensitive_bins=(40,),
+      default_column="default")
+  result = scoring.score_applicants(random_model, borrowers, book.loans,
+                                    book.installments, book.edges,
+                                    as_of=book.as_of, settings=settings)
+  report = result.fairness
+  assert report["messages"] == []
+  assert {n: g["count"] for n, g in report["groups"].items()} == {
+      "(-inf, 40)": 80, "[40, inf)": 120}  # ages 20..79, cycled
+  approved = result.scores["decision"] != scoring.REFUSE
+  young = (borrowers.set_index("borrower_id").loc[
+      result.scores["borrower_id"], "age"] < 40).to_numpy()
+  assert report["groups"]["(-inf, 40)"]["approval_rate"] == pytest.approx(
+      approved[young].mean())
+  assert report["groups"]["[40, inf)"]["auc"] is not None
+  missing = scoring.fairness_report(
+      borrowers, result.scores,
+      dataclasses.replace(settings, sensitive_column="gender",
+                          sensitive_bins=()))
+  assert missing["groups"] == {} and len(missing["messages"]) == 1
+  assert "'gender' is not in the table" in missing["messages"][0]
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("sensitive_column", 3, "sensitive_column=3 must be a column name"),
+    ("sensitive_bins", (40, 30), "must be increasing"),
+    ("sensitive_bins", "40", "must be increasing"),
+    ("default_column", None, "default_column=None must be a column name"),
+])
+def test_bad_fairness_settings_are_refused(field, value, message):
+  with pytest.raises(ValueError, match=message):
+    scoring.ScoringSettings(**{"sensitive_column": "age", field: value})
+  with pytest.raises(ValueError, match="need a sensitive_column"):
+    scoring.ScoringSettings(sensitive_bins=(30,))

@@ -1,5 +1,6 @@
 """experiments/score.py as a user runs it: bad records, flags, files, outputs."""
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -11,7 +12,11 @@ import pandas as pd
 import pytest
 
 import launch  # pylint: disable=g-bad-import-order
+from credit_nas_jax import calibration
+from credit_nas_jax import features
+from credit_nas_jax import model_io
 from credit_nas_jax import scoring
+from credit_nas_jax import stability
 from credit_nas_jax import synthetic
 from test_scoring import make_model  # pylint: disable=g-bad-import-order
 
@@ -326,3 +331,98 @@ def test_features_only(tmp_path):
                                      "sesame_grade", "alipay_overdue",
                                      "bank_overdue"]
   assert np.isfinite(table["bestpay_overdue"]).all()
+
+
+# Calibration, stability and fairness reports.
+
+
+@pytest.fixture(scope="module")
+def monitored_model_dir(tmp_path_factory):
+  """make_model's model with a calibration map and a training population
+  (features of another book from the generator, scores uniform in [0, 1],
+  which the random network's narrow scores are not)."""
+  directory = tmp_path_factory.mktemp("monitored") / "model"
+  saved = make_model(directory)
+  book = synthetic.generate_lending_book(40, 2000)
+  table = features.extract_features(book.borrowers, book.loans,
+                                    book.installments, as_of=book.as_of)
+  population = stability.fit_population(
+      np.linspace(0, 1, len(table)),
+      {n: table[n].to_numpy() for n in saved.encoder.features})
+  model_io.write_model(str(directory), dataclasses.replace(
+      saved, population=population, calibration={
+          "format": calibration.FORMAT, "method": "platt",
+          "parameters": {"slope": 1.2, "intercept": 0.3}, "rows": 100}))
+  return str(directory)
+
+
+def _log_lines(result, fragment):
+  return [l for l in result.stderr.splitlines() if fragment in l]
+
+
+def test_reports_beside_the_output(monitored_model_dir, tmp_path):
+  book = synthetic.generate_lending_book(41, 400)
+  borrowers = book.borrowers.assign(
+      # Two more grades of BestPay score: one feature shifted.
+      bestpay_score=book.borrowers["bestpay_score"] + 200,
+      age=np.where(np.arange(400) < 12, 80, np.arange(400) % 50 + 20),
+      default=book.labels.loc[book.borrowers["borrower_id"]].to_numpy())
+  paths = _write_book(tmp_path, book, borrowers=borrowers)
+  output = str(tmp_path / "scores.csv")
+  result = _score(monitored_model_dir, paths, "--config.sensitive_column=age",
+                  "--config.sensitive_bins=(40, 75)",
+                  "--config.default_column=default", output=output)
+  assert result.returncode == 0, launch.stderr_of(result)
+  assert len(_log_lines(result, "calibrated scores: platt map")) == 1
+  shifts = _log_lines(result, "against the training population, over 0.25")
+  assert len(shifts) == 2, launch.stderr_of(result)
+  assert "stability: score has PSI" in shifts[0]
+  assert "stability: feature 'bestpay_grade' has PSI" in shifts[1]
+  small = _log_lines(result, "fairness:")
+  assert len(small) == 1 and "'age' group '[75, inf)' has 12 rows" in small[0]
+  stable = json.load(open(tmp_path / "stability.json"))
+  assert stable["rows"] == 400 and stable["major_shifts"] == ["bestpay_grade"]
+  fair = json.load(open(tmp_path / "fairness.json"))
+  assert list(fair["groups"]) == ["(-inf, 40)", "[40, 75)", "[75, inf)"]
+  assert fair["groups"]["[40, 75)"]["auc"] is not None
+  assert fair["equal_opportunity_difference"] is not None
+  scores = pd.read_csv(output)
+  approved = (scores["decision"] != scoring.REFUSE).to_numpy()
+  young = borrowers.set_index("borrower_id").loc[scores["borrower_id"],
+                                                 "age"].to_numpy() < 40
+  assert fair["groups"]["(-inf, 40)"]["approval_rate"] == pytest.approx(
+      approved[young].mean())
+
+
+def test_an_uncalibrated_model_and_a_missing_sensitive_column(model_dir,
+                                                              tmp_path):
+  paths = _write_book(tmp_path)
+  output = str(tmp_path / "scores.csv")
+  result = _score(model_dir, paths, "--config.sensitive_column=gender",
+                  output=output)
+  assert result.returncode == 0, launch.stderr_of(result)
+  assert len(_log_lines(result, "has no calibration map")) == 1
+  assert len(_log_lines(result, "keeps no training population")) == 1
+  missing = _log_lines(result, "fairness:")
+  assert len(missing) == 1
+  assert "sensitive column 'gender' is not in the table" in missing[0]
+  assert len(pd.read_csv(output)) == 120  # the scores are still written
+  assert json.load(open(tmp_path / "stability.json"))["score"] is None
+  assert json.load(open(tmp_path / "fairness.json"))["groups"] == {}
+
+
+@pytest.mark.parametrize("name", ["calibration.json", "population.json"])
+def test_a_tampered_calibration_or_population_is_refused(monitored_model_dir,
+                                                         tmp_path, name):
+  broken = tmp_path / "model"
+  broken.mkdir()
+  for entry in os.listdir(monitored_model_dir):
+    (broken / entry).write_bytes(open(os.path.join(monitored_model_dir,
+                                                   entry), "rb").read())
+  data = bytearray((broken / name).read_bytes())
+  data[len(data) // 2] ^= 0x01
+  (broken / name).write_bytes(bytes(data))
+  paths = _write_book(tmp_path)
+  result = _score(str(broken), paths, output=str(tmp_path / "scores.csv"))
+  _one_line_error(result, name, "checksum")
+  assert not os.path.exists(tmp_path / "scores.csv")

@@ -5,6 +5,8 @@
       --installments=i.csv --edges=e.csv --as_of=2026-01-01 \
       --output=scores.csv --config.num_reasons=4 \
       --config.bands="(('plan_a', 0.95), ('plan_b', 0.85))"
+  python experiments/score.py ... --config.sensitive_column=age \
+      --config.sensitive_bins="(25, 35, 50)" --config.default_column=default
 """
 
 import ml_collections
@@ -38,4 +40,12 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Graphs per model call: speed and memory only, never a result.
   config.batch_size = 1024
+
+  # Fairness report (fairness.json beside the output): a column of the
+  # borrowers table to group by ("": none), inner bin edges for a numeric
+  # one (an age: (25, 35, 50); (): by value), and a 0/1 column of the
+  # borrowers table, 1 = defaulted, for AUC and error rates ("": none).
+  config.sensitive_column = ""
+  config.sensitive_bins = ()
+  config.default_column = ""
   return config
