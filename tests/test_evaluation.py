@@ -259,3 +259,8 @@ def test_combined_table_marks_ours_where_it_matches_the_best_baseline():
       table)
   assert "| gcn | 0.7100 +- 0.0141 | 0.7100 +- 0.0141 |" in table
   assert "| compute (min) | 2.0 | 3.0 |" in table
+  assert "same borrowers" not in table
+  table = evaluation.combined_table(
+      {"credit": summary(0.8), "taiwan": summary(0.6)},
+      {"credit": 2.0, "taiwan": 3.0})
+  assert "credit and taiwan are the same borrowers" in table
