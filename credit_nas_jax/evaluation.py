@@ -94,7 +94,10 @@ from credit_nas_jax import search as search_lib
 
 MODELS = ("logistic_regression", "lightgbm", "mlp", "gcn", "graphsage",
           "supernet", "searched", "searched_extended", "searched_isolated",
-          "random_architecture", "searched_ensemble")
+          "random_architecture", "searched_one_member", "searched_ensemble")
+# ``searched`` with its first retrained member alone: what averaging the
+# members adds (:func:`one_member`).
+ONE_MEMBER = "searched_one_member"
 # Public sets that hold the same borrowers (credit: the feature-similarity
 # graph of taiwan's 30,000 card holders).
 SAME_BORROWERS = (("credit", "taiwan"),)
@@ -190,16 +193,16 @@ def _result(model: str, graph: str, labels: np.ndarray,
             start: float, details: dict[str, Any] | None = None
             ) -> ModelResult:
   """A model's row: metrics and ROC of its test probabilities
-  (``scores["test"]`` against the test ``labels``), and both splits'
-  probabilities kept."""
+  (``scores["test"]`` against the test ``labels``), and every probability
+  of ``scores`` kept (both splits', and a first member's)."""
   test = np.asarray(scores["test"])
   return ModelResult(model, graph,
                      metrics_lib.classification_metrics(labels, test),
                      float(validation_auc), time.perf_counter() - start,
                      roc_points(labels, test), details or {},
-                     {split: np.round(np.asarray(scores[split], np.float64),
+                     {split: np.round(np.asarray(value, np.float64),
                                       7).tolist()
-                      for split in ("validation", "test")})
+                      for split, value in scores.items()})
 
 
 def _split_labels(dataset: data_lib.Dataset) -> dict[str, np.ndarray]:
@@ -442,6 +445,9 @@ def _members_result(model: str, graph: str, exp: experiment.Experiment,
   scores = members_probabilities(exp, members)
   labels = {split: exp.dataset.labels[exp.dataset.splits[split]]
             for split in scores}
+  if len(members) > 1:  # for ONE_MEMBER: the average's effect alone
+    scores.update({f"first_member_{split}": value for split, value in
+                   members_probabilities(exp, members[:1]).items()})
   validation_auc = sk_metrics.roc_auc_score(labels["validation"],
                                             scores["validation"])
   result = _result(model, graph, labels["test"], scores,
@@ -712,6 +718,31 @@ def ensemble_on_validation(rows: Sequence[dict],
   return result
 
 
+def one_member(searched: dict, dataset: data_lib.Dataset) -> ModelResult:
+  """``searched`` (a row) with its first retrained member alone instead of
+  the mean of its members: the same search, derive and weight decay; no
+  compute of its own.
+
+  Raises:
+    ValueError: the row kept no first member (it retrained one network).
+  """
+  start = time.perf_counter()
+  if "first_member_validation" not in searched.get("scores", {}):
+    raise ValueError(f"{ONE_MEMBER} needs searched's members: set "
+                     "config.retrain.ensemble_size above 1 and run searched "
+                     "on the seed first")
+  scores = {split: np.asarray(searched["scores"][f"first_member_{split}"])
+            for split in ("validation", "test")}
+  labels = _split_labels(dataset)
+  result = _result(ONE_MEMBER, searched["graph"], labels["test"], scores,
+                   sk_metrics.roc_auc_score(labels["validation"],
+                                            scores["validation"]), start,
+                   {"budget": searched["details"]["budget"],
+                    "member_seconds": {"searched": searched["seconds"]}})
+  result.seconds += searched["seconds"]
+  return result
+
+
 def compute_seconds(rows: Sequence[dict]) -> float:
   """The model compute of ``rows`` in seconds, each model run counted once:
   an ensemble row counts its own seconds and those of the members whose
@@ -772,6 +803,8 @@ def evaluate_seed(dataset: data_lib.Dataset, config: config_lib.Config,
       result = fit_logistic_regression(data)
     elif name == "lightgbm":
       result = fit_lightgbm(data, seed, lightgbm_grid(config))
+    elif name == ONE_MEMBER:
+      result = one_member(done.get("searched", {}), dataset)
     elif name == RANDOM:
       result = random_control(data, config, seed, edges,
                               done.get("searched", {}).get("seconds"))

@@ -233,7 +233,7 @@ def evaluate_dataset(name: str, base: config_lib.Config, seeds: int,
   table = evaluation.markdown_table(summary)
   facts = {ours: evaluation.searched_facts(rows, ours)
            for ours in models + [evaluation.SELECTED]
-           if ours.startswith("searched")}
+           if ours.startswith("searched") and ours != evaluation.ONE_MEMBER}
   wall = time.perf_counter() - start
   evaluation.write_json(os.path.join(directory, "summary.json"), {
       "dataset": name, "graph": graph, "seeds": seeds,

@@ -165,6 +165,15 @@ def test_every_model_reports_its_validation_budget(runs, config):
       config.retrain.ensemble_size)
   assert random["validation_auc"] == pytest.approx(
       max(d["validation_auc"] for d in drawn))
+  # Ours with its first member alone: the same search, no compute of its
+  # own (counted once in the total), its own probabilities.
+  single = next(r for r in runs[0] if r["model"] == evaluation.ONE_MEMBER)
+  searched = next(r for r in runs[0] if r["model"] == "searched")
+  assert budgets[evaluation.ONE_MEMBER] == budgets["searched"]
+  assert evaluation.compute_seconds([searched, single]) == pytest.approx(
+      single["seconds"])
+  assert single["scores"]["test"] == searched["scores"]["first_member_test"]
+  assert single["scores"]["test"] != searched["scores"]["test"]
   # The chosen setting is the grid's best on validation.
   for row in runs[0]:
     if "grid" in row["details"]:
