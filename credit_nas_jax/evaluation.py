@@ -437,17 +437,16 @@ def _best_on_validation(settings: Sequence[dict[str, Any]],
 
 def _members_result(model: str, graph: str, exp: experiment.Experiment,
                     members: Sequence[Member], start: float,
-                    details: dict[str, Any]) -> ModelResult:
+                    details: dict[str, Any],
+                    scores: dict[str, np.ndarray] | None = None
+                    ) -> ModelResult:
   """A derived network retrained once or more: the mean of its members'
   probabilities (one member is the network itself); its validation AUC is
   the mean's, test scored once. Keeps both splits' probabilities (the
   ensemble's choice reads them)."""
-  scores = members_probabilities(exp, members)
-  labels = {split: exp.dataset.labels[exp.dataset.splits[split]]
-            for split in scores}
-  if len(members) > 1:  # for ONE_MEMBER: the average's effect alone
-    scores.update({f"first_member_{split}": value for split, value in
-                   members_probabilities(exp, members[:1]).items()})
+  if scores is None:  # else the members' probabilities, computed already
+    scores = members_probabilities(exp, members)
+  labels = _split_labels(exp.dataset)
   validation_auc = sk_metrics.roc_auc_score(labels["validation"],
                                             scores["validation"])
   result = _result(model, graph, labels["test"], scores,
@@ -547,11 +546,16 @@ def members_probabilities(exp: experiment.Experiment,
                           members: Sequence[Member]
                           ) -> dict[str, np.ndarray]:
   """The mean of the retrained members' probabilities on validation and
-  test."""
-  return {split: np.mean(
-      [experiment.evaluate(exp, m.weights, {}, m.arch, split)[1]
-       for m in members], axis=0)
+  test, and with several members the first one's alone
+  (``first_member_validation``, ``first_member_test``: for ONE_MEMBER)."""
+  each = {split: [experiment.evaluate(exp, m.weights, {}, m.arch, split)[1]
+                  for m in members]
           for split in ("validation", "test")}
+  scores = {split: np.mean(value, axis=0) for split, value in each.items()}
+  if len(members) > 1:
+    scores.update({f"first_member_{split}": value[0]
+                   for split, value in each.items()})
+  return scores
 
 
 def retrain_derived(searched: Searched
@@ -659,23 +663,24 @@ def random_control(dataset: data_lib.Dataset, config: config_lib.Config,
     derived = search_lib.random_architecture(exp.supernet, rng)
     run, members, decays = retrain_derived(
         Searched(exp, None, derived, [], {}, keys))
-    auc = float(sk_metrics.roc_auc_score(
-        labels, members_probabilities(run, members)["validation"]))
+    scores = members_probabilities(run, members)
+    auc = float(sk_metrics.roc_auc_score(labels, scores["validation"]))
     drawn.append({"kept_features": list(derived.kept_features),
                   "chosen_ops": list(derived.chosen_ops),
                   "pooled_readout": derived.arch.pooled_readout,
                   "weight_decay": run.config.retrain.weight_decay,
                   "validation_auc": auc})
     if best is None or auc > best[0]:
-      best = (auc, run, members, derived, decays)
-  _, run, members, derived, decays = best
+      best = (auc, run, members, derived, decays, scores)
+  _, run, members, derived, decays, scores = best
   details = {"budget": len(drawn) * len(decays),
              "architectures": drawn, "budget_seconds": budget_seconds,
              "weight_decay": run.config.retrain.weight_decay,
              "kept_features": list(derived.kept_features),
              "chosen_ops": list(derived.chosen_ops),
              "pooled_readout": derived.arch.pooled_readout}
-  return _members_result(RANDOM, graph, run, members, start, details)
+  return _members_result(RANDOM, graph, run, members, start, details,
+                         scores)
 
 
 def ensemble_on_validation(rows: Sequence[dict],

@@ -78,16 +78,21 @@ def test_missing_file(saved):
     model_io.load_model(directory)
 
 
+def _flip_byte(path, where):
+  """Flips one bit of the byte at ``where`` (a share of the file; -1: the
+  last byte)."""
+  data = bytearray(open(path, "rb").read())
+  position = int(where * (len(data) - 1)) if where != -1 else len(data) - 1
+  data[position] ^= 0x01
+  open(path, "wb").write(bytes(data))
+
+
 @pytest.mark.parametrize("name", ["model.json", "weights.npz",
                                   "checksums.sha256"])
 @pytest.mark.parametrize("where", [0, 0.5, -1])
 def test_any_changed_byte_is_refused_naming_the_file(saved, name, where):
   directory = saved[0]
-  path = os.path.join(directory, name)
-  data = bytearray(open(path, "rb").read())
-  position = int(where * (len(data) - 1)) if where != -1 else len(data) - 1
-  data[position] ^= 0x01
-  open(path, "wb").write(bytes(data))
+  _flip_byte(os.path.join(directory, name), where)
   with pytest.raises(model_io.ModelFormatError, match=name):
     model_io.load_model(directory)
 
@@ -290,11 +295,7 @@ def test_calibration_and_population_round_trip(monitored):
 def test_a_changed_calibration_or_population_byte_is_refused(monitored, name,
                                                              where):
   directory = monitored[0]
-  path = os.path.join(directory, name)
-  data = bytearray(open(path, "rb").read())
-  position = int(where * (len(data) - 1)) if where != -1 else len(data) - 1
-  data[position] ^= 0x01
-  open(path, "wb").write(bytes(data))
+  _flip_byte(os.path.join(directory, name), where)
   with pytest.raises(model_io.ModelFormatError,
                      match=rf"{name}: checksum .* does not match"):
     model_io.load_model(directory)
