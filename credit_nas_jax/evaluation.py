@@ -17,13 +17,26 @@ budget (settings it chose among) is reported in its ``details``:
 * ``gcn``: a plain two-layer GCN (one GCN op per layer, every feature).
 * ``graphsage``: a two-layer GraphSAGE-style network (neighbours' mean plus
   a root weight on the borrower's own state).
-* ``supernet``: the patent's supernet trained without search (every
-  feature, every op, gates fixed at 1).
 
 The fixed networks (mlp, gcn, graphsage) are trained over a grid of widths
 (``config.baselines.fixed_width_ratios`` of ``hidden_dim``) and weight decays
-(``config.baselines.fixed_weight_decays``; the model has no dropout) and keep the
-setting of the best validation AUC; the supernet trains once.
+(``config.baselines.fixed_weight_decays``; the model has no dropout) on the
+patent's linear embedding and keep the setting of the best validation AUC.
+
+On ours' terms (:data:`MATCHED`), so that each of ours' advantages can be
+read apart from the search:
+
+* ``lightgbm_bagged``: LightGBM's chosen setting fitted on as many bagging
+  seeds as ours has retrained members, their probabilities averaged.
+* ``mlp_matched``, ``graphsage_matched``: the MLP and GraphSAGE on ours'
+  embedding menu, choosing their width and the retrain's weight decay on
+  validation, ``retrain.ensemble_size`` members averaged.
+* ``supernet``: the patent's supernet trained without search (every
+  feature, every op, gates fixed at 1), under the same terms: the search
+  switched off, all else equal.
+
+Ours and its controls:
+
 * ``searched``: ours: bilevel search, derive, retrain (the patent's ops);
   the retrain's weight decay is chosen on validation among
   ``config.retrain.weight_decays``, as the fixed networks' is.
@@ -39,11 +52,16 @@ setting of the best validation AUC; the supernet trains once.
   mean has the best validation AUC: independently searched and trained
   networks averaged, the choice made on validation. It costs nothing more
   than its members and is our headline row.
+* ``searched_linear``: ``searched`` on the patent's linear embedding
+  alone (what the embedding menu adds; not an ensemble member).
+* ``random_architecture``: networks drawn at random from ``searched``'s
+  space, each retrained as ours (:func:`random_control`).
+* ``searched_one_member``: ``searched`` with its first retrained member
+  alone (what averaging the members adds).
 
 The searched models embed every feature by the kinds of
-``config.space.feature_embeddings`` (the evaluation's config offers all three);
-the fixed networks and the untrained-search supernet keep the patent's
-linear embedding.
+``config.space.feature_embeddings`` (the evaluation's config offers all
+three); the plain fixed networks keep the patent's linear embedding.
 
 The neural models share the readout, head, optimizer and early stopping.
 
@@ -92,9 +110,11 @@ from credit_nas_jax import pipeline
 from credit_nas_jax import scoring
 from credit_nas_jax import search as search_lib
 
-MODELS = ("logistic_regression", "lightgbm", "mlp", "gcn", "graphsage",
-          "supernet", "searched", "searched_extended", "searched_isolated",
-          "random_architecture", "searched_one_member", "searched_ensemble")
+MODELS = ("logistic_regression", "lightgbm", "lightgbm_bagged", "mlp",
+          "mlp_matched", "gcn", "graphsage", "graphsage_matched", "supernet",
+          "searched", "searched_extended", "searched_isolated",
+          "searched_linear", "random_architecture", "searched_one_member",
+          "searched_ensemble")
 # ``searched`` with its first retrained member alone: what averaging the
 # members adds (:func:`one_member`).
 ONE_MEMBER = "searched_one_member"
@@ -106,9 +126,23 @@ SAME_BORROWERS = (("credit", "taiwan"),)
 RANDOM = "random_architecture"
 # The most networks a compute-matched random control draws.
 RANDOM_ARCHITECTURES_CAP = 16
-BASELINES = ("logistic_regression", "lightgbm", "mlp", "gcn", "graphsage",
-             "supernet")
+BASELINES = ("logistic_regression", "lightgbm", "mlp", "gcn", "graphsage")
+# The baselines on ours' terms (:func:`train_matched`, ``lightgbm_bagged``):
+# the embedding menu, the retrain's weight decays and as many averaged
+# members as ours; they read the fields ours reads.
+MATCHED = ("lightgbm_bagged", "mlp_matched", "graphsage_matched", "supernet")
+BAGGED = "lightgbm_bagged"
+# The op kind of every fixed network.
+_FIXED_KINDS = {"mlp": "self", "gcn": "gcn", "graphsage": "sage",
+                "mlp_matched": "self", "graphsage_matched": "sage"}
+# Apart in a bagged member's seed from the next evaluation seed's.
+_MEMBER_SEED_STRIDE = 7919
 SEARCHED = ("searched", "searched_extended", "searched_isolated")
+# Ours on the patent's linear embedding alone: what the embedding menu adds
+# (not an ensemble member).
+LINEAR = "searched_linear"
+# The models that run on one-node graphs whatever the set's graph.
+ISOLATED = ("mlp", "mlp_matched", "searched_isolated")
 SELECTED = "searched_selected"
 ENSEMBLE = "searched_ensemble"
 OURS = ENSEMBLE
@@ -279,62 +313,91 @@ def lightgbm_grid(config: config_lib.Config) -> list[dict[str, Any]]:
               config.baselines.lightgbm_min_child_samples)]
 
 
+def _boosted_trees(x: np.ndarray, y: np.ndarray,
+                   splits: dict[str, np.ndarray], params: dict[str, Any],
+                   seed: int):
+  """One LightGBM classifier of ``params`` (its rows and columns bagged by
+  ``seed``), its rounds chosen by early stopping on validation AUC."""
+  import lightgbm  # pylint: disable=g-import-not-at-top
+  classifier = lightgbm.LGBMClassifier(
+      n_estimators=2000, subsample=0.8, subsample_freq=1,
+      colsample_bytree=0.8, random_state=seed, deterministic=True,
+      force_row_wise=True, verbose=-1, **params)
+  validation_set = (x[splits["validation"]], y[splits["validation"]])
+  # lightgbm >= 4.6 names the validation set eval_X, eval_y.
+  if "eval_X" in inspect.signature(classifier.fit).parameters:
+    evaluation_args = dict(zip(("eval_X", "eval_y"), validation_set))
+  else:
+    evaluation_args = {"eval_set": [validation_set]}
+  classifier.fit(x[splits["train"]], y[splits["train"]], eval_metric="auc",
+                 callbacks=[lightgbm.early_stopping(100, verbose=False)],
+                 **evaluation_args)
+  return classifier
+
+
 def fit_lightgbm(dataset: data_lib.Dataset, seed: int,
-                 grid: Sequence[dict[str, Any]] = ({},)) -> ModelResult:
+                 grid: Sequence[dict[str, Any]] = ({},),
+                 members: int = 1) -> ModelResult:
   """Gradient-boosted trees: every setting of ``grid`` with its rounds
   chosen by early stopping on validation AUC; the best on validation kept.
+  With ``members`` above 1 (``lightgbm_bagged``), the chosen setting is
+  fitted ``members`` - 1 more times on other bagging seeds, each stopped on
+  validation, and the row is the mean of their probabilities, as ours is
+  of its retrained members.
 
   An empty setting is the single default (15 leaves, rate 0.03, 20 rows).
   """
-  import lightgbm  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
   x, y, splits = dataset.node_features, dataset.labels, dataset.splits
-  validation_set = (x[splits["validation"]], y[splits["validation"]])
+  def probabilities(classifier):
+    return {split: classifier.predict_proba(x[splits[split]])[:, 1]
+            for split in ("validation", "test")}
+
   best, tried = None, []
   for setting in grid:
     params = {"num_leaves": 15, "learning_rate": 0.03,
               "min_child_samples": 20, **setting}
-    classifier = lightgbm.LGBMClassifier(
-        n_estimators=2000, subsample=0.8, subsample_freq=1,
-        colsample_bytree=0.8, random_state=seed, deterministic=True,
-        force_row_wise=True, verbose=-1, **params)
-    # lightgbm >= 4.6 names the validation set eval_X, eval_y.
-    if "eval_X" in inspect.signature(classifier.fit).parameters:
-      evaluation_args = dict(zip(("eval_X", "eval_y"), validation_set))
-    else:
-      evaluation_args = {"eval_set": [validation_set]}
-    classifier.fit(x[splits["train"]], y[splits["train"]], eval_metric="auc",
-                   callbacks=[lightgbm.early_stopping(100, verbose=False)],
-                   **evaluation_args)
-    auc = sk_metrics.roc_auc_score(
-        validation_set[1], classifier.predict_proba(validation_set[0])[:, 1])
-    rounds = int(classifier.best_iteration_ or 2000)
-    tried.append({**params, "rounds": rounds, "validation_auc": float(auc)})
+    classifier = _boosted_trees(x, y, splits, params, seed)
+    scores = probabilities(classifier)
+    auc = sk_metrics.roc_auc_score(y[splits["validation"]],
+                                   scores["validation"])
+    tried.append({**params, "rounds": int(classifier.best_iteration_ or 2000),
+                  "validation_auc": float(auc)})
     if best is None or auc > best[0]:
-      best = (auc, classifier, tried[-1])
-  auc, classifier, chosen = best
-  scores = {split: classifier.predict_proba(x[splits[split]])[:, 1]
+      best = (auc, params, scores, tried[-1])
+  auc, params, scores, chosen = best
+  details = {**{k: v for k, v in chosen.items() if k != "validation_auc"},
+             "budget": len(tried), "grid": tried}
+  if members == 1:
+    return _result("lightgbm", "none", y[splits["test"]], scores, auc, start,
+                   details)
+  bagged = [scores] + [
+      probabilities(_boosted_trees(x, y, splits, params,
+                                   seed + _MEMBER_SEED_STRIDE * member))
+      for member in range(1, members)]
+  scores = {split: np.mean([s[split] for s in bagged], axis=0)
             for split in ("validation", "test")}
-  return _result("lightgbm", "none", y[splits["test"]], scores, auc, start,
-                 {**{k: v for k, v in chosen.items()
-                     if k != "validation_auc"},
-                  "budget": len(tried), "grid": tried})
+  details["members"] = [
+      {"validation_auc": float(sk_metrics.roc_auc_score(
+          y[splits["validation"]], s["validation"]))} for s in bagged]
+  details["settings"] = details.pop("grid")
+  return _result(BAGGED, "none", y[splits["test"]], scores,
+                 sk_metrics.roc_auc_score(y[splits["validation"]],
+                                          scores["validation"]),
+                 start, details)
 
 
-def fixed_architecture(dataset: data_lib.Dataset, kind: str, hidden_dim: int,
-                       width_ratio: float, num_layers: int = 2
-                       ) -> model_lib.Architecture:
-  """A network without search: every feature, one op of ``kind`` a layer."""
-  encoder = dataset.encoder
-  width = max(1, int(round(width_ratio * hidden_dim)))
-  return model_lib.Architecture(
-      column_groups=tuple(encoder.column_groups),
-      input_columns=tuple(range(len(encoder.column_groups))),
-      group_names=tuple(encoder.features),
-      layer_ops=((width,),) * num_layers,
-      layer_op_names=((kind,),) * num_layers,
-      hidden_dim=hidden_dim, searchable=False,
-      layer_op_kinds=((kind,),) * num_layers)
+def fixed_architecture(inputs: model_lib.Architecture, kind: str,
+                       width_ratio: float) -> model_lib.Architecture:
+  """A network without search over the input entries of ``inputs`` (a
+  supernet: every feature, by each of its embedding kinds), one op of
+  ``kind`` a layer, ``width_ratio`` times D wide."""
+  width = max(1, int(round(width_ratio * inputs.hidden_dim)))
+  layers = len(inputs.layer_ops)
+  return dataclasses.replace(
+      inputs, layer_ops=((width,),) * layers,
+      layer_op_names=((kind,),) * layers, layer_op_kinds=((kind,),) * layers,
+      searchable=False, readout_searchable=False, pooled_readout=True)
 
 
 def _seed_experiment(dataset: data_lib.Dataset,
@@ -366,13 +429,9 @@ def _test_result(model: str, graph: str, exp: experiment.Experiment,
                   **(details or {})})
 
 
-def fixed_grid(name: str, config: config_lib.Config
-               ) -> list[dict[str, float]]:
-  """The (width ratio, weight decay) settings a fixed network tries; the
-  supernet (ours without search, not a baseline to tune; its widths are its
-  ops') trains once with the retrain's weight decay."""
-  if name == "supernet":
-    return [{"weight_decay": float(config.retrain.weight_decay)}]
+def fixed_grid(config: config_lib.Config) -> list[dict[str, float]]:
+  """The (width ratio, weight decay) settings a fixed baseline network
+  tries."""
   return [{"width_ratio": float(r), "weight_decay": float(d)}
           for r in config.baselines.fixed_width_ratios
           for d in config.baselines.fixed_weight_decays]
@@ -464,29 +523,59 @@ def train_fixed(name: str, dataset: data_lib.Dataset,
                 config: config_lib.Config, seed: int,
                 graph: str) -> ModelResult:
   """Trains one of the fixed-network baselines from scratch over its grid
-  (:func:`fixed_grid`) and keeps the setting of the best validation AUC."""
+  (:func:`fixed_grid`) on the linear embedding and keeps the setting of the
+  best validation AUC."""
   start = time.perf_counter()
   exp = _seed_experiment(dataset, config, seed, embeddings=False)
   key = jax.random.fold_in(experiment.run_keys(seed)["init"],
                            MODELS.index(name))
   def train(setting):
-    if name == "supernet":
-      arch = dataclasses.replace(exp.supernet, searchable=False)
-    else:
-      kind = {"mlp": "self", "gcn": "gcn", "graphsage": "sage"}[name]
-      arch = fixed_architecture(dataset, kind, config.space.hidden_dim,
-                                setting["width_ratio"],
-                                config.space.num_gcn_layers)
+    arch = fixed_architecture(exp.supernet, _FIXED_KINDS[name],
+                              setting["width_ratio"])
     run = _with_weight_decay(exp, setting["weight_decay"])
     state = experiment.init_retrain_state(run.config, key, arch)
     state, history = experiment.retrain(run, state, arch)
     return (run, state, arch), history
 
   setting, (run, state, arch), history, tried = _best_on_validation(
-      fixed_grid(name, config), train)
+      fixed_grid(config), train)
   return _test_result(name, graph, run, state.best_weights, arch, history,
                       start,
                       {**setting, "budget": len(tried), "grid": tried})
+
+
+def train_matched(name: str, dataset: data_lib.Dataset,
+                  config: config_lib.Config, seed: int,
+                  graph: str) -> ModelResult:
+  """A fixed network on ours' terms (:data:`MATCHED`): the embedding menu
+  ours searches over, the retrain's weight decays (and for the MLP and
+  GraphSAGE the fixed widths) chosen on the first member's validation AUC,
+  then ``retrain.ensemble_size`` members averaged, every member from the
+  keys ours uses. The supernet trains every feature and op, gates at 1:
+  the search switched off, all else equal."""
+  start = time.perf_counter()
+  exp = _seed_experiment(dataset, config, seed)
+  decays = retrain_weight_decays(exp.config)
+  if name == "supernet":
+    settings = [{"weight_decay": d} for d in decays]
+    def arch_of(setting):
+      del setting  # one network
+      return dataclasses.replace(exp.supernet, searchable=False)
+  else:
+    settings = [{"width_ratio": float(r), "weight_decay": d}
+                for r in config.baselines.fixed_width_ratios for d in decays]
+    def arch_of(setting):
+      return fixed_architecture(exp.supernet, _FIXED_KINDS[name],
+                                setting["width_ratio"])
+  def initial_state(run, arch, member_keys):
+    return experiment.init_retrain_state(run.config, member_keys["retrain"],
+                                         arch)
+  run, setting, members, tried = retrain_members(
+      exp, experiment.run_keys(seed), settings, arch_of, initial_state)
+  return _members_result(name, graph, run, members, start,
+                         {**setting, "budget": len(tried), "settings": tried,
+                          "embeddings": sorted(set(
+                              members[0].arch.column_embeddings))})
 
 
 @dataclasses.dataclass
@@ -512,7 +601,8 @@ def search_and_derive(name: str, dataset: data_lib.Dataset,
   other the patent's."""
   exp = _seed_experiment(
       dataset, config, seed,
-      "extended" if name == "searched_extended" else "patent")
+      "extended" if name == "searched_extended" else "patent",
+      embeddings=name != LINEAR)
   keys = experiment.run_keys(seed)
   state = search_lib.init_search_state(
       keys["init"], exp.supernet, experiment.hyperparameters_of(exp.config))
@@ -558,38 +648,61 @@ def members_probabilities(exp: experiment.Experiment,
   return scores
 
 
+def retrain_members(exp: experiment.Experiment, keys: dict[str, jax.Array],
+                    settings: Sequence[dict[str, Any]],
+                    arch_of: Callable[[dict[str, Any]], model_lib.Architecture],
+                    initial_state: Callable[..., Any]
+                    ) -> tuple[experiment.Experiment, dict[str, Any],
+                               list[Member], list[dict[str, Any]]]:
+  """A network's retrains as ours are made: the first member under every
+  setting (its ``weight_decay``, its network ``arch_of(setting)``), the
+  setting of the best validation AUC kept, then ``retrain.ensemble_size`` -
+  1 more members under it (other initial weights and batch order:
+  ``experiment.member_keys``). ``initial_state(run, arch, member_keys)``
+  is a member's fresh retrain state.
+
+  Returns:
+    (the experiment with the chosen decay, the chosen setting, the members,
+    every setting tried with its validation AUC and best step).
+  """
+  def retrain_member(run, arch, member):
+    member_keys = experiment.member_keys(keys, member)
+    state, history = experiment.retrain(
+        run, initial_state(run, arch, member_keys), arch, keys=member_keys)
+    return Member(state.best_weights, history, arch)
+
+  def first_member(setting):
+    run = _with_weight_decay(exp, setting["weight_decay"])
+    member = retrain_member(run, arch_of(setting), 0)
+    return (run, member), member.history
+
+  setting, (run, first), _, tried = _best_on_validation(settings,
+                                                         first_member)
+  members = [first] + [
+      retrain_member(run, first.arch, member)
+      for member in range(1, int(exp.config.retrain.ensemble_size))]
+  return run, setting, members, tried
+
+
 def retrain_derived(searched: Searched
                     ) -> tuple[experiment.Experiment, list[Member],
                                list[dict[str, Any]]]:
-  """The derived network's retrains under the search's config: the weight
-  decay chosen on the first member's validation AUC among
-  :func:`retrain_weight_decays`, then ``retrain_ensemble_size`` - 1 more
-  members with the chosen decay (other initial weights and batch order).
+  """The derived network's retrains (:func:`retrain_members`) under the
+  search's config, its weights cut from the supernet's initialisation
+  (``experiment.retrain_state``), the weight decay chosen among
+  :func:`retrain_weight_decays`.
 
   Returns:
     (the experiment with the chosen decay, the members, every decay tried
     with its validation AUC).
   """
-  exp, derived, keys = searched.exp, searched.derived, searched.keys
-
-  def retrain_member(run, member):
-    member_keys = experiment.member_keys(keys, member)
-    state = experiment.retrain_state(run, derived, member_keys)
-    train_state, history = experiment.retrain(run, state, derived.arch,
-                                              keys=member_keys)
-    return Member(train_state.best_weights, history, derived.arch)
-
-  def first_member(setting):
-    run = _with_weight_decay(exp, setting["weight_decay"])
-    member = retrain_member(run, 0)
-    return (run, member), member.history
-
-  _, (run, first), _, decays = _best_on_validation(
-      [{"weight_decay": d} for d in retrain_weight_decays(exp.config)],
-      first_member)
-  members = [first] + [
-      retrain_member(run, member)
-      for member in range(1, int(exp.config.retrain.ensemble_size))]
+  derived = searched.derived
+  run, _, members, decays = retrain_members(
+      searched.exp, searched.keys,
+      [{"weight_decay": d} for d in retrain_weight_decays(searched.exp.config)],
+      lambda setting: derived.arch,
+      lambda run, arch, member_keys: experiment.retrain_state(
+          run, derived, member_keys))
   return run, members, decays
 
 
@@ -799,26 +912,11 @@ def evaluate_seed(dataset: data_lib.Dataset, config: config_lib.Config,
     logging.info("seed %d: %s (model %d of %d), %.0fs into the seed", seed,
                  name, index + 1, len(models), time.perf_counter() - begin)
     data, edges = dataset, graph
-    if name in ("mlp", "searched_isolated"):
+    if name in ISOLATED:
       lonely = lonely or isolated(dataset)
       data, edges = lonely, "isolated"
-    if name == ENSEMBLE:
-      result = ensemble_on_validation(list(done.values()), dataset)
-    elif name == "logistic_regression":
-      result = fit_logistic_regression(data)
-    elif name == "lightgbm":
-      result = fit_lightgbm(data, seed, lightgbm_grid(config))
-    elif name == ONE_MEMBER:
-      result = one_member(done.get("searched", {}), dataset)
-    elif name == RANDOM:
-      result = random_control(data, config, seed, edges,
-                              done.get("searched", {}).get("seconds"))
-    elif name in SEARCHED:
-      result = search_and_retrain(
-          name, data, config, seed, edges,
-          os.path.join(out_dir, f"search_{name}.jsonl"))
-    else:
-      result = train_fixed(name, data, config, seed, edges)
+    result = _run_model(name, data, config, seed, edges,
+                        {"out_dir": out_dir, "done": done})
     result.calibration = calibrate(result.scores, _split_labels(dataset),
                                    seed)
     logging.info("seed %d: %s done: validation AUC %.4f, test AUC %.4f, "
@@ -830,6 +928,35 @@ def evaluate_seed(dataset: data_lib.Dataset, config: config_lib.Config,
     if on_result:
       on_result(done[name])
   return [done[name] for name in models]
+
+
+def _run_model(name: str, dataset: data_lib.Dataset,
+               config: config_lib.Config, seed: int, graph: str,
+               seed_state: dict[str, Any]) -> ModelResult:
+  """One model of :func:`evaluate_seed` on its dataset (``seed_state``:
+  the seed's ``out_dir`` and its ``done`` rows, which the rows built from
+  others read)."""
+  done = seed_state["done"]
+  if name == ENSEMBLE:
+    return ensemble_on_validation(list(done.values()), dataset)
+  if name == "logistic_regression":
+    return fit_logistic_regression(dataset)
+  if name in ("lightgbm", BAGGED):
+    return fit_lightgbm(dataset, seed, lightgbm_grid(config),
+                        1 if name == "lightgbm"
+                        else int(config.retrain.ensemble_size))
+  if name == ONE_MEMBER:
+    return one_member(done.get("searched", {}), dataset)
+  if name == RANDOM:
+    return random_control(dataset, config, seed, graph,
+                          done.get("searched", {}).get("seconds"))
+  if name in SEARCHED + (LINEAR,):
+    return search_and_retrain(
+        name, dataset, config, seed, graph,
+        os.path.join(seed_state["out_dir"], f"search_{name}.jsonl"))
+  if name in MATCHED:
+    return train_matched(name, dataset, config, seed, graph)
+  return train_fixed(name, dataset, config, seed, graph)
 
 
 def select_on_validation(rows: Sequence[dict]) -> list[dict]:

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+from sklearn import metrics as sk_metrics
 
 import launch  # pylint: disable=g-bad-import-order
 from credit_nas_jax import data
@@ -87,6 +88,26 @@ def test_lightgbm_keeps_the_grid_setting_best_on_validation(dataset,
   assert result.validation_auc == best["validation_auc"]
   assert result.details["num_leaves"] == best["num_leaves"]
   assert result.details["budget"] == len(grid)
+
+
+@pytest.mark.skipif(not evaluation.lightgbm_available(),
+                    reason="lightgbm (the baselines extra) not installed")
+def test_bagged_lightgbm_averages_members_of_the_chosen_setting(dataset,
+                                                                config):
+  grid = evaluation.lightgbm_grid(config)
+  single = evaluation.fit_lightgbm(dataset, 0, grid)
+  bagged = evaluation.fit_lightgbm(dataset, 0, grid, members=3)
+  assert bagged.model == evaluation.BAGGED
+  # The same setting, chosen on the same validation AUCs.
+  assert bagged.details["settings"] == single.details["grid"]
+  assert bagged.details["learning_rate"] == single.details["learning_rate"]
+  assert bagged.details["budget"] == len(grid)
+  members = bagged.details["members"]
+  assert len(members) == 3 and len({m["validation_auc"] for m in members}) == 3
+  assert members[0]["validation_auc"] == pytest.approx(single.validation_auc)
+  labels = dataset.labels[dataset.splits["validation"]]
+  assert bagged.validation_auc == pytest.approx(
+      sk_metrics.roc_auc_score(labels, bagged.scores["validation"]))
 
 
 def test_unknown_model_is_named(dataset, config, tmp_path):

@@ -53,6 +53,8 @@ def test_every_model_runs_on_one_seed(runs, dataset, config, models,
   assert [r["model"] for r in rows] == list(models)
   by_model = {r["model"]: r for r in rows}
   assert by_model["mlp"]["graph"] == "isolated"
+  assert by_model["mlp_matched"]["graph"] == "isolated"
+  assert by_model["graphsage_matched"]["graph"] == "relations"
   assert by_model["searched_isolated"]["graph"] == "isolated"
   assert by_model["searched"]["graph"] == "relations"
   for row in rows:
@@ -81,6 +83,13 @@ def test_every_model_runs_on_one_seed(runs, dataset, config, models,
     assert {n for n, bound in bounds.items() if bound >= least} == (
         kept & set(bounds))
   assert by_model["searched"]["details"]["readout_gate"] is None
+  # Ours on the linear embedding reads no other kind; the matched
+  # baselines read ours' whole menu.
+  assert not any(":" in n for n in
+                 by_model[evaluation.LINEAR]["details"]["feature_gates"])
+  menu = sorted(config.space.feature_embeddings)
+  for name in evaluation.MATCHED[1:]:
+    assert by_model[name]["details"]["embeddings"] == menu, name
   # Finished models are kept as they are when a seed is resumed.
   again = evaluation.evaluate_seed(dataset, config, 0, models, "relations",
                                    str(tmp_path), done=by_model,
@@ -93,7 +102,7 @@ def test_searched_rows_average_their_retrained_members(runs, config,
   size = config.retrain.ensemble_size
   assert size > 1  # the protocol's config exercises the members' mean
   labels = dataset.labels[dataset.splits["validation"]]
-  for name in evaluation.SEARCHED:
+  for name in evaluation.SEARCHED + evaluation.MATCHED[1:]:
     row = next(r for r in runs[0] if r["model"] == name)
     members = row["details"]["retrain_members"]
     assert len(members) == size
@@ -107,8 +116,9 @@ def test_searched_rows_average_their_retrained_members(runs, config,
     assert len(row["scores"]["test"]) == row["test"]["count"]
     # The first member tried every decay; the best on validation was kept
     # and the other members retrained with it.
-    decays = row["details"]["weight_decays"]
-    assert [d["weight_decay"] for d in decays] == list(
+    decays = row["details"].get("weight_decays") or row["details"][
+        "settings"]
+    assert sorted({d["weight_decay"] for d in decays}) == sorted(
         config.retrain.weight_decays)
     chosen = max(decays, key=lambda d: d["validation_auc"])
     assert row["details"]["weight_decay"] == chosen["weight_decay"]
@@ -144,12 +154,16 @@ def test_every_model_reports_its_validation_budget(runs, config):
   for name in ("mlp", "gcn", "graphsage"):
     assert budgets[name] == len(config.baselines.fixed_width_ratios) * len(
         config.baselines.fixed_weight_decays)
-  assert budgets["supernet"] == 1
+  decays = len(config.retrain.weight_decays)
+  assert budgets["supernet"] == decays
+  for name in ("mlp_matched", "graphsage_matched"):
+    assert budgets[name] == len(config.baselines.fixed_width_ratios) * decays
   if "lightgbm" in budgets:
     assert budgets["lightgbm"] == len(evaluation.lightgbm_grid(config)) == 2
+    assert budgets[evaluation.BAGGED] == budgets["lightgbm"]
   # Ours: every derive candidate, then every retrain weight decay, scored
   # on validation.
-  for name in evaluation.SEARCHED:
+  for name in evaluation.SEARCHED + (evaluation.LINEAR,):
     row = next(r for r in runs[0] if r["model"] == name)
     assert len(row["details"]["derive_trials"]) > 1
     assert budgets[name] == len(row["details"]["derive_trials"]) + len(
@@ -214,7 +228,8 @@ def test_a_seed_keeps_the_rows_its_config_change_leaves_valid():
   kept = evaluation.reusable_rows(
       config, {**config, "space": {"hidden_dim": 8, "embedding_bins": 8}},
       rows)
-  assert sorted(kept) == ["lightgbm", "mlp", "supernet"]
+  # The supernet trains on ours' terms (the embedding menu): not kept.
+  assert sorted(kept) == ["lightgbm", "mlp"]
   assert evaluation.reusable_rows(
       config, {**config, "space": {"hidden_dim": 16, "embedding_bins": 4}},
       rows) == {}
