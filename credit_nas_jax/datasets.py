@@ -367,11 +367,27 @@ def _user_edges(path: str, borrower_ids: np.ndarray,
   return ends[0].to_numpy(np.int64), ends[1].to_numpy(np.int64)
 
 
-def load_user_table(path: str, label_column: str, bad_value: object, *,
-                    id_column: str = "", edges_path: str = "",
-                    categorical_columns: Sequence[str] = (),
-                    split_seed: int = 0, knn_k: int = 10,
-                    use_edges: bool = True,
+@dataclasses.dataclass(frozen=True)
+class TableSchema:
+  """What a team's borrower table holds besides its features.
+
+  Attributes:
+    label_column: the label column.
+    bad_value: its value for a default (bad credit); compared as a number
+      where the column is numeric, else as text.
+    id_column: borrower ids (unique); empty: row numbers.
+    categorical_columns: columns one-hot even where numeric.
+  """
+
+  label_column: str
+  bad_value: object
+  id_column: str = ""
+  categorical_columns: tuple[str, ...] = ()
+
+
+def load_user_table(path: str, schema: TableSchema, *,
+                    edges_path: str = "", split_seed: int = 0,
+                    knn_k: int = 10, use_edges: bool = True,
                     knn_graph_kind: str = "inductive") -> data_lib.Dataset:
   """Loads, splits and encodes a borrower table a team brings.
 
@@ -385,12 +401,8 @@ def load_user_table(path: str, label_column: str, bad_value: object, *,
 
   Args:
     path: the table, ``.csv`` or ``.parquet``.
-    label_column: the label column.
-    bad_value: its value for a default (bad credit); compared as a number
-      where the column is numeric, else as text.
-    id_column: borrower ids (unique); empty: row numbers.
+    schema: its label, id and categorical columns.
     edges_path: relations (see :func:`_user_edges`); empty: a k-NN graph.
-    categorical_columns: columns one-hot even where numeric.
     split_seed: seed of the stratified 60/20/20 split.
     knn_k: neighbours of the k-NN graph; 0: no edges.
     use_edges: use ``edges_path`` when given.
@@ -404,6 +416,8 @@ def load_user_table(path: str, label_column: str, bad_value: object, *,
       single-class label, repeated ids, no feature left, or bad edges.
   """
   table = read_table(path)
+  label_column, id_column = schema.label_column, schema.id_column
+  categorical_columns = schema.categorical_columns
   if not label_column:
     raise TableError(f"{path}: set config.data.label_column to the label column "
                      f"(columns: {list(table.columns)})")
@@ -412,7 +426,7 @@ def load_user_table(path: str, label_column: str, bad_value: object, *,
     if column and column not in table.columns:
       raise TableError(f"{path}: no {role} column {column!r} (columns: "
                        f"{list(table.columns)})")
-  labels = _bad_labels(table, label_column, bad_value, path)
+  labels = _bad_labels(table, label_column, schema.bad_value, path)
   if id_column:
     ids = table[id_column].astype(str)
     repeated = ids.duplicated(keep=False).to_numpy()
@@ -454,10 +468,11 @@ def load_from_config(config: Any) -> data_lib.Dataset:
   """A public set (a key of ``SPECS``) or the user table (``"table"``) a
   config names, with its k-NN graph kind."""
   if config.data.dataset == "table":
+    schema = TableSchema(config.data.label_column, config.data.bad_value,
+                         config.data.id_column,
+                         tuple(config.data.categorical_columns))
     return load_user_table(
-        config.data.table_path, config.data.label_column, config.data.bad_value,
-        id_column=config.data.id_column, edges_path=config.data.edges_path,
-        categorical_columns=tuple(config.data.categorical_columns),
+        config.data.table_path, schema, edges_path=config.data.edges_path,
         split_seed=config.data.split_seed, knn_k=config.data.knn_k,
         use_edges=config.data.use_edges, knn_graph_kind=config.data.knn_graph)
   return load_table_dataset(

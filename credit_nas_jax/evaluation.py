@@ -412,12 +412,15 @@ def _seed_experiment(dataset: data_lib.Dataset,
   return experiment.prepare(config_lib.replace(config, changes), dataset)
 
 
-def _test_result(model: str, graph: str, exp: experiment.Experiment,
-                 weights: chex.ArrayTree, arch: model_lib.Architecture,
+def _test_result(model: str, graph: str,
+                 trained: tuple[experiment.Experiment, chex.ArrayTree,
+                                model_lib.Architecture],
                  history: list[dict], start: float,
                  details: dict[str, Any] | None = None) -> ModelResult:
-  """Scores a retrain's best weights once on test (and on validation, for
-  the calibration map)."""
+  """Scores a retrain's best weights (``trained``: its experiment, the
+  weights, the network) once on test (and on validation, for the
+  calibration map)."""
+  exp, weights, arch = trained
   scores = {split: experiment.evaluate(exp, weights, {}, arch, split)[1]
             for split in ("validation", "test")}
   labels = exp.dataset.labels[exp.dataset.splits["test"]]
@@ -539,7 +542,7 @@ def train_fixed(name: str, dataset: data_lib.Dataset,
 
   setting, (run, state, arch), history, tried = _best_on_validation(
       fixed_grid(config), train)
-  return _test_result(name, graph, run, state.best_weights, arch, history,
+  return _test_result(name, graph, (run, state.best_weights, arch), history,
                       start,
                       {**setting, "budget": len(tried), "grid": tried})
 

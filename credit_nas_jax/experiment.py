@@ -101,6 +101,24 @@ class Plan:
   arch_warmup_steps: int = 0
 
 
+@dataclasses.dataclass(frozen=True)
+class Program:
+  """What a compiled block or scoring program is specialised on: its one
+  static argument (hashable).
+
+  Attributes:
+    arch: the network.
+    plan: the run's static settings.
+    length: steps of a block (0: not a block).
+    patience: the retrain's early-stopping patience, in evaluations.
+  """
+
+  arch: model_lib.Architecture
+  plan: Plan
+  length: int = 0
+  patience: int = 0
+
+
 @dataclasses.dataclass
 class Experiment:
   """A config's dataset and programs' settings, ready to run.
@@ -350,12 +368,14 @@ def scan_steps(step_fn: Callable[[Any, Any], tuple[Any, Any]], state: Any,
 def _search_block_fn(state: search_lib.SearchState,
                      arrays: sampling.GraphArrays | None, key: jax.Array,
                      stop: jax.Array, host_batches: Any = None, *,
-                     arch: model_lib.Architecture, plan: Plan, length: int
+                     program: Program
                      ) -> tuple[search_lib.SearchState, dict[str, jax.Array]]:
-  """``length`` search steps (those before ``stop``) as one scan.
+  """``program.length`` search steps (those before ``stop``) as one scan.
 
   Returns the state and the metrics of the last step taken.
   """
+  arch, plan = program.arch, program.plan
+
   def step_fn(state, batches):
     if batches is None:
       batches = (_training_batch(arrays, "train", state.step, key, plan),
@@ -366,12 +386,11 @@ def _search_block_fn(state: search_lib.SearchState,
         unroll_steps=plan.unroll_steps,
         arch_warmup_steps=plan.arch_warmup_steps)
 
-  return scan_steps(step_fn, state, lambda s: s.step < stop, length,
+  return scan_steps(step_fn, state, lambda s: s.step < stop, program.length,
                     host_batches)
 
 
-search_block = jax.jit(_search_block_fn,
-                       static_argnames=("arch", "plan", "length"),
+search_block = jax.jit(_search_block_fn, static_argnames=("program",),
                        donate_argnums=0)
 
 
@@ -441,8 +460,8 @@ def search(exp: Experiment, state: search_lib.SearchState, *,
   compile_start = time.perf_counter()
   compiled = search_block.lower(
       state, exp.arrays, keys["search_batches"], jnp.int32(total),
-      batches_for(step), arch=exp.supernet, plan=plan,
-      length=length).compile()
+      batches_for(step),
+      program=Program(exp.supernet, plan, length)).compile()
   compile_seconds = time.perf_counter() - compile_start
   run_start = time.perf_counter()
   first_step = step
@@ -472,19 +491,20 @@ def search(exp: Experiment, state: search_lib.SearchState, *,
 # Scoring ---------------------------------------------------------------------
 
 
-def _split_logits_fn(weights, alphas, gates, arrays, rows, stream, key, *,
-                     arch, plan):
-  """Logits of every borrower of ``rows``, in order."""
-  batch = plan.batch_size
+def _split_logits_fn(weights, alphas, gates, arrays, key, *, split: str,
+                     program: Program):
+  """Logits of every borrower of ``split``, in order."""
+  batch, rows = program.plan.batch_size, arrays.splits[split]
   logits = sampling.map_split(
-      lambda graphs: model_lib.apply(weights, alphas, graphs, arch,
+      lambda graphs: model_lib.apply(weights, alphas, graphs, program.arch,
                                      gates)[:batch],
-      arrays, rows, stream, key, batch_size=batch, fanouts=plan.fanouts)
+      arrays, rows, sampling.SPLIT_STREAMS[split], key, batch_size=batch,
+      fanouts=program.plan.fanouts)
   return logits.reshape(-1)[:rows.shape[0]]
 
 
 split_logits_device = jax.jit(_split_logits_fn,
-                              static_argnames=("arch", "plan"))
+                              static_argnames=("split", "program"))
 
 
 def split_logits(exp: Experiment, weights: chex.ArrayTree,
@@ -496,9 +516,8 @@ def split_logits(exp: Experiment, weights: chex.ArrayTree,
     keys = keys or run_keys(exp.config.seed)
     plan = dataclasses.replace(exp.plan, num_shards=1, sharding=None)
     return np.asarray(split_logits_device(
-        weights, alphas, gates, exp.arrays, exp.arrays.splits[split],
-        jnp.int32(sampling.SPLIT_STREAMS[split]), keys["evaluation"],
-        arch=arch, plan=plan), np.float64)
+        weights, alphas, gates, exp.arrays, keys["evaluation"], split=split,
+        program=Program(arch, plan)), np.float64)
   out = []
   for batch in exp.maker.evaluation_batches(split):
     logits = search_lib.predict_step(weights, alphas, batch, arch, gates)
@@ -610,31 +629,30 @@ def init_retrain_state(config: config_lib.Config, key: jax.Array,
 
 
 def retrain_step_fn(state: train_lib.TrainState, arrays, keys, gates,
-                    batch: Any = None, *, arch: model_lib.Architecture,
-                    plan: Plan) -> tuple[train_lib.TrainState,
-                                         dict[str, jax.Array]]:
+                    batch: Any = None, *, program: Program
+                    ) -> tuple[train_lib.TrainState, dict[str, jax.Array]]:
   """One retrain step, on ``batch`` or (None) a batch the device samples
   with the retrain's batch key."""
   if batch is None:
     batch = _training_batch(arrays, "train", state.step,
-                            keys["retrain_batches"], plan)
-  return train_lib.train_step_fn(state, batch, arch=arch, gates=gates)
+                            keys["retrain_batches"], program.plan)
+  return train_lib.train_step_fn(state, batch, arch=program.arch,
+                                 gates=gates)
 
 
 def validation_update(state: train_lib.TrainState, arrays, keys, gates, *,
-                      arch: model_lib.Architecture, plan: Plan,
-                      patience: int) -> tuple[train_lib.TrainState,
-                                              dict[str, jax.Array]]:
+                      program: Program) -> tuple[train_lib.TrainState,
+                                                 dict[str, jax.Array]]:
   """The validation AUC and log loss of the weights (device sampler), and
   the early-stopping update they make."""
-  eval_plan = dataclasses.replace(plan, num_shards=1, sharding=None)
-  logits = _split_logits_fn(
-      state.weights, {}, gates, arrays, arrays.splits["validation"],
-      sampling.SPLIT_STREAMS["validation"], keys["evaluation"], arch=arch,
-      plan=eval_plan)
+  scoring = Program(program.arch, dataclasses.replace(
+      program.plan, num_shards=1, sharding=None))
+  logits = _split_logits_fn(state.weights, {}, gates, arrays,
+                            keys["evaluation"], split="validation",
+                            program=scoring)
   labels = arrays.labels[arrays.splits["validation"]]
   auc = metrics_lib.roc_auc_from_logits(logits, labels)
-  state = train_lib.early_stopping_update(state, auc, patience)
+  state = train_lib.early_stopping_update(state, auc, program.patience)
   return state, {"val_auc": auc,
                  "val_log_loss": metrics_lib.log_loss_from_logits(logits,
                                                                   labels)}
@@ -642,27 +660,24 @@ def validation_update(state: train_lib.TrainState, arrays, keys, gates, *,
 
 def _retrain_block_fn(state: train_lib.TrainState, arrays, keys, gates,
                       stop: jax.Array, host_batches: Any = None, *,
-                      arch: model_lib.Architecture, plan: Plan, length: int,
-                      patience: int
+                      program: Program
                       ) -> tuple[train_lib.TrainState, dict[str, jax.Array]]:
-  """Up to ``length`` retrain steps, then (device sampler) the validation
-  AUC and the early-stopping update; all inside one program."""
+  """Up to ``program.length`` retrain steps, then (device sampler) the
+  validation AUC and the early-stopping update; all inside one program."""
   state, metrics = scan_steps(
       lambda s, batch: retrain_step_fn(s, arrays, keys, gates, batch,
-                                       arch=arch, plan=plan),
-      state, lambda s: (s.step < stop) & ~s.stopped, length, host_batches)
+                                       program=program),
+      state, lambda s: (s.step < stop) & ~s.stopped, program.length,
+      host_batches)
   if arrays is None:
     return state, metrics
   state, validation = validation_update(state, arrays, keys, gates,
-                                        arch=arch, plan=plan,
-                                        patience=patience)
+                                        program=program)
   return state, {**metrics, **validation}
 
 
-retrain_block = jax.jit(
-    _retrain_block_fn,
-    static_argnames=("arch", "plan", "length", "patience"),
-    donate_argnums=0)
+retrain_block = jax.jit(_retrain_block_fn, static_argnames=("program",),
+                        donate_argnums=0)
 
 
 def _host_retrain_batches(exp, start, length):
@@ -714,12 +729,13 @@ def retrain(exp: Experiment, state: train_lib.TrainState,
   history = []
   step = int(state.step)
   host = plan.sampler == "host"
+  program = Program(arch, plan, length, int(config.retrain.patience))
   while step < total and not bool(state.stopped):
     stop = min(step + length, total)
     state, metrics = retrain_block(
         state, exp.arrays, keys, gates, jnp.int32(stop),
         _host_retrain_batches(exp, step, length) if host else None,
-        arch=arch, plan=plan, length=length, patience=int(config.retrain.patience))
+        program=program)
     step = stop
     if int(state.nonfinite_step) >= 0:
       raise train_lib.NonFiniteError(

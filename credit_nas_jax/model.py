@@ -450,9 +450,9 @@ def _mix_fused(params: chex.ArrayTree, gates: jax.Array, pre: jax.Array,
                      + gates @ params["b2"])
 
 
-def _layer(params, gates, z, graphs, op_widths, op_kinds, layout,
-           projection=None):
-  """One mixop layer in the architecture's op layout."""
+def _layer(params, gates, z, graphs, layer, projection=None):
+  """One mixop layer: ``layer`` is its (op widths, op kinds, op layout)."""
+  op_widths, op_kinds, layout = layer
   if layout == "fused" and len(op_widths) > 1:
     return _mix_fused(params, gates, _fused_pre_activations(
         params, z, graphs, op_widths, op_kinds, projection), op_widths)
@@ -488,30 +488,28 @@ def gcn_mixop(params: chex.ArrayTree, gates: jax.Array, h: jax.Array,
   """ReLU(sum_j gates[j] * op_j(h)) sharing aggregations; a "gcn" op is
   MLP_j(aggregate(h))."""
   op_kinds = op_kinds or ("gcn",) * len(op_widths)
-  return _layer(params, gates, h, graphs, op_widths, op_kinds, op_layout)
+  return _layer(params, gates, h, graphs, (op_widths, op_kinds, op_layout))
 
 
 def first_gcn_mixop(embed_params: chex.ArrayTree, feature_gates: jax.Array,
-                    column_groups: Sequence[int], params: chex.ArrayTree,
-                    op_gates: jax.Array, nodes: jax.Array,
-                    graphs: jraph.GraphsTuple,
-                    op_widths: Sequence[int],
-                    op_kinds: Sequence[str] | None = None,
-                    op_layout: str = "separate") -> jax.Array:
-  """gcn_mixop(feature_gate(nodes)) computed on the raw columns.
+                    params: chex.ArrayTree, op_gates: jax.Array,
+                    nodes: jax.Array, graphs: jraph.GraphsTuple,
+                    arch: Architecture) -> jax.Array:
+  """gcn_mixop(feature_gate(nodes)) of ``arch``'s first layer, computed on
+  the raw columns.
 
   The feature gate is linear, and so is the aggregation, so
   aggregate(x Wg + 1 b) W1 = aggregate([x, 1]) ([Wg; b] W1): the first
   layer's widest product runs over the few input columns instead of over
   D, and the aggregation over C + 1 columns instead of D.
   """
-  op_kinds = op_kinds or ("gcn",) * len(op_widths)
-  column_gate = feature_gates[np.asarray(column_groups)]
+  column_gate = feature_gates[np.asarray(arch.encoded_groups)]
   gated_w = embed_params["w"] * column_gate[:, None]  # [C, D]
   mixed_bias = feature_gates @ embed_params["b"]  # [D]
   ones = jnp.ones((nodes.shape[0], 1), nodes.dtype)
   return _layer(params, op_gates, jnp.concatenate([nodes, ones], axis=1),
-                graphs, op_widths, op_kinds, op_layout,
+                graphs, (arch.layer_ops[0], arch.layer_op_kinds[0],
+                         arch.op_layout),
                 projection=jnp.concatenate([gated_w, mixed_bias[None, :]]))
 
 
@@ -600,8 +598,7 @@ def apply(weights: chex.ArrayTree, alphas: chex.ArrayTree,
       weights["gcn"], arch.layer_ops, arch.layer_op_kinds)):
     if layer == 0 and folds_first_layer(arch):
       h = first_gcn_mixop(weights["feature_embed"], gates["features"],
-                          arch.encoded_groups, params, gates["ops"][0], nodes,
-                          graphs, widths, kinds, arch.op_layout)
+                          params, gates["ops"][0], nodes, graphs, arch)
     elif layer == 0:
       mixed = feature_gate(weights["feature_embed"], gates["features"], nodes,
                            arch.encoded_groups)

@@ -1158,8 +1158,18 @@ def _read_tables(paths: Mapping[str, str | None]) -> dict[str, Any]:
           for name, path in paths.items()}
 
 
-def score_files(*, model_dir: str | None, borrowers: str, loans: str,
-                installments: str, edges: str | None, as_of: str,
+@dataclasses.dataclass(frozen=True)
+class RecordFiles:
+  """The record tables of a scoring run (``.csv`` or ``.parquet``): the
+  borrowers, their loans and installments, and optional relations."""
+
+  borrowers: str
+  loans: str
+  installments: str
+  edges: str | None = None
+
+
+def score_files(*, model_dir: str | None, records: RecordFiles, as_of: str,
                 output: str, rejects: str, settings: ScoringSettings,
                 features_only: bool = False) -> dict[str, Any]:
   """Scores record files into a scores file and a rejects file.
@@ -1170,10 +1180,7 @@ def score_files(*, model_dir: str | None, borrowers: str, loans: str,
 
   Args:
     model_dir: a model directory (unused with ``features_only``).
-    borrowers: borrowers table (``.csv`` or ``.parquet``).
-    loans: loans table.
-    installments: installments table.
-    edges: optional relations table.
+    records: the record tables.
     as_of: snapshot date, ``YYYY-MM-DD``.
     output: scores (or features) file.
     rejects: rejected records file.
@@ -1191,8 +1198,7 @@ def score_files(*, model_dir: str | None, borrowers: str, loans: str,
   features_lib.parse_as_of(as_of)
   if not features_only and not model_dir:
     raise ScoringError("--model_dir is required unless --features_only")
-  inputs = {"borrowers": borrowers, "loans": loans,
-            "installments": installments, "edges": edges}
+  inputs = dataclasses.asdict(records)
   check_paths({**inputs, "model_dir": None if features_only else model_dir},
               {"output": output, "rejects": rejects})
   saved = None if features_only else model_io.load_model(model_dir)

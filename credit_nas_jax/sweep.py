@@ -87,15 +87,17 @@ def grid_members(config: config_lib.Config) -> list[Member]:
   return members
 
 
-def _sweep_block_fn(states, arrays, seed_keys, seed_slot, stop, *, arch,
-                    plan, length, vmap_width):
-  """``length`` search steps of every member as one scan.
+def _sweep_block_fn(states, arrays, seed_keys, seed_slot, stop, *,
+                    program, vmap_width):
+  """``program.length`` search steps of every member as one scan.
 
   Every step samples the batches of each distinct seed once, on the device
   (the keys of a lone run of that seed), and each member picks its own
   inside the program; ``jax.lax.map`` runs the members ``vmap_width`` at a
   time, vmapped, one group after another.
   """
+  arch, plan = program.arch, program.plan
+
   def batches(split, step):
     return jax.vmap(lambda key: sampling.training_batch(
         arrays, split, step, key, batch_size=plan.batch_size,
@@ -123,13 +125,12 @@ def _sweep_block_fn(states, arrays, seed_keys, seed_slot, stop, *, arch,
                         members(False), states)
 
   return experiment.scan_steps(lambda s, _: step_fn(s), states,
-                               lambda s: s.step[0] < stop, length)
+                               lambda s: s.step[0] < stop, program.length)
 
 
-sweep_block = jax.jit(
-    _sweep_block_fn,
-    static_argnames=("arch", "plan", "length", "vmap_width"),
-    donate_argnums=0)
+sweep_block = jax.jit(_sweep_block_fn,
+                      static_argnames=("program", "vmap_width"),
+                      donate_argnums=0)
 
 
 def vmap_width_for(config: config_lib.Config, members: int) -> int:
@@ -194,7 +195,7 @@ def _search_chunk(members, exp, seeds, compiled=None, beat=lambda: None):
     compile_start = time.perf_counter()
     compiled = sweep_block.lower(
         states, exp.arrays, seed_keys, slot, jnp.int32(total),
-        arch=exp.supernet, plan=exp.plan, length=length,
+        program=experiment.Program(exp.supernet, exp.plan, length),
         vmap_width=vmap_width_for(config, len(members))).compile()
     compile_seconds = time.perf_counter() - compile_start
   start = time.perf_counter()
@@ -219,17 +220,14 @@ def _member_state(states, i):
   return jax.tree.map(lambda x: x[i], states)
 
 
-@functools.partial(jax.jit, static_argnames=("arch", "plan"))
-def _validation_aucs(weights, alphas, gates, arrays, eval_keys, *, arch,
-                     plan):
+@functools.partial(jax.jit, static_argnames=("program",))
+def _validation_aucs(weights, alphas, gates, arrays, eval_keys, *, program):
   """Validation AUC of every member's network, vmapped on the device."""
-  rows = arrays.splits["validation"]
-  labels = arrays.labels[rows]
+  labels = arrays.labels[arrays.splits["validation"]]
 
   def one(w, a, g, key):
     logits = experiment._split_logits_fn(  # pylint: disable=protected-access
-        w, a, g, arrays, rows, sampling.SPLIT_STREAMS["validation"], key,
-        arch=arch, plan=plan)
+        w, a, g, arrays, key, split="validation", program=program)
     return metrics_lib.roc_auc_from_logits(logits, labels)
 
   return jax.vmap(one)(weights, alphas, gates, eval_keys)
@@ -239,15 +237,16 @@ def _supernet_validation_auc(states, members, exp):
   """Validation AUC of every member's supernet (NaN where it diverged)."""
   keys = _stack([experiment.run_keys(m.seed)["evaluation"] for m in members])
   aucs = np.asarray(_validation_aucs(states.weights, states.alphas, None,
-                                     exp.arrays, keys, arch=exp.supernet,
-                                     plan=exp.plan), np.float64)
+                                     exp.arrays, keys,
+                                     program=experiment.Program(
+                                         exp.supernet, exp.plan)),
+                    np.float64)
   diverged = np.asarray(states.nonfinite_step) >= 0
   return np.where(diverged, np.nan, aucs)
 
 
-def _sweep_retrain_block_fn(states, arrays, keys, gates, stop, *, arch, plan,
-                            length, patience):
-  """``length`` retrain steps of every member as one scan, then each
+def _sweep_retrain_block_fn(states, arrays, keys, gates, stop, *, program):
+  """``program.length`` retrain steps of every member as one scan, then each
   member's validation AUC and early-stopping update.
 
   The block's end is the same for every member, so it is decided outside
@@ -256,7 +255,7 @@ def _sweep_retrain_block_fn(states, arrays, keys, gates, stop, *, arch, plan,
   its carry (a select), as a lone run of it stops.
   """
   member_step = jax.vmap(lambda state, k, g: experiment.retrain_step_fn(
-      state, arrays, k, g, arch=arch, plan=plan))
+      state, arrays, k, g, program=program))
 
   def step_fn(states, _):
     stepped, metrics = member_step(states, keys, gates)
@@ -266,18 +265,16 @@ def _sweep_retrain_block_fn(states, arrays, keys, gates, stop, *, arch, plan,
     return jax.tree.map(keep, stepped, states), metrics
 
   running = lambda s: (jnp.max(s.step) < stop) & ~jnp.all(s.stopped)
-  states, metrics = experiment.scan_steps(step_fn, states, running, length)
+  states, metrics = experiment.scan_steps(step_fn, states, running,
+                                          program.length)
   states, validation = jax.vmap(
       lambda state, k, g: experiment.validation_update(
-          state, arrays, k, g, arch=arch, plan=plan, patience=patience))(
-              states, keys, gates)
+          state, arrays, k, g, program=program))(states, keys, gates)
   return states, {**metrics, **validation}
 
 
-sweep_retrain_block = jax.jit(
-    _sweep_retrain_block_fn,
-    static_argnames=("arch", "plan", "length", "patience"),
-    donate_argnums=0)
+sweep_retrain_block = jax.jit(_sweep_retrain_block_fn,
+                              static_argnames=("program",), donate_argnums=0)
 
 
 def retrain_members(exp: experiment.Experiment, members: list[Member],
@@ -304,12 +301,14 @@ def retrain_members(exp: experiment.Experiment, members: list[Member],
       config, key, arch, model_lib.init(key, arch)[0]))(keys["retrain"])
   every = experiment.eval_interval(config, exp.dataset)
   total = int(config.retrain.steps)
+  program = experiment.Program(arch, exp.plan, every,
+                               int(config.retrain.patience))
   step, start = 0, time.perf_counter()
   while step < total and not bool(np.all(train_states.stopped)):
     step = min(step + every, total)
     train_states, record = sweep_retrain_block(
-        train_states, exp.arrays, keys, gates, jnp.int32(step), arch=arch,
-        plan=exp.plan, length=every, patience=int(config.retrain.patience))
+        train_states, exp.arrays, keys, gates, jnp.int32(step),
+        program=program)
     logging.info("sweep retrain step %d/%d: validation AUC %s; %s (the first "
                  "block holds the compile)", step, total,
                  np.round(np.asarray(record["val_auc"]), 4).tolist(),

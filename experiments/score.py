@@ -118,9 +118,10 @@ def main(argv):
   try:
     settings = scoring.ScoringSettings.from_config(_CONFIG.value)
     summary = scoring.score_files(
-        model_dir=_MODEL_DIR.value, borrowers=_BORROWERS.value,
-        loans=_LOANS.value, installments=_INSTALLMENTS.value,
-        edges=_EDGES.value, as_of=_AS_OF.value, output=_OUTPUT.value,
+        model_dir=_MODEL_DIR.value,
+        records=scoring.RecordFiles(_BORROWERS.value, _LOANS.value,
+                                    _INSTALLMENTS.value, _EDGES.value),
+        as_of=_AS_OF.value, output=_OUTPUT.value,
         rejects=rejects_path, settings=settings,
         features_only=_FEATURES_ONLY.value)
   except (ValueError, OSError) as error:  # every error the library names

@@ -61,7 +61,8 @@ def main(argv):
     start, cpu_start = time.perf_counter(), time.process_time()
     try:
       summary = scoring.score_files(
-          model_dir=_MODEL_DIR.value, **paths, as_of=book.as_of,
+          model_dir=_MODEL_DIR.value,
+          records=scoring.RecordFiles(**paths), as_of=book.as_of,
           output=output, rejects=output + ".rejects.csv", settings=settings)
     except (ValueError, OSError) as error:
       sys.exit(f"error: {error}")

@@ -178,9 +178,8 @@ def test_folded_first_layer_equals_gate_then_layer(dataset):
   batch = _batch(dataset)
   nodes = model.encode_nodes(weights["feature_embed"], batch.nodes, arch)
   layer = weights["gcn"][0]
-  folded = model.first_gcn_mixop(
-      weights["feature_embed"], gates["features"], arch.encoded_groups,
-      layer, gates["ops"][0], nodes, batch, arch.layer_ops[0])
+  folded = model.first_gcn_mixop(weights["feature_embed"], gates["features"],
+                                 layer, gates["ops"][0], nodes, batch, arch)
   mixed = model.feature_gate(weights["feature_embed"], gates["features"],
                              nodes, arch.encoded_groups)
   unfolded = model.gcn_mixop(layer, gates["ops"][0], mixed, batch,

@@ -226,10 +226,10 @@ def test_first_layer_on_raw_columns_equals_gate_then_layer(name, space):
   kinds = arch.layer_op_kinds[0]
   expected = model.gcn_mixop(weights["gcn"][0], op_gates, mixed, graph,
                              arch.layer_ops[0], kinds)
-  got = model.first_gcn_mixop(weights["feature_embed"], feature_gates, GROUPS,
+  assert arch.encoded_groups == GROUPS
+  got = model.first_gcn_mixop(weights["feature_embed"], feature_gates,
                               weights["gcn"][0], op_gates,
-                              jnp.asarray(graph.nodes), graph,
-                              arch.layer_ops[0], kinds)
+                              jnp.asarray(graph.nodes), graph, arch)
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 

@@ -1,12 +1,18 @@
 """A table a team brings: CSV and Parquet, categoricals, missing values,
 constant columns, relations, k-NN graphs, and errors that name the fault."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from credit_nas_jax import datasets
 from experiments.configs import default
+
+# The book's label, its bad value and (or not) its id column.
+_PLAIN = datasets.TableSchema("status", "default")
+_WITH_IDS = datasets.TableSchema("status", "default", id_column="loan_id")
 
 
 def _book(rows=80, seed=0):
@@ -37,8 +43,8 @@ def test_table_is_read_encoded_and_split(tmp_path, kind):
   frame = _book()
   path = _write(frame, tmp_path, kind)
   dataset = datasets.load_user_table(
-      path, "status", "default", id_column="loan_id",
-      categorical_columns=("region",), knn_k=3)
+      path, dataclasses.replace(_WITH_IDS, categorical_columns=("region",)),
+      knn_k=3)
   encoder = dataset.encoder
   # The id and the label are not features; the constant column is dropped.
   assert encoder.features == ("amount", "grade", "region")
@@ -63,7 +69,8 @@ def test_numbers_as_labels_and_text_bad_value(tmp_path):
   frame = _book().assign(status=lambda f: (f["status"] == "default")
                          .astype(int))
   path = _write(frame, tmp_path, "csv")
-  dataset = datasets.load_user_table(path, "status", "1", knn_k=0)
+  dataset = datasets.load_user_table(path, datasets.TableSchema("status", "1"),
+                                     knn_k=0)
   np.testing.assert_array_equal(dataset.labels, 1 - frame["status"])
   assert dataset.graph.indices.size == 0
   # Without an id column rows are the ids; the id column is then a feature.
@@ -77,8 +84,7 @@ def test_edges_by_id(tmp_path):
   edges = tmp_path / "edges.csv"
   pd.DataFrame({"src": ["L000", "L001"], "dst": ["L005", "L000"]}).to_csv(
       edges, index=False)
-  dataset = datasets.load_user_table(path, "status", "default",
-                                     id_column="loan_id",
+  dataset = datasets.load_user_table(path, _WITH_IDS,
                                      edges_path=str(edges))
   graph = dataset.graph
   assert set(graph.indices[graph.indptr[0]:graph.indptr[1]]) == {1, 5}
@@ -93,8 +99,7 @@ def test_unknown_edge_id_names_file_and_row(tmp_path):
   with pytest.raises(datasets.TableError,
                      match=r"edges.csv: 1 edges name no borrower id, first "
                      r"at row 1"):
-    datasets.load_user_table(path, "status", "default", id_column="loan_id",
-                             edges_path=str(edges))
+    datasets.load_user_table(path, _WITH_IDS, edges_path=str(edges))
 
 
 def test_missing_label_column_is_named(tmp_path):
@@ -102,7 +107,7 @@ def test_missing_label_column_is_named(tmp_path):
   with pytest.raises(datasets.TableError,
                      match=r"book.csv: no label column 'default_flag' "
                      r"\(columns: \['loan_id'"):
-    datasets.load_user_table(path, "default_flag", "1")
+    datasets.load_user_table(path, datasets.TableSchema("default_flag", "1"))
 
 
 def test_single_class_label_is_refused(tmp_path):
@@ -110,7 +115,8 @@ def test_single_class_label_is_refused(tmp_path):
   with pytest.raises(datasets.TableError,
                      match=r"book.csv: label column 'status' has a single "
                      r"class with bad_value 'charged_off' \(0 of 80"):
-    datasets.load_user_table(path, "status", "charged_off")
+    datasets.load_user_table(path,
+                             datasets.TableSchema("status", "charged_off"))
 
 
 def test_missing_label_names_the_row(tmp_path):
@@ -120,7 +126,7 @@ def test_missing_label_names_the_row(tmp_path):
   with pytest.raises(datasets.TableError,
                      match=r"label column 'status' is missing in 1 rows, "
                      r"first at row 7"):
-    datasets.load_user_table(path, "status", "default")
+    datasets.load_user_table(path, _PLAIN)
 
 
 def test_repeated_id_is_refused(tmp_path):
@@ -129,7 +135,7 @@ def test_repeated_id_is_refused(tmp_path):
   path = _write(frame, tmp_path, "csv")
   with pytest.raises(datasets.TableError, match=r"repeats 'L002' \(first at "
                      r"row 2"):
-    datasets.load_user_table(path, "status", "default", id_column="loan_id")
+    datasets.load_user_table(path, _WITH_IDS)
 
 
 def test_only_constant_columns_is_refused(tmp_path):
@@ -138,7 +144,7 @@ def test_only_constant_columns_is_refused(tmp_path):
   with pytest.raises(datasets.TableError,
                      match=r"no feature column left \(constant columns "
                      r"dropped: \['product'\]\)"):
-    datasets.load_user_table(path, "status", "default")
+    datasets.load_user_table(path, _PLAIN)
 
 
 @pytest.mark.parametrize("name,content,message", [
@@ -153,13 +159,12 @@ def test_unreadable_file_is_named(tmp_path, name, content, message):
   if content is not None:
     path.write_bytes(content)
   with pytest.raises(datasets.TableError, match=message):
-    datasets.load_user_table(str(path), "status", "default")
+    datasets.load_user_table(str(path), _PLAIN)
 
 
 def test_inductive_knn_links_every_row_to_training_rows_only(tmp_path):
   path = _write(_book(rows=120), tmp_path, "csv")
-  dataset = datasets.load_user_table(path, "status", "default",
-                                     id_column="loan_id", knn_k=4)
+  dataset = datasets.load_user_table(path, _WITH_IDS, knn_k=4)
   graph, splits = dataset.graph, dataset.splits
   is_train = np.zeros(graph.num_nodes, bool)
   is_train[splits["train"]] = True
@@ -171,9 +176,8 @@ def test_inductive_knn_links_every_row_to_training_rows_only(tmp_path):
   pairs = {(u, v) for u in splits["train"]
            for v in graph.indices[graph.indptr[u]:graph.indptr[u + 1]]}
   assert all((v, u) in pairs for u, v in pairs)
-  transductive = datasets.load_user_table(
-      path, "status", "default", id_column="loan_id", knn_k=4,
-      knn_graph_kind="transductive")
+  transductive = datasets.load_user_table(path, _WITH_IDS, knn_k=4,
+                                          knn_graph_kind="transductive")
   assert not is_train[transductive.graph.indices].all()
 
 
