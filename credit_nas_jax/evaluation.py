@@ -918,8 +918,7 @@ def evaluate_seed(dataset: data_lib.Dataset, config: config_lib.Config,
     if name in ISOLATED:
       lonely = lonely or isolated(dataset)
       data, edges = lonely, "isolated"
-    result = _run_model(name, data, config, seed, edges,
-                        {"out_dir": out_dir, "done": done})
+    result = _run_model(name, data, config, seed, edges, out_dir, done)
     result.calibration = calibrate(result.scores, _split_labels(dataset),
                                    seed)
     logging.info("seed %d: %s done: validation AUC %.4f, test AUC %.4f, "
@@ -935,11 +934,10 @@ def evaluate_seed(dataset: data_lib.Dataset, config: config_lib.Config,
 
 def _run_model(name: str, dataset: data_lib.Dataset,
                config: config_lib.Config, seed: int, graph: str,
-               seed_state: dict[str, Any]) -> ModelResult:
-  """One model of :func:`evaluate_seed` on its dataset (``seed_state``:
-  the seed's ``out_dir`` and its ``done`` rows, which the rows built from
-  others read)."""
-  done = seed_state["done"]
+               out_dir: str, done: dict[str, dict]) -> ModelResult:
+  """One model of :func:`evaluate_seed` on its dataset; the rows built
+  from others' (the ensemble, one member, the random control's budget)
+  read the seed's ``done`` rows."""
   if name == ENSEMBLE:
     return ensemble_on_validation(list(done.values()), dataset)
   if name == "logistic_regression":
@@ -956,7 +954,7 @@ def _run_model(name: str, dataset: data_lib.Dataset,
   if name in SEARCHED + (LINEAR,):
     return search_and_retrain(
         name, dataset, config, seed, graph,
-        os.path.join(seed_state["out_dir"], f"search_{name}.jsonl"))
+        os.path.join(out_dir, f"search_{name}.jsonl"))
   if name in MATCHED:
     return train_matched(name, dataset, config, seed, graph)
   return train_fixed(name, dataset, config, seed, graph)
